@@ -1,0 +1,44 @@
+"""Settings, read from ``BELCHEER_*`` environment variables (or a ``.env`` file).
+
+There is no global settings object: callers build :class:`Settings` (``Settings()`` reads the
+environment) and pass it down, so tests and the API can run with different workspaces side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """belcheer's configuration. Every field can be set as ``BELCHEER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="BELCHEER_", env_file=".env", extra="ignore")
+
+    #: the workspace folder: catalog, surveys, products, parcels, jobs
+    workspace: Path = Field(default=Path("./belcheer-data"))
+    #: folder of real test data (tests only)
+    real_data: Path | None = None
+    #: Dask scheduler: "threads", "processes", "synchronous" or a distributed address tcp://host:port
+    scheduler: str = "threads"
+    #: worker threads/processes for the local schedulers (None = number of cores)
+    workers: int | None = None
+    #: log level name
+    log_level: str = "INFO"
+    #: server-side folders that API users may name as frame sources (confined with resolve())
+    allowed_roots: list[Path] = Field(default_factory=list)
+    #: upload limits, bytes
+    max_upload_file_bytes: int = 200 * 1024**2
+    max_upload_total_bytes: int = 20 * 1024**3
+    #: refuse to read a raster whose width×height×bands×itemsize exceeds this, bytes
+    max_raster_bytes: int = 64 * 1024**3
+    #: secret for signing API tokens; generated into the workspace on first use when unset
+    secret_key: str | None = None
+    #: token lifetime, minutes
+    token_minutes: int = 60 * 12
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.workspace / "catalog.sqlite"

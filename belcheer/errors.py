@@ -1,0 +1,95 @@
+"""Every domain failure belcheer raises, in one place.
+
+Each error names the problem and, where there is one, the fix. The CLI maps them to exit codes
+(``belcheer.cli``) and the API to HTTP statuses (``belcheer.api``), each in one table keyed on
+these classes.
+"""
+
+from __future__ import annotations
+
+
+class BelcheerError(Exception):
+    """Base class: a problem with the user's input or workspace, not a bug."""
+
+    #: process exit code used by the CLI
+    exit_code: int = 1
+    #: HTTP status used by the API
+    http_status: int = 400
+
+
+class ConfigError(BelcheerError):
+    """Settings or command-line options that cannot work together."""
+
+    exit_code = 2
+
+
+class InputError(BelcheerError):
+    """A file or value supplied by the user is unreadable, corrupt or out of range."""
+
+    exit_code = 3
+    http_status = 422
+
+
+class UnsafePathError(InputError):
+    """A path escapes the folder it must stay inside (``..``, absolute, symlink)."""
+
+    http_status = 400
+
+
+class TooLargeError(InputError):
+    """An upload, archive or raster is larger than the configured limit."""
+
+    http_status = 413
+
+
+class NoUsableFramesError(InputError):
+    """A survey in which validation left no frame to work with."""
+
+    exit_code = 4
+
+
+class CRSError(InputError):
+    """A missing, unsupported or mismatched coordinate reference system."""
+
+
+class NotFoundError(BelcheerError):
+    """A survey, product, parcel or job that is not in the workspace catalog."""
+
+    exit_code = 5
+    http_status = 404
+
+
+class ConflictError(BelcheerError):
+    """Something already exists (a survey name, a parcel id) and would be overwritten."""
+
+    exit_code = 6
+    http_status = 409
+
+
+class ProcessingError(BelcheerError):
+    """A stage ran but could not produce a trustworthy result (no overlap, no panel…)."""
+
+    exit_code = 7
+    http_status = 422
+
+
+class FormulaError(InputError):
+    """A user band-math formula that is malformed or not allowed."""
+
+
+class BandError(InputError):
+    """A computation needs spectral bands the camera does not have."""
+
+
+class AuthError(BelcheerError):
+    """Missing or invalid credentials."""
+
+    exit_code = 8
+    http_status = 401
+
+
+class PermissionDeniedError(BelcheerError):
+    """The user is known but their role does not allow this."""
+
+    exit_code = 8
+    http_status = 403

@@ -1,0 +1,93 @@
+"""The workspace: a folder holding the catalog and every file belcheer produces.
+
+Layout (all paths below the workspace root)::
+
+    catalog.sqlite                     the embedded catalog (see belcheer.catalog)
+    surveys/<survey>/manifest.parquet  the survey manifest (GeoParquet, one row per frame)
+    surveys/<survey>/products/*.tif    COG products: orthomosaic, reflectance, indices, classes
+    surveys/<survey>/reports/…         quality reports, previews, validation report
+    parcels/parcels-v<N>.gpkg          each imported version of the parcel layer
+    jobs/<job-id>/…                    uploads and job scratch space
+    models/…                           fitted models (biomass calibration, land-cover classifier)
+
+Survey names may be Cyrillic; they are refused if they could escape the folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from belcheer.catalog import Catalog, SQLiteCatalog
+from belcheer.config import Settings
+from belcheer.errors import ConflictError
+from belcheer.fileio import confined, safe_name
+from belcheer.manifest import read_manifest, write_manifest
+from belcheer.models import Product, Survey
+
+
+@dataclass
+class Workspace:
+    """A workspace folder and its catalog. Create with :func:`open_workspace`."""
+
+    root: Path
+    catalog: Catalog
+
+    # -- paths ---------------------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        """A path inside the workspace; refuses anything that would leave it."""
+        return confined(self.root, Path(*parts))
+
+    def survey_dir(self, survey: str) -> Path:
+        return self.path("surveys", safe_name(survey))
+
+    def product_path(self, survey: str, name: str, suffix: str = ".tif") -> Path:
+        """Where a survey's product file goes (``surveys/<survey>/products/<name><suffix>``)."""
+        return self.path("surveys", safe_name(survey), "products", safe_name(name) + suffix)
+
+    def report_dir(self, survey: str) -> Path:
+        d = self.path("surveys", safe_name(survey), "reports")
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def manifest_path(self, survey: str) -> Path:
+        return self.path("surveys", safe_name(survey), "manifest.parquet")
+
+    # -- surveys -------------------------------------------------------------------------
+    def save_survey(self, survey: Survey, summary: dict | None = None, replace: bool = False) -> Path:
+        """Write the survey's manifest and register it in the catalog. Returns the manifest path."""
+        path = self.manifest_path(survey.name)
+        if not replace and survey.name in self.surveys():
+            raise ConflictError(f"survey {survey.name!r} already exists in {self.root}; choose "
+                                "another --survey name or pass --replace")
+        write_manifest(survey, path)
+        date = survey.date.date().isoformat() if survey.date else None
+        self.catalog.add_survey(survey.name, path, survey.epsg, date, summary or {}, replace=True)
+        return path
+
+    def survey(self, name: str) -> Survey:
+        """Load a survey manifest by name."""
+        rec = self.catalog.survey(name)
+        return read_manifest(rec.manifest)
+
+    def surveys(self) -> list[str]:
+        return [s.name for s in self.catalog.surveys()]
+
+    def product(self, survey: str, name: str) -> Product:
+        return self.catalog.product(survey, name)
+
+    def add_product(self, product: Product) -> Product:
+        return self.catalog.add_product(product)
+
+
+def open_workspace(root: str | os.PathLike[str] | None = None,
+                   settings: Settings | None = None) -> Workspace:
+    """Open (creating if needed) the workspace at ``root``, else at ``settings.workspace``."""
+    settings = settings or Settings()
+    base = Path(root) if root is not None else settings.workspace
+    base = base.expanduser().resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    for sub in ("surveys", "parcels", "jobs", "models"):
+        (base / sub).mkdir(exist_ok=True)
+    return Workspace(root=base, catalog=SQLiteCatalog(base / "catalog.sqlite"))

@@ -1,0 +1,48 @@
+"""Shared fixtures. Real-data tests read ``BELCHEER_REAL_DATA`` (default: ../shared/data beside
+the repository) and fail — never skip — when a folder they need is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def _real_root() -> Path:
+    env = os.environ.get("BELCHEER_REAL_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real data folder; a missing folder is a test failure."""
+    root = _real_root()
+    assert root.is_dir(), (f"real data folder {root} is missing: set BELCHEER_REAL_DATA to the folder "
+                           "holding brighton_beach_rgb/, rededge_tutorial/ … or deselect with -m 'not real'")
+    return root
+
+
+def real_dataset(root: Path, name: str) -> Path:
+    """One dataset folder below the real data root; fails with the folder named if absent."""
+    path = root / name
+    assert path.is_dir(), f"real dataset {path} is missing"
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Folder for test artifacts (previews, histograms, screenshots) kept after the run."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+def workspace(tmp_path: Path):
+    """A fresh, empty workspace."""
+    from belcheer import open_workspace
+
+    return open_workspace(tmp_path / "ws")
