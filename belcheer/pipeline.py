@@ -1,0 +1,163 @@
+"""The whole job, ingest → mosaic → indices → stats, as one resumable run.
+
+The CLI (``belcheer run``, ``belcheer demo``) and the API's jobs call :func:`run_pipeline`; it only
+calls the stages' public functions. Each stage is recorded as finished in the catalog's job row
+(``result["done"]``), so a run interrupted by a crash or a server restart resumes from the first
+unfinished stage instead of starting again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from belcheer.errors import ConfigError
+from belcheer.progress import ProgressCallback, scaled
+from belcheer.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("ingest", "calibrate", "mosaic", "indices", "stats")
+#: indices computed by default: reflectance-based for multispectral, relative for RGB
+DEFAULT_MS_INDICES: tuple[str, ...] = ("ndvi", "ndrei", "savi", "msavi", "gndvi")
+DEFAULT_RGB_INDICES: tuple[str, ...] = ("vari", "exg", "gli", "ngrdi")
+#: share of the run's progress bar given to each stage (mosaicking dominates)
+_WEIGHTS = {"ingest": 0.1, "calibrate": 0.05, "mosaic": 0.55, "indices": 0.15, "stats": 0.15}
+
+
+@dataclass
+class PipelineParams:
+    """What a pipeline run needs. ``frames_dir`` may be None when the survey is already ingested."""
+
+    survey: str
+    frames_dir: Path | None = None
+    indices: Sequence[str] | None = None
+    epsg: int | None = None
+    resolution: float | None = None
+    panels: Sequence[str] = ()
+    panel_albedo: float | None = None
+    parcels: Path | None = None
+    scheduler: str | None = None
+    replace: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"survey": self.survey, "frames_dir": str(self.frames_dir) if self.frames_dir else None,
+                "indices": list(self.indices) if self.indices else None, "epsg": self.epsg,
+                "resolution": self.resolution, "panels": list(self.panels),
+                "panel_albedo": self.panel_albedo,
+                "parcels": str(self.parcels) if self.parcels else None,
+                "scheduler": self.scheduler, "replace": self.replace, "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PipelineParams:
+        return cls(survey=d["survey"], frames_dir=Path(d["frames_dir"]) if d.get("frames_dir") else None,
+                   indices=d.get("indices"), epsg=d.get("epsg"), resolution=d.get("resolution"),
+                   panels=tuple(d.get("panels") or ()), panel_albedo=d.get("panel_albedo"),
+                   parcels=Path(d["parcels"]) if d.get("parcels") else None,
+                   scheduler=d.get("scheduler"), replace=bool(d.get("replace")),
+                   options=d.get("options") or {})
+
+
+@dataclass
+class _Context:
+    ws: Workspace
+    params: PipelineParams
+    calibration: Any = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _ingest(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
+    from belcheer.ingest import ingest
+
+    p = ctx.params
+    if p.frames_dir is None:
+        ctx.ws.catalog.survey(p.survey)  # raises NotFoundError naming the known surveys
+        return {"skipped": "already ingested"}
+    survey = ingest(ctx.ws, p.frames_dir, survey=p.survey, epsg=p.epsg, panels=p.panels,
+                    replace=p.replace, progress=progress)
+    return {"captures": len(survey.captures), "usable": len(survey.flight_captures)}
+
+
+def _calibrate(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
+    survey = ctx.ws.survey(ctx.params.survey)
+    if not survey.is_multispectral:
+        return {"skipped": "RGB camera: indices are relative"}
+    from belcheer.indices import calibrate
+
+    ctx.calibration = calibrate(survey, panel_albedo=ctx.params.panel_albedo)
+    return {"method": ctx.calibration.method}
+
+
+def _mosaic(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
+    from belcheer.orthomosaic import mosaic
+
+    p = ctx.params
+    if ctx.calibration is None and ctx.ws.survey(p.survey).is_multispectral:
+        # resumed after the calibrate stage: calibration objects are not persisted, recompute (cheap)
+        _calibrate(ctx, progress)
+    product = mosaic(ctx.ws, p.survey, resolution=p.resolution, epsg=p.epsg,
+                     correction=ctx.calibration, scheduler=p.scheduler, progress=progress)
+    return {"product": product.name, "path": str(product.path)}
+
+
+def _indices(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
+    from belcheer.indices import compute_survey
+
+    p = ctx.params
+    names = p.indices
+    if not names:
+        ms = ctx.ws.survey(p.survey).is_multispectral
+        names = DEFAULT_MS_INDICES if ms else DEFAULT_RGB_INDICES
+    products = compute_survey(ctx.ws, p.survey, list(names), scheduler=p.scheduler, progress=progress)
+    return {"products": [pr.name for pr in products]}
+
+
+def _stats(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
+    from belcheer import zoning
+
+    p = ctx.params
+    if p.parcels is not None:
+        zoning.import_parcels(ctx.ws, p.parcels)
+    if ctx.ws.catalog.current_parcel_version() is None:
+        return {"skipped": "no parcels imported"}
+    table = zoning.survey_stats(ctx.ws, p.survey, scheduler=p.scheduler, progress=progress)
+    return {"parcels": int(len(table))}
+
+
+_RUNNERS: dict[str, Callable[[_Context, ProgressCallback], dict[str, Any]]] = {
+    "ingest": _ingest, "calibrate": _calibrate, "mosaic": _mosaic, "indices": _indices, "stats": _stats,
+}
+
+
+def run_pipeline(ws: Workspace, params: PipelineParams, *, done: Sequence[str] = (),
+                 progress: ProgressCallback | None = None,
+                 on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+                 stages: Sequence[str] = STAGES) -> dict[str, Any]:
+    """Run the pipeline's ``stages`` in order, skipping those listed in ``done``.
+
+    ``on_stage(name, result)`` is called after each stage finishes, so a caller can persist the
+    run's state (the API writes it to the job row). Returns ``{stage: result}`` for the stages run.
+    """
+    unknown = [s for s in stages if s not in _RUNNERS]
+    if unknown:
+        raise ConfigError(f"unknown pipeline stage(s) {unknown}; stages are {', '.join(STAGES)}")
+    ctx = _Context(ws=ws, params=params)
+    results: dict[str, Any] = {}
+    todo = [s for s in stages if s not in set(done)]
+    total = sum(_WEIGHTS[s] for s in todo) or 1.0
+    start = 0.0
+    for name in todo:
+        stop = start + _WEIGHTS[name] / total
+        cb = scaled(progress, start, stop)
+        cb(0.0, name)
+        log.info("pipeline %s: %s", params.survey, name)
+        results[name] = _RUNNERS[name](ctx, cb)
+        cb(1.0, name)
+        if on_stage is not None:
+            on_stage(name, results[name])
+        start = stop
+    return results
