@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from belcheer.catalog import Catalog, SQLiteCatalog
 from belcheer.config import Settings
@@ -25,6 +26,12 @@ from belcheer.errors import ConflictError
 from belcheer.fileio import confined, safe_name
 from belcheer.manifest import read_manifest, write_manifest
 from belcheer.models import Product, Survey
+
+if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
+    import pandas as pd
+
+    from belcheer.facade import SurveyView
 
 
 @dataclass
@@ -66,10 +73,12 @@ class Workspace:
         self.catalog.add_survey(survey.name, path, survey.epsg, date, summary or {}, replace=True)
         return path
 
-    def survey(self, name: str) -> Survey:
-        """Load a survey manifest by name."""
+    def survey(self, name: str) -> SurveyView:
+        """Load a survey manifest by name, bound to this workspace (see :mod:`belcheer.facade`)."""
+        from belcheer.facade import SurveyView
+
         rec = self.catalog.survey(name)
-        return read_manifest(rec.manifest)
+        return SurveyView.bind(read_manifest(rec.manifest), self)
 
     def surveys(self) -> list[str]:
         return [s.name for s in self.catalog.surveys()]
@@ -79,6 +88,19 @@ class Workspace:
 
     def add_product(self, product: Product) -> Product:
         return self.catalog.add_product(product)
+
+    # -- notebook conveniences -------------------------------------------------------------
+    def parcels(self, version: int | None = None) -> gpd.GeoDataFrame:
+        """The parcel layer (current version by default) as a GeoDataFrame in EPSG:4326."""
+        from belcheer.zoning import load_parcels
+
+        return load_parcels(self, version=version)
+
+    def timeseries(self, parcel_id: str, index: str = "ndvi", stat: str = "mean") -> pd.Series:
+        """A parcel's ``stat`` of ``index`` over every survey, indexed by survey date."""
+        from belcheer.facade import timeseries
+
+        return timeseries(self, parcel_id, index=index, stat=stat)
 
 
 def open_workspace(root: str | os.PathLike[str] | None = None,

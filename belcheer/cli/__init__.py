@@ -31,7 +31,7 @@ def _root(
 
 def _register() -> None:
     # each module adds its commands to ``app``; imported here so `belcheer --help` lists them all
-    from belcheer.cli import ingest, simulate, mosaic, indices, zoning, serve, pipeline  # noqa: F401
+    from belcheer.cli import indices, ingest, mosaic, pipeline, serve, simulate, zoning  # noqa: F401
 
     for mod in (simulate, ingest, mosaic, indices, zoning, serve, pipeline):
         mod.register(app)
