@@ -1,0 +1,273 @@
+"""Radiance → surface reflectance for a whole survey: panel, sunlight sensor, or both.
+
+``reflectance = π · L / E`` per band, where ``L`` is the frame's radiance and ``E`` the
+irradiance on a horizontal surface:
+
+* ``panel``: ``E = π · L_panel / albedo`` from the calibrated panel, once for the survey;
+* ``sensor``: ``E`` from each frame's sunlight sensor (DLS / sunshine sensor), so changing light
+  (clouds) is followed frame by frame;
+* ``both``: the panel sets the level, the sensor the changes: ``E = k · E_sensor(frame)`` with
+  ``k = E_panel / E_sensor(panel capture)`` per band.
+
+A :class:`Calibration` is a :data:`belcheer.types.FrameCorrection`: ``cal(frame, dn)`` gives
+float32 reflectance with NaN where invalid. It is a plain dataclass, so it pickles to Dask
+workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from belcheer.errors import ConfigError, ProcessingError
+from belcheer.indices.panel import PanelMeasurement, measure_panel
+from belcheer.indices.radiometry import camera_family, floats, radiance, sensor_irradiance, vendor_value
+from belcheer.models import Capture, Frame, Survey
+
+Method = Literal["auto", "panel", "sensor", "both"]
+
+
+def read_dn(frame: Frame) -> np.ndarray:
+    """The frame's raw pixel values as stored (one band, 2-D)."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # raw frames carry no geotransform
+        with rasterio.open(frame.path) as src:
+            return src.read(1)
+
+
+@dataclass
+class Calibration:
+    """A survey's radiometric calibration; call it as ``cal(frame, dn) → reflectance``.
+
+    ``panel_irradiance`` (per band name) is ``π·L_panel/albedo``; ``sensor_scale`` is the
+    per-band ``k`` of the ``both`` method. ``metadata`` is the JSON-ready report.
+    """
+
+    method: str
+    panel_irradiance: dict[str, float] = field(default_factory=dict)
+    sensor_scale: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def irradiance(self, frame: Frame) -> float:
+        """The horizontal irradiance used for ``frame`` (units of the camera's radiance × sr)."""
+        band = frame.band.name
+        if self.method in ("sensor", "both"):
+            s = sensor_irradiance(frame)
+            if s is not None and s[0] > 0 and math.isfinite(s[0]):
+                return s[0] * (self.sensor_scale.get(band, 1.0) if self.method == "both" else 1.0)
+            if band not in self.panel_irradiance:
+                raise ProcessingError(f"frame {frame.path.name} has no sunlight-sensor reading and "
+                                      "the survey has no panel; calibrate with a panel capture "
+                                      "(--panel IMG_xxxx at ingest)")
+        if band not in self.panel_irradiance:
+            raise ProcessingError(f"no panel measurement for band {band!r} of {frame.path.name}; "
+                                  f"the panel capture had bands {', '.join(self.panel_irradiance)}")
+        return self.panel_irradiance[band]
+
+    def reflectance_factor(self, frame: Frame) -> float:
+        """Multiply the frame's radiance by this to get reflectance (π / E)."""
+        return math.pi / self.irradiance(frame)
+
+    def __call__(self, frame: Frame, dn: np.ndarray) -> np.ndarray:
+        """Raw DN → surface reflectance (float32, 0…1 for most surfaces, NaN where invalid)."""
+        raw = np.asarray(dn)
+        out = radiance(frame, raw) * np.float32(self.reflectance_factor(frame))
+        r = frame.radiometry
+        # saturated pixels carry no radiometric information
+        sat = 2 ** (r.bits_per_sample or 16) - 1
+        bad = raw.reshape(out.shape) >= sat
+        if bad.any():
+            out[bad] = np.nan
+        return out.astype(np.float32, copy=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "panel_irradiance": dict(self.panel_irradiance),
+                "sensor_scale": dict(self.sensor_scale), **self.metadata}
+
+
+def _albedos(survey: Survey, panel_albedo: float | Sequence[float] | Mapping[str, float] | None,
+             capture: Capture) -> dict[str, float]:
+    names = [f.band.name for f in capture.frames]
+    if panel_albedo is None:
+        # newer MicaSense firmware writes the panel's albedo when it recognised the panel's QR code
+        found = {f.band.name: floats(vendor_value(f, "Albedo", "PanelAlbedo")) for f in capture.frames}
+        if all(found.values()):
+            return {k: v[0] for k, v in found.items()}  # type: ignore[index]
+        raise ConfigError("the panel's reflectance (albedo) per band is needed for panel calibration: "
+                          "give --panel-albedo 0.49 (one value) or one per band, e.g. "
+                          "--panel-albedo blue=0.49,green=0.49,…; it is printed on the panel's "
+                          "calibration sheet and encoded in its QR code")
+    if isinstance(panel_albedo, int | float):
+        values = dict.fromkeys(names, float(panel_albedo))
+    elif isinstance(panel_albedo, Mapping):
+        values = {k: float(v) for k, v in panel_albedo.items()}
+    else:
+        seq = [float(v) for v in panel_albedo]
+        order = [b.name for b in survey.bands] or names
+        if len(seq) != len(order):
+            raise ConfigError(f"--panel-albedo has {len(seq)} values but the camera has "
+                              f"{len(order)} bands ({', '.join(order)})")
+        values = dict(zip(order, seq, strict=True))
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ConfigError(f"--panel-albedo gives no value for band(s) {', '.join(missing)}")
+    bad = {k: v for k, v in values.items() if not 0.0 < v <= 1.0}
+    if bad:
+        raise ConfigError(f"panel albedo must be in (0, 1]; got {bad}")
+    return values
+
+
+def _measure(capture: Capture, region: tuple[int, int, int, int] | None
+             ) -> dict[str, tuple[PanelMeasurement, float]]:
+    out = {}
+    for f in capture.frames:
+        L = radiance(f, read_dn(f))
+        out[f.band.name] = (measure_panel(L, region, name=f"{capture.id} {f.band.name} "
+                                          f"({f.path.name})"), float(np.nanmean(L)))
+    return out
+
+
+def calibrate(survey: Survey, *, method: Method = "auto",
+              panel_albedo: float | Sequence[float] | Mapping[str, float] | None = None,
+              panel_region: tuple[int, int, int, int] | None = None) -> Calibration:
+    """Build the survey's radiance → reflectance calibration.
+
+    ``auto`` uses ``both`` when the survey has a usable panel capture and a sunlight sensor,
+    else whichever exists. ``panel_albedo``: one value for all bands, one per band in the
+    survey's band order, or a mapping band name → albedo. ``panel_region`` (x, y, w, h pixels)
+    replaces automatic panel detection. Raises :class:`ProcessingError` when nothing can
+    calibrate the survey, or the panel is not found or not uniformly lit.
+    """
+    flights = survey.flight_captures
+    frames = [f for c in survey.captures for f in c.frames]
+    if not frames:
+        raise ProcessingError(f"survey {survey.name!r} has no frames to calibrate")
+    no_model = sorted({f.camera.key for f in frames if camera_family(f) is None})
+    if no_model:
+        raise ProcessingError(f"camera {', '.join(no_model)} has no radiometric model; RGB "
+                              "indices are computed as relative values without calibration")
+    flight_frames = [f for c in flights for f in c.frames]
+    has_sensor = bool(flight_frames) and all(sensor_irradiance(f) is not None for f in flight_frames)
+    panels = sorted(survey.panel_captures, key=lambda c: (c.time is None, c.time, c.id))
+    if method == "auto":
+        method = "both" if panels and has_sensor else "panel" if panels else "sensor" \
+            if has_sensor else "none"  # type: ignore[assignment]
+        if method == "none":
+            raise ProcessingError(f"survey {survey.name!r} has neither a reflectance-panel capture nor "
+                                  "sunlight-sensor readings; mark the panel capture at ingest "
+                                  "(--panel IMG_0000) or fly with the DLS/sunshine sensor")
+    if method in ("panel", "both") and not panels:
+        raise ProcessingError(f"method {method!r} needs a panel capture but survey {survey.name!r} "
+                              "has none; mark it at ingest with --panel IMG_xxxx or use --method sensor")
+    if method in ("sensor", "both") and not has_sensor:
+        raise ProcessingError(f"method {method!r} needs sunlight-sensor irradiance in every flight "
+                              "frame, which this survey lacks; use --method panel")
+
+    meta: dict[str, Any] = {"survey": survey.name, "method": method}
+    cal = Calibration(method=method, metadata=meta)
+    if method == "sensor":
+        meta["sensor"] = _sensor_summary(flight_frames)
+        return cal
+
+    # the first usable panel capture sets the level; later ones check it
+    measured: list[tuple[Capture, dict[str, tuple[PanelMeasurement, float]]]] = []
+    rejected: list[dict[str, str]] = []
+    for cap in panels:
+        try:
+            measured.append((cap, _measure(cap, panel_region)))
+        except ProcessingError as exc:
+            rejected.append({"capture": cap.id, "reason": str(exc)})
+            if len(panels) == 1:
+                raise
+    if not measured:
+        raise ProcessingError("no usable panel capture: " + "; ".join(r["reason"] for r in rejected))
+    ref_cap, ref = measured[0]
+    albedo = _albedos(survey, panel_albedo, ref_cap)
+    cal.panel_irradiance = {b: math.pi * m.mean / albedo[b] for b, (m, _) in ref.items()}
+    meta["panel"] = {
+        "capture": ref_cap.id, "rejected": rejected,
+        "bands": {b: {"radiance": m.mean, "region": list(m.region), "cv": round(m.cv, 5),
+                      "detected": m.detected, "albedo": albedo[b],
+                      "irradiance": cal.panel_irradiance[b]} for b, (m, _) in ref.items()},
+    }
+    if method == "both":
+        for f in ref_cap.frames:
+            s = sensor_irradiance(f)
+            if s is None:
+                raise ProcessingError(f"panel frame {f.path.name} has no sunlight-sensor reading, so "
+                                      "the sensor cannot be tied to the panel; use --method panel")
+            cal.sensor_scale[f.band.name] = cal.panel_irradiance[f.band.name] / s[0]
+        meta["panel"]["sensor_scale"] = dict(cal.sensor_scale)
+
+    # panel-only vs sensor-only reflectance of flight captures: ρ_sensor/ρ_panel = E_panel/E_sensor
+    if has_sensor:
+        meta["panel_vs_sensor"] = _method_difference(cal, flights)
+    # later panel captures, calibrated with the first (+ sensor): their panel reflectance error
+    if len(measured) > 1:
+        checks = []
+        for cap, meas in measured[1:]:
+            per_band = {}
+            for f in cap.frames:
+                m = meas[f.band.name][0]
+                rho = m.mean * cal.reflectance_factor(f)
+                per_band[f.band.name] = {"reflectance": rho, "albedo": albedo[f.band.name],
+                                         "error": rho - albedo[f.band.name]}
+            checks.append({"capture": cap.id, "bands": per_band})
+        meta["panel_checks"] = checks
+        errs = [abs(b["error"]) for c in checks for b in c["bands"].values()]
+        meta["calibration_error"] = {
+            "max_abs": max(errs), "mean_abs": float(np.mean(errs)),
+            "bands": {b: v["error"] for b, v in checks[-1]["bands"].items()},
+            "capture": checks[-1]["capture"],
+        }
+    return cal
+
+
+def _sensor_summary(frames: Sequence[Frame]) -> dict[str, Any]:
+    per_band: dict[str, list[float]] = {}
+    sources = set()
+    for f in frames:
+        s = sensor_irradiance(f)
+        if s is not None:
+            per_band.setdefault(f.band.name, []).append(s[0])
+            sources.add(s[1].get("source"))
+    return {"sources": sorted(x for x in sources if x),
+            "irradiance": {b: {"min": min(v), "max": max(v), "mean": float(np.mean(v))}
+                           for b, v in per_band.items()}}
+
+
+def _method_difference(cal: Calibration, flights: Sequence[Capture]) -> dict[str, Any]:
+    """Per band: relative difference of sensor-only vs panel-only reflectance over flight captures,
+    and for the first flight capture the mean reflectance by both methods."""
+    rel: dict[str, list[float]] = {}
+    for cap in flights:
+        for f in cap.frames:
+            s = sensor_irradiance(f)
+            if s is not None and f.band.name in cal.panel_irradiance:
+                rel.setdefault(f.band.name, []).append(cal.panel_irradiance[f.band.name] / s[0] - 1.0)
+    out: dict[str, Any] = {"relative": {b: {"mean": float(np.mean(v)), "min": min(v), "max": max(v)}
+                                        for b, v in rel.items()}}
+    if flights:
+        cap = flights[0]
+        first: dict[str, Any] = {}
+        for f in cap.frames:
+            s = sensor_irradiance(f)
+            if s is None or f.band.name not in cal.panel_irradiance:
+                continue
+            L = radiance(f, read_dn(f))
+            rho_p = float(np.nanmean(L)) * math.pi / cal.panel_irradiance[f.band.name]
+            rho_s = float(np.nanmean(L)) * math.pi / s[0]
+            first[f.band.name] = {"panel": rho_p, "sensor": rho_s, "difference": rho_s - rho_p,
+                                  "sensor_source": s[1].get("source")}
+        out["capture"] = cap.id
+        out["bands"] = first
+    return out
