@@ -1,0 +1,446 @@
+"""One file → one :class:`~belcheer.models.Frame`: headers only (plus an optional decimated pixel read).
+
+Every failure becomes a :class:`~belcheer.models.Problem` on the frame, never an exception: a
+zero-byte, truncated, non-image or hostile file must not stop the other 999 frames.
+
+Where values go (units as in :mod:`belcheer.models`):
+
+* ``Pose``: EXIF GPS (else DJI's ``drone-dji:GpsLatitude/GpsLongtitude``, else GDAL ``EXIF_*``
+  items); ``alt_rel_m`` from ``drone-dji:RelativeAltitude``; yaw/pitch/roll from the DJI gimbal
+  (``Gimbal*Degree``), Sequoia's ``Camera:Yaw/Pitch/Roll`` (0 pitch = nadir, converted to DJI's
+  −90), MicaSense heading from ``Camera:IrradianceYaw``/``DLS:Yaw`` (pitch/roll left unknown: the
+  DLS sits on the airframe, not on the camera).
+* ``Intrinsics``: pixel pitch from EXIF ``FocalPlaneXResolution`` else :mod:`cameras`' sensor table;
+  MicaSense's calibrated ``PerspectiveFocalLength``, ``PrincipalPoint`` (mm) and
+  ``PerspectiveDistortion`` (Pix4D order k1 k2 k3 p1 p2, stored in OpenCV order k1 k2 p1 p2 k3).
+* ``Radiometry``: exposure, ISO (gain = ISO/100), black level, MicaSense ``RadiometricCalibration``
+  or Parrot ``SensorModel``, vignetting centre and polynomial (DJI ``VignettingData`` about its
+  calibrated optical centre), DLS irradiance (W m⁻² nm⁻¹), solar angles (MicaSense writes radians;
+  stored in degrees); every other vendor radiometric field in ``extra`` under its XMP name.
+* ``tags``: the remaining XMP fields (flight/capture UUIDs, DJI flight attitude, DewarpData…) and
+  a few EXIF facts (``exif:Software`` …).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from belcheer.ingest import quality as q
+from belcheer.ingest.cameras import band_role, sensor_size_mm
+from belcheer.ingest.exif import ExifInfo, exif_from_gdal_metadata, read_exif
+from belcheer.ingest.grouping import NameInfo, parse_name
+from belcheer.ingest.xmp import (
+    HEAD_BYTES,
+    BadXMPError,
+    UnsafeXMPError,
+    find_packet,
+    number,
+    numbers,
+    packet_from_tag,
+    parse_packet,
+    scalar,
+)
+
+from belcheer.models import Band, Camera, Frame, Intrinsics, Pose, Problem, Radiometry, Severity
+
+#: extensions scanned as frames (case-insensitive); other files are counted and skipped
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".tif", ".tiff"})
+
+# tifffile logs odd tags (GDAL_NODATA it cannot cast…) at WARNING: noise in a scan of 1000 frames
+logging.getLogger("tifffile").setLevel(logging.ERROR)
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_GEOTIFF_TAGS = (33550, 33922, 34264, 34735)
+
+#: XMP fields too bulky and useless downstream to keep (raw IMU streams)
+_DROP = frozenset({"Camera:IMUAngularVelocity", "Camera:IMUSampleSize", "Camera:IMUTimeOffset",
+                   "Camera:IMUFrequency"})
+#: Camera:* fields that describe geometry or identity (→ tags); every other Camera:* is radiometric
+_CAMERA_NOT_RADIOMETRIC = frozenset({
+    "BandName", "CentralWavelength", "WavelengthFWHM", "ModelType", "PrincipalPoint",
+    "PerspectiveFocalLength", "PerspectiveFocalLengthUnits", "PerspectiveDistortion",
+    "FisheyeAffineSymmetric", "FisheyeAffineMatrix", "FisheyePolynomial", "RigName",
+    "RigCameraIndex", "RigRelatives", "RigRelativesReferenceRigCameraIndex", "Yaw", "Pitch",
+    "Roll", "FlightUUID", "CaptureUUID", "GPSXYAccuracy", "GPSZAccuracy", "LineReadoutTime",
+    "CalibrationPicture", "InvalidPixel", "VignettingCenter", "VignettingPolynomial",
+})
+_DJI_RADIOMETRIC = frozenset({
+    "BlackLevel", "Irradiance", "SensorGain", "SensorGainAdjustment", "VignettingData",
+    "ExposureTime", "RadiometricCalibration", "SensorIndex", "BandName", "CentralWavelength",
+    "WavelengthFWHM",
+})
+_MAPPED = frozenset({
+    "MicaSense:RadiometricCalibration", "Camera:Irradiance", "DLS:SpectralIrradiance",
+    "DLS:HorizontalIrradiance", "DLS:SolarElevation", "DLS:SolarAzimuth", "Camera:SensorModel",
+    "drone-dji:BlackLevel", "drone-dji:Irradiance", "Camera:VignettingCenter",
+    "Camera:VignettingPolynomial",
+})
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A frame, or the reason a file is not one (``skipped``: a map raster, not a camera frame)."""
+
+    frame: Frame | None
+    skipped: str | None = None
+
+
+def _problem(code: str, message: str, path: Path, error: bool = True) -> Problem:
+    return Problem(code, message, Severity.ERROR if error else Severity.WARNING, path)
+
+
+def _bare(path: Path, problems: list[Problem], name: NameInfo | None = None) -> Frame:
+    name = name or parse_name(path.name)
+    return Frame(path=path, capture_id=name.capture_id, band=Band("unknown"),
+                 band_index=name.band_index, camera=Camera("", ""), intrinsics=None, pose=None,
+                 time=None, problems=tuple(problems))
+
+
+@dataclass
+class _Tiff:
+    width: int | None = None
+    height: int | None = None
+    bits: int | None = None
+    samples: int | None = None
+    xmp: bytes | None = None
+    gdal: str | None = None
+    geotiff: bool = False
+    data_end: int = 0
+
+
+def _read_tiff(fh: BinaryIO) -> _Tiff:
+    import tifffile
+
+    fh.seek(0)
+    with tifffile.TiffFile(fh) as tif:
+        page = tif.pages.first
+        tags = page.tags
+        xmp_tag = tags.get(700)
+        gdal_tag = tags.get(42112)
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False) if n]
+        return _Tiff(
+            width=int(page.imagewidth), height=int(page.imagelength),
+            bits=int(page.bitspersample), samples=int(page.samplesperpixel),
+            xmp=packet_from_tag(xmp_tag.value) if xmp_tag is not None else None,
+            gdal=str(gdal_tag.value) if gdal_tag is not None else None,
+            geotiff=any(tags.get(code) is not None for code in _GEOTIFF_TAGS),
+            data_end=max(ends, default=0),
+        )
+
+
+def _tiff_truncated(head: bytes, size: int) -> bool:
+    """A TIFF whose first IFD lies beyond the end of the file was cut short."""
+    if len(head) < 8:
+        return True
+    order = "little" if head[:2] == b"II" else "big"
+    if head[2:4] in (b"+\x00", b"\x00+"):  # BigTIFF: 8-byte offset at 8
+        return len(head) < 16 or int.from_bytes(head[8:16], order) >= size
+    return int.from_bytes(head[4:8], order) >= size
+
+
+def read_frame(path: Path, *, quality: bool = True) -> ReadResult:
+    """Read one image file's headers (and, with ``quality``, a decimated copy of its pixels)."""
+    name = parse_name(path.name)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return ReadResult(_bare(path, [_problem("unreadable", f"{path.name} cannot be read: {exc}", path)], name))
+    if size == 0:
+        return ReadResult(_bare(path, [_problem("zero_byte", f"{path.name} is empty (0 bytes): "
+                                                "copy it again from the card", path)], name))
+    try:
+        return _read(path, size, name, quality)
+    except Exception as exc:  # the per-file firewall: nothing in one file may stop the scan
+        return ReadResult(_bare(path, [_problem("unreadable", f"{path.name} could not be read "
+                                                f"({type(exc).__name__}: {exc}); remove or replace it",
+                                                path)], name))
+
+
+def _read(path: Path, size: int, name: NameInfo, quality: bool) -> ReadResult:
+    problems: list[Problem] = []
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+        if head.startswith(_JPEG_MAGIC):
+            kind = "jpeg"
+        elif head[:4] in _TIFF_MAGIC:
+            kind = "tiff"
+        else:
+            return ReadResult(_bare(path, [_problem(
+                "not_an_image", f"{path.name} is not a JPEG or TIFF image (its first bytes are "
+                f"{head[:8]!r}); remove it from the frames folder", path)], name))
+        tiff = _Tiff()
+        packet: bytes | None = None
+        if kind == "tiff":
+            try:
+                tiff = _read_tiff(fh)
+            except Exception as exc:
+                code = "truncated" if _tiff_truncated(head, size) else "unreadable"
+                return ReadResult(_bare(path, [_problem(
+                    code, f"{path.name} is a damaged TIFF ({code}: {exc}); copy it again", path)], name))
+            if tiff.data_end > size:
+                return ReadResult(_bare(path, [_problem(
+                    "truncated", f"{path.name} is cut short: its pixels need {tiff.data_end} bytes "
+                    f"but the file has {size}; copy it again from the card", path)], name))
+            packet = tiff.xmp or find_packet(fh, head=head)
+        else:
+            fh.seek(max(0, size - 1024))
+            if b"\xff\xd9" not in fh.read():
+                problems.append(_problem("truncated", f"{path.name} is cut short (no JPEG end "
+                                         "marker); copy it again from the card", path))
+            packet = find_packet(fh, head=head)
+            try:
+                from PIL import Image
+
+                fh.seek(0)
+                with Image.open(fh) as im:
+                    tiff.width, tiff.height = im.size
+                    tiff.samples = len(im.getbands())
+                    tiff.bits = 8
+            except Exception as exc:
+                return ReadResult(_bare(path, problems + [_problem(
+                    "truncated" if problems else "unreadable",
+                    f"{path.name} is not a readable JPEG ({exc})", path)], name))
+        try:
+            exif = read_exif(fh)
+        except Exception as exc:
+            exif = ExifInfo()
+            problems.append(_problem("exif_invalid", f"{path.name}: EXIF unreadable ({exc})", path,
+                                     error=False))
+    if tiff.gdal:
+        exif = exif.merged(exif_from_gdal_metadata(tiff.gdal))
+    xmp: dict[str, Any] = {}
+    if packet:
+        try:
+            xmp = parse_packet(packet)
+        except UnsafeXMPError as exc:
+            problems.append(_problem("xmp_unsafe", f"{path.name}: {exc}; no camera writes that, the "
+                                     "file was tampered with — remove it", path))
+        except BadXMPError as exc:
+            problems.append(_problem("xmp_invalid", f"{path.name}: {exc}; its XMP is ignored", path,
+                                     error=False))
+    if kind == "tiff" and tiff.geotiff and not (exif.make or exif.model or xmp):
+        return ReadResult(None, skipped=f"{path.name} is a georeferenced map raster, not a camera frame")
+    frame = build_frame(path, name, exif, xmp, tiff.width, tiff.height, tiff.bits, tiff.samples,
+                        problems)
+    if quality and frame.usable:
+        frame = _with_quality(frame, kind)
+    return ReadResult(frame)
+
+
+def _with_quality(frame: Frame, kind: str) -> Frame:
+    path = frame.path
+    try:
+        gray, full = (q.read_decimated_jpeg if kind == "jpeg" else q.read_decimated_tiff)(path)
+    except Exception as exc:
+        return _add(frame, _problem("truncated", f"{path.name}: pixels cannot be decoded ({exc}); "
+                                    "copy it again from the card", path))
+    if frame.radiometry.bits_per_sample and frame.radiometry.bits_per_sample < 16 and full > 255:
+        full = float(2 ** frame.radiometry.bits_per_sample - 1)
+    stats = q.measure(gray, full)
+    tags = dict(frame.tags)
+    tags.update({"belcheer:Sharpness": round(stats.blur, 6),
+                 "belcheer:SaturatedFraction": round(stats.saturated_fraction, 4)})
+    frame = _replace(frame, tags=tags)
+    if q.is_black(stats, frame.radiometry.black_level):
+        return _add(frame, _problem("black", f"{path.name} is black (99 % of pixels within 2 % of "
+                                    "the black level): lens cap or failed exposure", path))
+    if stats.saturated_fraction > q.SATURATED_WARNING:
+        error = stats.saturated_fraction > q.SATURATED_ERROR
+        frame = _add(frame, _problem("saturated", f"{path.name} is over-exposed: "
+                                     f"{stats.saturated_fraction:.0%} of pixels at full scale", path, error))
+    if q.is_blurry(stats):
+        frame = _add(frame, _problem("blurry", f"{path.name} looks blurred (sharpness {stats.blur:.4f} "
+                                     f"< {q.BLUR_THRESHOLD}); check it, the mosaic may smear there",
+                                     path, error=False))
+    return frame
+
+
+def _replace(frame: Frame, **changes: Any) -> Frame:
+    from dataclasses import replace
+
+    return replace(frame, **changes)
+
+
+def _add(frame: Frame, problem: Problem) -> Frame:
+    return _replace(frame, problems=frame.problems + (problem,))
+
+
+# -- from header values to the model --------------------------------------------------------------
+def _band(name: NameInfo, xmp: dict[str, Any], samples: int | None) -> Band:
+    label_raw = xmp.get("Camera:BandName") or xmp.get("drone-dji:BandName")
+    label = scalar(label_raw)
+    if isinstance(label, list) or (samples or 1) >= 3 or name.role == "rgb":
+        return Band("rgb", label="RGB")
+    center = number(xmp.get("Camera:CentralWavelength") or xmp.get("drone-dji:CentralWavelength"))
+    fwhm = number(xmp.get("Camera:WavelengthFWHM") or xmp.get("drone-dji:WavelengthFWHM"))
+    role = band_role(label, center) or name.role
+    if center is None:
+        center = name.center_nm
+    if role is None:
+        return Band("pan", center_nm=center, bandwidth_nm=fwhm, label=label or None)
+    return Band(role, center_nm=center, bandwidth_nm=fwhm, label=label or name.suffix)
+
+
+def _pixel_pitch_mm(exif: ExifInfo, model: str, width: int | None, rgb: bool) -> tuple[float | None, float | None, float | None]:
+    """(pixel pitch mm, sensor width mm, sensor height mm) from EXIF or the sensor table."""
+    if exif.focal_plane_res and width:
+        pitch = 1.0 / exif.focal_plane_res
+        return pitch, None, None
+    size = sensor_size_mm(model, rgb=rgb)
+    if size and width:
+        return size[0] / width, size[0], size[1]
+    return None, None, None
+
+
+def _intrinsics(exif: ExifInfo, xmp: dict[str, Any], model: str, width: int | None,
+                height: int | None, rgb: bool) -> Intrinsics | None:
+    if not width or not height:
+        return None
+    pitch, sw, sh = _pixel_pitch_mm(exif, model, width, rgb)
+    focal_mm = exif.focal_mm if exif.focal_mm and 0.5 < exif.focal_mm < 1000 else None
+    focal_px: float | None = None
+    cx = cy = None
+    distortion: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    calibrated = number(xmp.get("Camera:PerspectiveFocalLength"))
+    perspective = str(scalar(xmp.get("Camera:ModelType")) or "").lower() == "perspective"
+    if perspective and calibrated and pitch and "Camera:RigCameraIndex" in xmp:
+        # MicaSense: calibrated values; the focal length is in mm only where the units say so
+        if str(scalar(xmp.get("Camera:PerspectiveFocalLengthUnits")) or "").lower() == "mm":
+            focal_mm = calibrated
+        else:
+            focal_mm = calibrated * pitch
+        pp = numbers(xmp.get("Camera:PrincipalPoint"))
+        if pp and len(pp) == 2:
+            cx, cy = pp[0] / pitch, pp[1] / pitch
+        dist = numbers(xmp.get("Camera:PerspectiveDistortion"))
+        if dist and len(dist) == 5:
+            k1, k2, k3, p1, p2 = dist
+            distortion = (k1, k2, p1, p2, k3)
+    if focal_mm and pitch:
+        focal_px = focal_mm / pitch
+    elif exif.focal_35mm:
+        # 35 mm equivalent: focal_px = f35 / 43.27 mm (full-frame diagonal) × image diagonal px
+        focal_px = exif.focal_35mm / 43.27 * math.hypot(width, height)
+    if not focal_px:
+        return None
+    if sw is None and pitch:
+        sw, sh = pitch * width, pitch * height
+    return Intrinsics(width_px=int(width), height_px=int(height), focal_mm=focal_mm,
+                      focal_px=float(focal_px), sensor_width_mm=sw,
+                      sensor_height_mm=pitch * height if pitch else sh, cx=cx, cy=cy,
+                      distortion=distortion)
+
+
+def _angle(xmp: dict[str, Any], key: str) -> float | None:
+    v = number(xmp.get(key))
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _pose(exif: ExifInfo, xmp: dict[str, Any]) -> Pose | None:
+    lat, lon = exif.lat, exif.lon
+    if lat is None or lon is None:
+        lat = number(xmp.get("drone-dji:GpsLatitude"))
+        lon = number(xmp.get("drone-dji:GpsLongtitude") or xmp.get("drone-dji:GpsLongitude"))
+    if lat is None or lon is None or (lat == 0.0 and lon == 0.0) or exif.gps_status_void and exif.lat is None:
+        return None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    alt_abs = exif.alt if exif.alt is not None else number(xmp.get("drone-dji:AbsoluteAltitude"))
+    yaw = _angle(xmp, "drone-dji:GimbalYawDegree")
+    pitch = _angle(xmp, "drone-dji:GimbalPitchDegree")
+    roll = _angle(xmp, "drone-dji:GimbalRollDegree")
+    if yaw is None and pitch is None and "Camera:Yaw" in xmp and "Camera:Pitch" in xmp:
+        yaw = _angle(xmp, "Camera:Yaw")
+        p = _angle(xmp, "Camera:Pitch")
+        pitch = None if p is None else -90.0 + p
+        roll = _angle(xmp, "Camera:Roll")
+    if yaw is None and "Camera:IrradianceYaw" in xmp:
+        yaw = _angle(xmp, "Camera:IrradianceYaw")
+    elif yaw is None and "DLS:Yaw" in xmp:
+        rad = _angle(xmp, "DLS:Yaw")
+        yaw = None if rad is None else math.degrees(rad)
+    return Pose(lon=float(lon), lat=float(lat), alt_abs_m=alt_abs,
+                alt_rel_m=number(xmp.get("drone-dji:RelativeAltitude")), yaw=yaw, pitch=pitch, roll=roll)
+
+
+def _radiometry(exif: ExifInfo, xmp: dict[str, Any], bits: int | None) -> Radiometry:
+    extra: dict[str, Any] = {}
+    for key, value in xmp.items():
+        prefix, _, local = key.partition(":")
+        if key in _MAPPED or key in _DROP:
+            continue
+        if prefix in ("DLS", "MicaSense") or (prefix == "Camera" and local not in _CAMERA_NOT_RADIOMETRIC) \
+                or (prefix == "drone-dji" and local in _DJI_RADIOMETRIC):
+            extra[key] = scalar(value)
+    calib = numbers(xmp.get("MicaSense:RadiometricCalibration")) or numbers(scalar(xmp.get("Camera:SensorModel")))
+    vc = numbers(xmp.get("Camera:VignettingCenter"))
+    vp = numbers(xmp.get("Camera:VignettingPolynomial"))
+    if vp is None and "drone-dji:VignettingData" in xmp:
+        vp = numbers(xmp.get("drone-dji:VignettingData"))
+        cx, cy = number(xmp.get("drone-dji:CalibratedOpticalCenterX")), number(xmp.get("drone-dji:CalibratedOpticalCenterY"))
+        vc = (cx, cy) if cx is not None and cy is not None else None
+    black = number(xmp.get("drone-dji:BlackLevel"))
+    elev, azim = number(xmp.get("DLS:SolarElevation")), number(xmp.get("DLS:SolarAzimuth"))
+    iso = exif.iso
+    return Radiometry(
+        bits_per_sample=bits,
+        black_level=black if black is not None else exif.black_level,
+        exposure_s=exif.exposure_s if exif.exposure_s and exif.exposure_s < 3600 else None,
+        gain=iso / 100.0 if iso else None,
+        iso=iso,
+        radiometric_calibration=calib,
+        vignetting_center=tuple(vc[:2]) if vc and len(vc) >= 2 else None,  # type: ignore[arg-type]
+        vignetting_polynomial=vp,
+        irradiance=number(xmp.get("Camera:Irradiance")) if "Camera:Irradiance" in xmp
+        else number(xmp.get("drone-dji:Irradiance")),
+        spectral_irradiance=number(xmp.get("DLS:SpectralIrradiance")),
+        horizontal_irradiance=number(xmp.get("DLS:HorizontalIrradiance")),
+        # MicaSense DLS writes solar angles in radians
+        solar_elevation_deg=math.degrees(elev) if elev is not None else None,
+        solar_azimuth_deg=math.degrees(azim) if azim is not None else None,
+        extra=extra,
+    )
+
+
+def _tags(exif: ExifInfo, xmp: dict[str, Any], radiometry: Radiometry) -> dict[str, Any]:
+    tags = {k: scalar(v) for k, v in xmp.items() if k not in _DROP and k not in radiometry.extra
+            and k not in _MAPPED}
+    for key, value in (("exif:Software", exif.software), ("exif:ImageDescription", exif.description),
+                       ("exif:Orientation", exif.orientation), ("exif:FNumber", exif.f_number),
+                       ("exif:FocalLengthIn35mmFilm", exif.focal_35mm)):
+        if value is not None:
+            tags[key] = value
+    return tags
+
+
+def build_frame(path: Path, name: NameInfo, exif: ExifInfo, xmp: dict[str, Any], width: int | None,
+                height: int | None, bits: int | None, samples: int | None,
+                problems: list[Problem]) -> Frame:
+    """Assemble a :class:`Frame` from parsed headers (pure: no I/O)."""
+    make = exif.make or str(scalar(xmp.get("tiff:Make")) or "")
+    model = exif.model or str(scalar(xmp.get("tiff:Model")) or scalar(xmp.get("Camera:RigName")) or "")
+    band = _band(name, xmp, samples)
+    rgb = band.name == "rgb"
+    intr = _intrinsics(exif, xmp, model, width or exif.width, height or exif.height, rgb)
+    pose = _pose(exif, xmp)
+    problems = list(problems)
+    if pose is None:
+        problems.append(_problem("no_gps", f"{path.name} has no GPS position; it cannot be placed "
+                                 "on the map — remove it or add positions (geotag the frames)", path))
+    radiometry = _radiometry(exif, xmp, bits or exif.bits)
+    band_index = name.band_index
+    rig = number(xmp.get("Camera:RigCameraIndex"))
+    if name.vendor is None and rig is not None:
+        band_index = int(rig) + 1
+    return Frame(path=path, capture_id=name.capture_id, band=band, band_index=band_index,
+                 camera=Camera(make.strip(), model.strip(), exif.serial), intrinsics=intr, pose=pose,
+                 time=exif.time, radiometry=radiometry, tags=_tags(exif, xmp, radiometry),
+                 problems=tuple(problems))
+
+
+__all__ = ["IMAGE_SUFFIXES", "ReadResult", "build_frame", "read_frame"]
