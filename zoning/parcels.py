@@ -164,16 +164,21 @@ def _source(path: Path) -> tuple[str, dict[str, Any]]:
     return str(path), opts
 
 
-def _find_field(columns: list[str], target: str, explicit: str | None = None) -> str | None:
+def _find_field(frame: pd.DataFrame, columns: list[str], target: str,
+                explicit: str | None = None) -> str | None:
+    """The source column for a model column: the explicit one, else the first recognised name
+    that holds any value (KML, for one, brings empty Name/Description columns of its own)."""
     if explicit:
         if explicit not in columns:
             raise InputError(f"field {explicit!r} is not in the parcel file; it has: {', '.join(columns)}")
         return explicit
     lower = {c.strip().lower(): c for c in columns}
-    for alias in FIELD_ALIASES[target]:
-        if alias in lower:
-            return lower[alias]
-    return None
+    found = [lower[a] for a in FIELD_ALIASES[target] if a in lower]
+    for col in found:
+        vals = frame[col].dropna()
+        if len(vals) and (vals.astype(str).str.strip() != "").any():
+            return col
+    return found[0] if found else None
 
 
 def _code(value: Any, table: dict[str, str], allowed: tuple[str, ...]) -> str | None:
@@ -320,7 +325,7 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
     for target in PARCEL_COLUMNS:
         if target == "area_ha":
             continue
-        src = _find_field(columns, target, id_field if target == "parcel_id" else None)
+        src = _find_field(frame, columns, target, id_field if target == "parcel_id" else None)
         if src is not None and src not in mapping.values():
             mapping[target] = src
     report["field_map"] = dict(mapping)

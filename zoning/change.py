@@ -1,0 +1,87 @@
+"""Change between two surveys of the same area: ΔNDVI per pixel, Δmean per parcel, and
+degradation alerts (parcels whose recovery class got worse).
+
+Survey B is warped onto survey A's grid (rasterio WarpedVRT, bilinear), so the difference is
+B − A on A's pixels, in index units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from belcheer.models import Product, ProductKind
+from belcheer.workspace import Workspace
+
+#: |Δmean| at or above this (index units) is flagged significant by default.
+DEFAULT_THRESHOLD = 0.05
+
+
+@dataclass
+class ChangeResult:
+    """The ΔNDVI product, the per-parcel table and the parcels whose class fell."""
+
+    product: Product | None
+    table: pd.DataFrame
+    alerts: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def parcel_change(stats_a: pd.DataFrame, stats_b: pd.DataFrame, *, threshold: float = DEFAULT_THRESHOLD,
+                  eco_zone: Any = None, variable: str = "ndvi", thresholds: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-parcel change from two stats tables (parcel_id, mean[, condition_class]):
+    ``mean_a``, ``mean_b``, ``delta`` (B − A), ``significant`` (|delta| ≥ threshold),
+    ``class_a``, ``class_b`` and ``degraded`` (class_b worse than class_a)."""
+    from belcheer.zoning.condition import condition_class
+
+    a = stats_a[["parcel_id", "mean"]].rename(columns={"mean": "mean_a"})
+    b = stats_b[["parcel_id", "mean"]].rename(columns={"mean": "mean_b"})
+    t = a.merge(b, on="parcel_id", how="outer")
+    t["delta"] = t["mean_b"] - t["mean_a"]
+    t["significant"] = (t["delta"].abs() >= threshold).fillna(False).astype(bool)
+    zones = eco_zone if eco_zone is not None else "steppe"
+    if isinstance(zones, pd.Series):
+        zones = t["parcel_id"].map(zones).fillna("steppe").to_numpy(dtype=object)
+    t["class_a"] = condition_class(t["mean_a"], zones, variable=variable, thresholds=thresholds)
+    t["class_b"] = condition_class(t["mean_b"], zones, variable=variable, thresholds=thresholds)
+    t["degraded"] = (t["class_a"] > 0) & (t["class_b"] > t["class_a"])
+    return t
+
+
+def change(ws: Workspace, survey_a: str, survey_b: str, *, index: str = "ndvi",
+           threshold: float = DEFAULT_THRESHOLD, write_raster: bool = True,
+           scheduler: str | None = None) -> ChangeResult:
+    """Change of ``index`` from survey A to survey B: a ΔNDVI COG on A's grid registered as a
+    CHANGE product of survey B (``change-<index>-<A>``), the per-parcel table (see
+    :func:`parcel_change`) and the degradation alerts. Parcels are the current version."""
+    from belcheer.zoning.parcels import load_parcels
+    from belcheer.zoning.rasterout import map_blocks_to_cog
+    from belcheer.zoning.stats import zonal_stats
+
+    pa, pb = ws.product(survey_a, index), ws.product(survey_b, index)
+    product = None
+    if write_raster:
+        out = ws.product_path(survey_b, f"change-{index}-{survey_a}")
+        map_blocks_to_cog([pa.path, pb.path], out, lambda arr, w, t: (arr[1] - arr[0]).astype("float32"),
+                          dtype="float32", nodata=float("nan"), overview_resampling="average")
+        product = ws.add_product(Product(
+            id="", survey=survey_b, kind=ProductKind.CHANGE, name=f"change-{index}-{survey_a}", path=out,
+            epsg=pa.epsg, units=f"Δ{index}", relative=pa.relative or pb.relative,
+            metadata={"from": survey_a, "to": survey_b, "index": index, "grid": survey_a}))
+    parcels = load_parcels(ws)
+    sa = zonal_stats(pa.path, parcels, stats=("mean",), scheduler=scheduler)
+    sb = zonal_stats(pb.path, parcels, stats=("mean",), scheduler=scheduler)
+    eco = parcels.set_index("parcel_id")["eco_zone"] if "eco_zone" in parcels else None
+    table = parcel_change(sa, sb, threshold=threshold, eco_zone=eco)
+    table = parcels[["parcel_id", "name"]].merge(table, on="parcel_id", how="right")
+    alerts = table[table["degraded"]].reset_index(drop=True)
+    return ChangeResult(product=product, table=table, alerts=alerts)
+
+
+def change_frame(result: ChangeResult, parcels: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The per-parcel change table with parcel geometry (EPSG:4326), for maps and exports."""
+    g = parcels[["parcel_id", "geometry"]].merge(result.table, on="parcel_id", how="right")
+    return gpd.GeoDataFrame(g, geometry="geometry", crs=parcels.crs)
