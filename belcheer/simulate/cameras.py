@@ -1,0 +1,155 @@
+"""Camera models of the simulator: geometry (pinhole + Brown distortion), vignetting and the
+radiometric constants written to the frames' headers.
+
+Pixel convention: pixel ``(u, v)`` (column, row, integers from 0) covers ``[u, u+1) × [v, v+1)``;
+its centre is at ``(u + 0.5, v + 0.5)`` in the continuous image coordinates in which the
+principal point ``(cx, cy)`` is given (here the image centre ``(W/2, H/2)``). Distortion is
+OpenCV's ``(k1, k2, p1, p2, k3)`` on normalised coordinates; MicaSense XMP writes the same
+numbers in its own order ``[k1, k2, k3, p1, p2]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from belcheer.models import Intrinsics
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """One simulated camera body: size, optics and what its headers say about itself."""
+
+    key: str                       # "rgb" | "rededge"
+    make: str
+    model: str
+    width_px: int
+    height_px: int
+    focal_mm: float
+    pixel_pitch_mm: float
+    distortion: tuple[float, float, float, float, float]
+    #: file order of the bands (names are the canonical roles)
+    bands: tuple[str, ...]
+    #: radial vignetting polynomial per band, MicaSense convention: the raw signal is
+    #: multiplied by ``p(r) = 1 + Σ c_i r^(i+1)`` (r in pixels from ``vignetting_center``)
+    vignetting: tuple[tuple[float, ...], ...] = ()
+    vignetting_center: tuple[float, float] = (0.0, 0.0)
+    focal_35mm: int | None = None
+    serial: str = "SIM-0001"
+
+    @property
+    def focal_px(self) -> float:
+        return self.focal_mm / self.pixel_pitch_mm
+
+    @property
+    def sensor_mm(self) -> tuple[float, float]:
+        return self.width_px * self.pixel_pitch_mm, self.height_px * self.pixel_pitch_mm
+
+    def intrinsics(self) -> Intrinsics:
+        w, h = self.sensor_mm
+        return Intrinsics(width_px=self.width_px, height_px=self.height_px, focal_mm=self.focal_mm,
+                          focal_px=self.focal_px, sensor_width_mm=w, sensor_height_mm=h,
+                          cx=self.width_px / 2.0, cy=self.height_px / 2.0,
+                          distortion=tuple(self.distortion))
+
+    def footprint_m(self, altitude_m: float) -> tuple[float, float]:
+        """Ground footprint (across the image width, along its height) at nadir, metres."""
+        w, h = self.sensor_mm
+        return altitude_m * w / self.focal_mm, altitude_m * h / self.focal_mm
+
+    def gsd_m(self, altitude_m: float) -> float:
+        """Ground sample distance at nadir over flat ground, metres per pixel."""
+        return altitude_m * self.pixel_pitch_mm / self.focal_mm
+
+
+def _vig(a: float, b: float, r0: float) -> tuple[float, ...]:
+    """Coefficients of ``1 − a (r/r0)² + b (r/r0)⁴`` as MicaSense's six-term polynomial."""
+    return (0.0, -a / r0**2, 0.0, b / r0**4, 0.0, 0.0)
+
+
+#: DJI Phantom 4 Pro camera (FC6310: 1" sensor 13.2×8.8 mm, 8.8 mm lens) rendered at 1600×1067
+#: with the pixel pitch enlarged so the field of view is that of the real 5472×3648 sensor.
+FC6310 = CameraModel(
+    key="rgb", make="DJI", model="FC6310", width_px=1600, height_px=1067, focal_mm=8.8,
+    pixel_pitch_mm=13.2 / 1600, distortion=(-0.020, 0.015, 0.0004, -0.0003, -0.003),
+    bands=("red", "green", "blue"), vignetting=(_vig(0.22, 0.03, 960.0),),
+    vignetting_center=(800.0, 533.5), focal_35mm=24, serial="0K8TD9A0120123")
+
+#: MicaSense RedEdge-M: 1280×960, 3.75 µm pixels, 5.5 mm lens, five co-registered bands
+#: (this simulator has no rig offsets between bands) in file order Blue, Green, Red, NIR, Red edge.
+REDEDGE_M = CameraModel(
+    key="rededge", make="MicaSense", model="RedEdge-M", width_px=1280, height_px=960,
+    focal_mm=5.5, pixel_pitch_mm=0.00375, distortion=(-0.105, 0.13, 0.0003, -0.0002, -0.02),
+    bands=("blue", "green", "red", "nir", "rededge"),
+    vignetting=tuple(_vig(a, 0.04, 800.0) for a in (0.30, 0.28, 0.27, 0.24, 0.26)),
+    vignetting_center=(642.3, 478.6), serial="RX02-2026001-SC")
+
+CAMERAS: dict[str, CameraModel] = {"rgb": FC6310, "rededge": REDEDGE_M}
+
+
+def vignetting_poly(cam: CameraModel, band_index: int) -> np.ndarray:
+    """``p(r)`` (≤ 1 off-centre) on the integer pixel grid (row, col), float32.
+
+    As in MicaSense's reference code, ``r`` is measured from integer pixel indices."""
+    coeffs = cam.vignetting[min(band_index, len(cam.vignetting) - 1)]
+    v, u = np.mgrid[0:cam.height_px, 0:cam.width_px].astype(np.float64)
+    r = np.hypot(u - cam.vignetting_center[0], v - cam.vignetting_center[1])
+    p = np.ones_like(r)
+    for i, c in enumerate(coeffs):
+        p += c * r ** (i + 1)
+    return p.astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def ray_grid(cam: CameraModel) -> tuple[np.ndarray, np.ndarray]:
+    """Undistorted normalised coordinates ``(x, y)`` of every pixel centre (float32, H×W).
+
+    The ray of pixel (u, v) in the camera frame (x right, y down, z forward) is ``(x, y, 1)``.
+    """
+    K = np.array(cam.intrinsics().matrix(), np.float64)
+    # OpenCV puts pixel centres on integers: shift the principal point by half a pixel
+    K[0, 2] -= 0.5
+    K[1, 2] -= 0.5
+    v, u = np.mgrid[0:cam.height_px, 0:cam.width_px].astype(np.float64)
+    pts = np.stack([u.ravel(), v.ravel()], axis=1).reshape(-1, 1, 2)
+    und = cv2.undistortPoints(pts, K, np.array(cam.distortion, np.float64), None, None, None,
+                              (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-12))
+    und = und.reshape(cam.height_px, cam.width_px, 2)
+    x = und[..., 0].astype(np.float32)
+    y = und[..., 1].astype(np.float32)
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
+
+
+def rotation_world_from_camera(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
+    """Rotation taking camera-frame vectors (x right, y down, z optical axis) to world
+    (east, north, up).
+
+    ``yaw``: heading of the image's top edge, degrees clockwise from north. ``pitch``: DJI
+    gimbal pitch, −90 = nadir; a larger pitch tilts the view toward the image top. ``roll``:
+    positive tilts the view toward the image's right edge.
+    """
+    psi = np.radians(yaw_deg)
+    s, c = np.sin(psi), np.cos(psi)
+    # columns: the camera's x (image right), y (image down) and z (optical axis) in world axes
+    nadir = np.column_stack([[c, -s, 0.0], [-s, -c, 0.0], [0.0, 0.0, -1.0]])
+    a = np.radians(pitch_deg + 90.0)
+    b = np.radians(roll_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    return nadir @ rx @ ry
+
+
+def project_to_pixels(cam: CameraModel, position: np.ndarray, rot: np.ndarray,
+                      points: np.ndarray) -> np.ndarray:
+    """Pixel coordinates (continuous, top-left corner origin) of world points (N×3, UTM metres)."""
+    rvec, _ = cv2.Rodrigues(rot.T)
+    tvec = -rot.T @ position
+    K = np.array(cam.intrinsics().matrix(), np.float64)
+    px, _ = cv2.projectPoints(points.astype(np.float64).reshape(-1, 1, 3), rvec, tvec, K,
+                              np.array(cam.distortion, np.float64))
+    return px.reshape(-1, 2)

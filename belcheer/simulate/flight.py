@@ -1,0 +1,166 @@
+"""The flight: a lawnmower plan over the area, true and recorded camera poses, capture times,
+and the sunlight reaching the ground during the flight.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from belcheer.simulate.cameras import CameraModel
+
+#: top-of-atmosphere-like spectral scale per band, W m⁻² nm⁻¹, times sin(elevation)·τ below
+_E_SCALE = {"blue": 2.00, "green": 1.86, "red": 1.55, "rededge": 1.42, "nir": 1.02}
+_TAU = 0.78
+#: Mongolia's legal time zone (UTC+8), used for EXIF DateTimeOriginal as drones write local time
+LOCAL_UTC_OFFSET_H = 8
+
+
+@dataclass(frozen=True)
+class FlightPlan:
+    """A serpentine over a square area: flight lines run north–south (heading 0° / 180°)."""
+
+    altitude_m: float
+    speed_m_s: float
+    front_overlap: float
+    side_overlap: float
+    line_x: tuple[float, ...]      # UTM easting of each line
+    stations: tuple[float, ...]    # UTM northings of the triggers along a line
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One capture: true pose (what rendered the image) and the pose written to its headers."""
+
+    index: int
+    capture_id: str
+    time_utc: _dt.datetime
+    x: float
+    y: float
+    alt_abs_m: float               # true, above mean sea level
+    alt_rel_m: float               # true, above take-off
+    yaw: float
+    pitch: float
+    roll: float
+    gps_x: float
+    gps_y: float
+    gps_alt_abs_m: float
+    gps_alt_rel_m: float
+    rec_yaw: float
+    rec_pitch: float
+    rec_roll: float
+    irradiance: dict[str, float]   # true spectral irradiance at the ground, W m⁻² nm⁻¹
+    is_panel: bool = False
+
+
+def plan_flight(center_xy: tuple[float, float], half_m: float, cam: CameraModel,
+                altitude_m: float, front_overlap: float = 0.75, side_overlap: float = 0.65,
+                speed_m_s: float = 8.0) -> FlightPlan:
+    """Lines and trigger stations covering ``center ± half_m`` with the given overlaps.
+
+    The image's long side lies across the track, so line spacing uses the footprint width
+    and trigger spacing the footprint height.
+    """
+    fw, fh = cam.footprint_m(altitude_m)
+    line_sp = fw * (1.0 - side_overlap)
+    trig_sp = fh * (1.0 - front_overlap)
+    n_lines = max(2, math.ceil(2 * half_m / line_sp) + 1)
+    n_trig = max(3, math.ceil(2 * half_m / trig_sp) + 1)
+    cx, cy = center_xy
+    xs = np.linspace(cx - half_m, cx + half_m, n_lines)
+    ys = np.linspace(cy - half_m, cy + half_m, n_trig)
+    return FlightPlan(altitude_m, speed_m_s, front_overlap, side_overlap,
+                      tuple(float(x) for x in xs), tuple(float(y) for y in ys))
+
+
+def solar_position(when_utc: _dt.datetime, lon: float, lat: float) -> tuple[float, float]:
+    """Solar elevation and azimuth (degrees, azimuth clockwise from north), NOAA low-precision
+    formulas (±0.5°): enough to set the light level of a simulated flight."""
+    doy = when_utc.timetuple().tm_yday
+    hour = when_utc.hour + when_utc.minute / 60 + when_utc.second / 3600
+    g = 2 * math.pi / 365 * (doy - 1 + (hour - 12) / 24)
+    eqt = 229.18 * (0.000075 + 0.001868 * math.cos(g) - 0.032077 * math.sin(g)
+                    - 0.014615 * math.cos(2 * g) - 0.040849 * math.sin(2 * g))
+    decl = (0.006918 - 0.399912 * math.cos(g) + 0.070257 * math.sin(g) - 0.006758 * math.cos(2 * g)
+            + 0.000907 * math.sin(2 * g) - 0.002697 * math.cos(3 * g) + 0.00148 * math.sin(3 * g))
+    tst = hour * 60 + eqt + 4 * lon
+    ha = math.radians(tst / 4 - 180)
+    phi = math.radians(lat)
+    cos_z = math.sin(phi) * math.sin(decl) + math.cos(phi) * math.cos(decl) * math.cos(ha)
+    zen = math.acos(max(-1.0, min(1.0, cos_z)))
+    az = math.degrees(math.atan2(math.sin(ha), math.cos(ha) * math.sin(phi) - math.tan(decl) * math.cos(phi))) + 180
+    return 90 - math.degrees(zen), az % 360
+
+
+def clear_sky_irradiance(elevation_deg: float) -> dict[str, float]:
+    """Spectral irradiance on a horizontal surface under a clear sky, W m⁻² nm⁻¹ per band."""
+    s = max(math.sin(math.radians(elevation_deg)), 0.05)
+    return {b: v * s * _TAU for b, v in _E_SCALE.items()}
+
+
+def fly(plan: FlightPlan, cam: CameraModel, start_utc: _dt.datetime, lonlat_of, ground_alt_m: float,
+        rng: np.random.Generator, *, gps_sigma_h_m: float = 2.0, gps_sigma_v_m: float = 3.0,
+        baro_sigma_m: float = 0.3, attitude_sigma_deg: float = 1.0,
+        attitude_record_sigma_deg: float = 0.5, panel_xy: tuple[float, float] | None = None,
+        id_format: str = "DJI_{:04d}", first_index: int = 1) -> list[Shot]:
+    """Fly the plan: true poses wobble about the nominal nadir attitude (σ ``attitude_sigma_deg``,
+    yaw twice that), recorded angles add ``attitude_record_sigma_deg``; GPS adds independent
+    Gaussian errors (σ per horizontal axis ``gps_sigma_h_m``, vertical ``gps_sigma_v_m``), the
+    barometric relative altitude ``baro_sigma_m``. Light varies as a thin cloud passes.
+
+    With ``panel_xy`` a first, on-ground capture (index 0) of the calibration panel is added,
+    taken 1 m above it before take-off.
+    """
+    times: list[float] = []
+    poses: list[tuple[float, float, float]] = []  # x, y, heading
+    t = 0.0
+    prev = None
+    for li, x in enumerate(plan.line_x):
+        ys = plan.stations if li % 2 == 0 else plan.stations[::-1]
+        heading = 0.0 if li % 2 == 0 else 180.0
+        for y in ys:
+            if prev is not None:
+                d = math.hypot(x - prev[0], y - prev[1])
+                t += d / plan.speed_m_s + (12.0 if prev[2] != heading else 0.0)
+            times.append(t)
+            poses.append((x, y, heading))
+            prev = (x, y, heading)
+    duration = max(times[-1], 1.0)
+    cloud_t = rng.uniform(0.3, 0.7) * duration
+    cloud_w = max(0.12 * duration, 10.0)
+    depth = rng.uniform(0.15, 0.3)
+
+    def light(ts: float) -> dict[str, float]:
+        when = start_utc + _dt.timedelta(seconds=ts)
+        lon, lat = lonlat_of(poses[0][0], poses[0][1])
+        elev, _ = solar_position(when, lon, lat)
+        trans = 1.0 - depth * math.exp(-(((ts - cloud_t) / cloud_w) ** 2))
+        return {b: v * trans for b, v in clear_sky_irradiance(elev).items()}
+
+    shots: list[Shot] = []
+    if panel_xy is not None:
+        ts = -90.0
+        shots.append(Shot(0, id_format.format(first_index - 1), start_utc + _dt.timedelta(seconds=ts),
+                          panel_xy[0], panel_xy[1], ground_alt_m + 1.0, 1.0, 0.0, -90.0, 0.0,
+                          panel_xy[0] + rng.normal(0, gps_sigma_h_m),
+                          panel_xy[1] + rng.normal(0, gps_sigma_h_m),
+                          ground_alt_m + 1.0 + rng.normal(0, gps_sigma_v_m), 0.0, 0.0, -90.0, 0.0,
+                          light(ts), is_panel=True))
+    for i, ((x, y, heading), ts) in enumerate(zip(poses, times, strict=True)):
+        yaw = heading + rng.normal(0, 2 * attitude_sigma_deg)
+        pitch = -90.0 + rng.normal(0, attitude_sigma_deg)
+        roll = rng.normal(0, attitude_sigma_deg)
+        alt_rel = plan.altitude_m + rng.normal(0, 0.5)
+        tx, ty = x + rng.normal(0, 0.3), y + rng.normal(0, 0.3)   # true position off the plan
+        shots.append(Shot(
+            len(shots), id_format.format(first_index + i), start_utc + _dt.timedelta(seconds=ts),
+            tx, ty, ground_alt_m + alt_rel, alt_rel, yaw % 360.0, pitch, roll,
+            tx + rng.normal(0, gps_sigma_h_m), ty + rng.normal(0, gps_sigma_h_m),
+            ground_alt_m + alt_rel + rng.normal(0, gps_sigma_v_m), alt_rel + rng.normal(0, baro_sigma_m),
+            (yaw + rng.normal(0, attitude_record_sigma_deg)) % 360.0,
+            pitch + rng.normal(0, attitude_record_sigma_deg), roll + rng.normal(0, attitude_record_sigma_deg),
+            light(ts)))
+    return shots

@@ -1,0 +1,202 @@
+"""The vector layout of a simulated scene: parcels, well, winter camp, tracks, pond, crop fields,
+checkpoint targets and land-cover training polygons, all in UTM metres (EPSG:32648).
+
+The layout depends only on the scene seed and the flight area, never on the date or on the
+degradation, so two surveys with the same ``scene_seed`` see the same place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from shapely.geometry import LineString, MultiPoint, Point, Polygon, box
+
+from belcheer.models import PARCEL_COLUMNS
+
+#: Where the scene lies: Bayangol soum, Selenge aimag (forest steppe of the Orkhon–Selenge basin).
+CENTER_LONLAT: tuple[float, float] = (106.16, 48.942)
+EPSG: int = 32648
+AIMAG: str = "Сэлэнгэ"
+AIMAG_EN: str = "Selenge"
+SOUM: str = "Баянгол"
+SOUM_EN: str = "Bayangol"
+#: ground height above mean sea level, metres (flat terrain is assumed everywhere)
+GROUND_ALT_M: float = 925.0
+
+PASTURE_NAMES = ("Хужирт", "Шар нуруу", "Улаан даваа", "Бор өндөр", "Хөх толгой", "Цагаан овоо",
+                 "Хар ус", "Баян булаг", "Ногоон хөндий", "Тэмээн хүзүү", "Өвөлжөөний ам")
+HERDER_GROUPS = ("Хужирт хэсэг", "Бат-Эрдэнэ бүлэг", "Ганбаатар бүлэг", "Хөтөл нөхөрлөл",
+                 "Өлзийт бүлэг", "Цогт нөхөрлөл")
+BAGS = ("Хонгор баг", "Зүүн баг")
+CROP_USERS = ("Баянгол Агро ХХК", "Сэлэнгэ Тариа ХХК")
+CROPS = (("улаан буудай", 200), ("арвай", 206), ("овъёос", 212), ("рапс", 196))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything placed in the scene, in UTM metres. ``parcels`` follows PARCEL_COLUMNS."""
+
+    center_xy: tuple[float, float]
+    half_m: float
+    parcels: gpd.GeoDataFrame
+    #: per parcel: degraded when the survey's degradation > 0; crop peak day for crop fields
+    degraded_ids: tuple[str, ...]
+    crop_peak_doy: dict[str, int]
+    well_xy: tuple[float, float]
+    camp_xy: tuple[float, float]
+    piosphere_m: float
+    pond: Polygon
+    corral: Polygon
+    gers: tuple[Polygon, ...]
+    roofs: tuple[Polygon, ...]
+    tracks: tuple[Polygon, ...]
+    #: checkpoint id → (x, y): the centre of a 2×2 black/white checker target
+    checkpoints: dict[str, tuple[float, float]]
+    target_size_m: float
+    training: gpd.GeoDataFrame
+    gradient_dir_rad: float
+
+
+def _pasture_cells(zone: Polygon, n: int, rng: np.random.Generator) -> list[Polygon]:
+    minx, miny, maxx, maxy = zone.bounds
+    pts = np.column_stack([rng.uniform(minx, maxx, n), rng.uniform(miny, maxy, n)])
+    cells = shapely.voronoi_polygons(MultiPoint([tuple(p) for p in pts]), extend_to=zone)
+    out = [c.intersection(zone) for c in cells.geoms]
+    out = [c for c in out if c.area > 1.0 and c.geom_type == "Polygon"]
+    # order west→east, north→south so ids read like a map
+    out.sort(key=lambda p: (round(p.centroid.x / 10), -p.centroid.y))
+    return out
+
+
+def plan_layout(center_xy: tuple[float, float], half_m: float, margin_m: float,
+                rng: np.random.Generator) -> Layout:
+    """Place parcels and features in the square flight area ``center ± half_m`` (metres, UTM).
+
+    The western part is pasture (6–10 Voronoi parcels, one holding the winter camp, one the
+    well); the eastern third holds 2–4 crop strips east of a north–south road.
+    """
+    cx, cy = center_xy
+    h = half_m
+    xc = cx + 0.3 * h                    # road centre line
+    gap = 2.0                            # half width of the road corridor, m
+    pasture_zone = box(cx - h, cy - h, xc - gap, cy + h)
+    crop_zone = box(xc + gap, cy - h, cx + h, cy + h)
+
+    n_crop = int(rng.integers(2, 5))
+    n_past = int(rng.integers(6, 11))
+    cells = _pasture_cells(pasture_zone, n_past, rng)
+    edges = np.linspace(cy - h, cy + h, n_crop + 1)
+    fields = [box(xc + gap, edges[i] + 0.5, cx + h, edges[i + 1] - 0.5) for i in range(n_crop)]
+
+    well = (cx - 0.35 * h + rng.uniform(-0.05, 0.05) * h, cy + 0.25 * h + rng.uniform(-0.05, 0.05) * h)
+    camp = (cx - 0.68 * h, cy - 0.6 * h)
+    piosphere = max(6.0, 0.28 * h)
+
+    cw, ch = max(8.0, 0.2 * h), max(6.0, 0.14 * h)
+    corral = box(camp[0] - cw / 2, camp[1] - ch / 2, camp[0] + cw / 2, camp[1] + ch / 2)
+    gers = (Point(camp[0] - 2.0, camp[1] + ch / 2 + 5.0).buffer(2.9, 32),
+            Point(camp[0] + 5.0, camp[1] + ch / 2 + 5.5).buffer(2.6, 32))
+    roofs = (box(camp[0] - cw / 2 - 4.5, camp[1] - 1.5, camp[0] - cw / 2 - 0.5, camp[1] + 1.5),
+             Point(*well).buffer(0.9, 16))
+    r_pond = max(3.0, 0.06 * h)
+    pond = Point(well[0] + max(7.0, 0.12 * h), well[1] - max(5.0, 0.1 * h)).buffer(r_pond, 48)
+
+    far = h + margin_m
+    lines = [
+        LineString([(xc, cy - far), (xc, cy + far)]),                       # the road
+        LineString([camp, (camp[0] + 0.1 * h, camp[1] + 0.4 * h), well]),  # camp → well
+        LineString([well, (xc, well[1] + 0.1 * h)]),                        # well → road
+        LineString([(camp[0] - cw / 2, camp[1]), (cx - far, camp[1] - 0.1 * h)]),  # westward
+    ]
+    tracks = tuple(ln.buffer(1.25, cap_style="flat") for ln in lines)
+
+    checkpoints = {f"CP{i + 1}": (cx + fx * h, cy + fy * h) for i, (fx, fy) in enumerate(
+        [(-0.78, 0.8), (0.78, 0.8), (-0.1, -0.12), (-0.78, -0.85), (0.78, -0.8)])}
+    target = 1.2
+
+    # parcels table ---------------------------------------------------------------------------
+    camp_pt = Point(camp)
+    names = list(PASTURE_NAMES)
+    rng.shuffle(names)
+    rows = []
+    n_deg = max(1, len(cells) // 3)
+    deg_idx = set(rng.choice(len(cells), size=n_deg, replace=False).tolist())
+    degraded: list[str] = []
+    seasons = ("spring", "summer", "autumn", "all")
+    for i, cell in enumerate(cells):
+        pid = f"BYG-{i + 1:03d}"
+        winter = cell.contains(camp_pt)
+        heads = rng.integers([0, 5, 3, 60, 40], [6, 40, 30, 400, 300])
+        rows.append({
+            "parcel_id": pid, "name": names[i % len(names)] + ("" if i < len(names) else f" {i}"),
+            "land_use": "pasture", "season": "winter" if winter else seasons[int(rng.integers(0, 4))],
+            "user_group": HERDER_GROUPS[i % len(HERDER_GROUPS)], "aimag": AIMAG, "soum": SOUM,
+            "bag": BAGS[0] if cell.centroid.y >= cy else BAGS[1], "eco_zone": "forest_steppe",
+            "camel": int(heads[0]), "horse": int(heads[1]), "cattle": int(heads[2]),
+            "sheep": int(heads[3]), "goat": int(heads[4]), "area_ha": cell.area / 1e4,
+            "geometry": cell})
+        if i in deg_idx:
+            degraded.append(pid)
+    crop_peak: dict[str, int] = {}
+    for j, field in enumerate(fields):
+        pid = f"BYG-{len(cells) + j + 1:03d}"
+        crop, peak = CROPS[j % len(CROPS)]
+        crop_peak[pid] = peak
+        rows.append({
+            "parcel_id": pid, "name": f"Тариан талбай №{j + 1} ({crop})", "land_use": "cropland",
+            "season": "summer", "user_group": CROP_USERS[j % 2], "aimag": AIMAG, "soum": SOUM,
+            "bag": BAGS[1], "eco_zone": "forest_steppe", "camel": 0, "horse": 0, "cattle": 0,
+            "sheep": 0, "goat": 0, "area_ha": field.area / 1e4, "geometry": field})
+    parcels = gpd.GeoDataFrame(rows, columns=[*PARCEL_COLUMNS, "geometry"], geometry="geometry",
+                               crs=f"EPSG:{EPSG}")
+
+    training = _training_polygons(pasture_zone, fields, tracks, corral, gers, roofs, pond,
+                                  well, piosphere, camp, checkpoints, target, rng)
+    return Layout(center_xy=(cx, cy), half_m=h, parcels=parcels, degraded_ids=tuple(degraded),
+                  crop_peak_doy=crop_peak, well_xy=well, camp_xy=camp, piosphere_m=piosphere,
+                  pond=pond, corral=corral, gers=gers, roofs=roofs, tracks=tracks,
+                  checkpoints=checkpoints, target_size_m=target, training=training,
+                  gradient_dir_rad=float(rng.uniform(0, 2 * np.pi)))
+
+
+def _training_polygons(pasture_zone, fields, tracks, corral, gers, roofs, pond, well, piosphere,
+                       camp, checkpoints, target, rng) -> gpd.GeoDataFrame:
+    """Polygons well inside one land cover each, labelled cropland/pasture/bare/water/built."""
+    recs: list[tuple[str, Polygon]] = []
+    for f in fields:
+        inner = f.buffer(-max(1.0, 0.15 * min(f.bounds[2] - f.bounds[0], f.bounds[3] - f.bounds[1])))
+        if not inner.is_empty:
+            recs.append(("cropland", inner))
+    busy = shapely.union_all([*tracks, corral.buffer(3), *[g.buffer(2) for g in gers],
+                              *[r.buffer(2) for r in roofs], pond.buffer(3),
+                              Point(well).buffer(2.5 * piosphere),
+                              *[Point(p).buffer(target + 2) for p in checkpoints.values()]])
+    minx, miny, maxx, maxy = pasture_zone.bounds
+    size = 3.0
+    placed = 0
+    for _ in range(400):
+        x, y = rng.uniform(minx + size, maxx - size), rng.uniform(miny + size, maxy - size)
+        sq = box(x - size / 2, y - size / 2, x + size / 2, y + size / 2)
+        if not sq.intersects(busy) and pasture_zone.contains(sq):
+            recs.append(("pasture", sq))
+            busy = busy.union(sq.buffer(2))
+            placed += 1
+            if placed == 4:
+                break
+    # bare: the inner part of the corral and short pieces of the road's centre line
+    recs.append(("bare", corral.buffer(-1.0)))
+    road = tracks[0]
+    rminx, rminy, rmaxx, rmaxy = road.bounds
+    xm = (rminx + rmaxx) / 2
+    for yy in (camp[1], well[1]):
+        recs.append(("bare", box(xm - 0.6, yy - 3.0, xm + 0.6, yy + 3.0)))
+    recs.append(("water", pond.buffer(-1.0)))
+    for g in gers:
+        recs.append(("built", g.buffer(-0.6)))
+    recs.append(("built", roofs[0].buffer(-0.4)))
+    codes = {"pasture": 1, "cropland": 2, "bare": 3, "water": 4, "built": 5}
+    return gpd.GeoDataFrame({"class": [c for c, _ in recs], "class_code": [codes[c] for c, _ in recs]},
+                            geometry=[g for _, g in recs], crs=f"EPSG:{EPSG}")

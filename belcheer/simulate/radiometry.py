@@ -1,0 +1,96 @@
+"""Forward radiometric models: surface reflectance → camera digital numbers (DN).
+
+MicaSense (what the indices stage inverts, exactly MicaSense's published model)::
+
+    L      = ρ · E / π                       at-sensor radiance, W m⁻² sr⁻¹ nm⁻¹ (Lambertian
+                                             ground, no atmosphere between ground and drone);
+                                             E = spectral irradiance, W m⁻² nm⁻¹ (written to
+                                             XMP as Irradiance / SpectralIrradiance /
+                                             HorizontalIrradiance for that capture)
+    p(r)   = 1 + Σ_{i=1..6} c_i r^i          vignetting polynomial (XMP VignettingPolynomial
+                                             c_1…c_6, r = distance in pixels of the integer
+                                             pixel index (col, row) from VignettingCenter)
+    R(y)   = 1 / (1 + a2·y/te − a3·y)        row gradient, y = integer row index
+    S      = L · g · te · 2¹⁶ · p(r) / (a1 · R(y))       signal above black, DN
+    DN     = BL + 16 · round((S + n) / 16)    n ~ N(0, 12² + 0.4·S): read + shot noise, then
+                                             12-bit quantisation stored in 16 bits, clipped
+                                             to 0…65520
+
+with a1,a2,a3 = XMP RadiometricCalibration, te = EXIF ExposureTime (s), g = ISO/100,
+BL = BlackLevel (4800). Inverting: ``L = (DN − BL) · a1 · R(y) / (g · te · 2¹⁶ · p(r))``, which is
+MicaSense's ``V · R · (DN − BL) / (g · te) · a1 / 2¹⁶`` with ``V = 1/p(r)``; ρ = π L / E.
+
+DJI RGB (relative, not calibrated; JPEG, sRGB-like)::
+
+    s      = k · ρ_c · (E_green / E_green,clear) · p(r)      per channel c ∈ (red, green, blue)
+    DN_c   = round(255 · clip(s + n, 0, 1)^(1/2.2)),  n ~ N(0, (0.003 + 0.01·s)²), k = 1.7
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BLACK_LEVEL = 4800
+FULL_SCALE = 2**16
+RGB_GAIN = 1.7
+
+
+@dataclass(frozen=True)
+class BandCalibration:
+    """MicaSense radiometric constants of one band and the exposure used for the flight."""
+
+    a1: float
+    a2: float
+    a3: float
+    exposure_s: float
+    gain: float = 1.0
+    black_level: int = BLACK_LEVEL
+
+
+def row_gradient(cal: BandCalibration, height: int) -> np.ndarray:
+    """R(y) of MicaSense's model for rows 0…height−1, float64 column vector."""
+    y = np.arange(height, dtype=np.float64)[:, None]
+    return 1.0 / (1.0 + cal.a2 * y / cal.exposure_s - cal.a3 * y)
+
+
+def micasense_dn(reflectance: np.ndarray, irradiance: float, cal: BandCalibration,
+                 vignette_poly: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Raw 16-bit DN of one band from surface reflectance (row, col) under ``irradiance``."""
+    radiance = reflectance.astype(np.float64) * irradiance / np.pi
+    signal = radiance * cal.gain * cal.exposure_s * FULL_SCALE * vignette_poly \
+        / (cal.a1 * row_gradient(cal, reflectance.shape[0]))
+    noisy = signal + rng.standard_normal(signal.shape) * np.sqrt(144.0 + 0.4 * np.maximum(signal, 0))
+    dn = cal.black_level + 16.0 * np.rint(noisy / 16.0)
+    return np.clip(dn, 0, 65520).astype(np.uint16)
+
+
+def micasense_radiance(dn: np.ndarray, cal: BandCalibration, vignette_poly: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`micasense_dn` without noise: radiance W m⁻² sr⁻¹ nm⁻¹, float64."""
+    s = dn.astype(np.float64) - cal.black_level
+    return s * cal.a1 * row_gradient(cal, dn.shape[0]) / (
+        cal.gain * cal.exposure_s * FULL_SCALE * vignette_poly)
+
+
+def exposure_for(max_reflectance: float, irradiance: float, a1: float, gain: float = 1.0,
+                 target_dn: float = 40000.0) -> float:
+    """Exposure time (s, rounded to 1 µs) putting ``max_reflectance`` at ``target_dn`` above black."""
+    radiance = max_reflectance * irradiance / np.pi
+    return round(target_dn * a1 / (radiance * gain * FULL_SCALE), 6)
+
+
+def rgb_dn(reflectance: np.ndarray, light: float, vignette_poly: np.ndarray,
+           rng: np.random.Generator) -> np.ndarray:
+    """8-bit RGB (row, col, 3) from reflectance (3, row, col) in red, green, blue order;
+    ``light`` is the irradiance relative to clear sky."""
+    s = RGB_GAIN * reflectance.astype(np.float32) * np.float32(light) * vignette_poly[None]
+    s = s + rng.standard_normal(s.shape).astype(np.float32) * (0.003 + 0.01 * s)
+    v = np.rint(255.0 * np.clip(s, 0, 1) ** (1 / 2.2))
+    return v.astype(np.uint8).transpose(1, 2, 0).copy()
+
+
+def rgb_reflectance(dn: np.ndarray, light: float, vignette_poly: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_dn` without noise: reflectance (3, row, col), float32."""
+    s = (dn.astype(np.float32).transpose(2, 0, 1) / 255.0) ** 2.2
+    return s / (RGB_GAIN * light * vignette_poly[None])

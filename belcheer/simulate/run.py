@@ -1,0 +1,307 @@
+"""``simulate()``: a whole synthetic survey — frames that read like real camera files, and the
+ground truth every accuracy test in the project measures against."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from pyproj import Transformer
+
+from belcheer.errors import ConfigError
+from belcheer.fileio import atomic_path, write_json_atomic
+from belcheer.grid import geobox_for_bounds
+from belcheer.progress import ProgressCallback, no_progress
+from belcheer.simulate import layout as lay
+from belcheer.simulate import truth as tr
+from belcheer.simulate.cameras import CAMERAS, CameraModel, vignetting_poly
+from belcheer.simulate.flight import LOCAL_UTC_OFFSET_H, clear_sky_irradiance, fly, plan_flight, solar_position
+from belcheer.simulate.metadata import dji_xmp, micasense_xmp, write_dji_jpeg, write_micasense_tiff
+from belcheer.simulate.radiometry import BandCalibration, exposure_for, micasense_dn, rgb_dn
+from belcheer.simulate.render import panel_box, panel_scene, render_reflectance
+from belcheer.simulate.scene import SCALE, render_truth
+from belcheer.simulate.spectra import BANDS, FWHM_NM, WAVELENGTHS_NM
+
+#: metres of scene kept round the flight area so every frame sees only simulated ground
+MARGIN_M = 90.0
+#: truth raster resolution, metres (finer than both cameras' GSD at their default altitude)
+TRUTH_RES_M = 0.08
+DEFAULT_AREA_HA = {"rgb": 3.0, "rededge": 2.0}
+DEFAULT_ALTITUDE_M = {"rgb": 100.0, "rededge": 120.0}
+DEFAULT_DATE = _dt.date(2026, 7, 15)
+#: take-off time, local (UTC+8)
+START_LOCAL = _dt.time(11, 0, 0)
+#: reflectance of the calibration panel per band (like a MicaSense RP04 panel's certificate)
+PANEL_ALBEDO = {"blue": 0.538, "green": 0.542, "red": 0.541, "rededge": 0.539, "nir": 0.533}
+#: MicaSense RadiometricCalibration (a1, a2, a3) per band
+_MS_CAL = {"blue": (1.62e-4, 1.05e-7, 1.3e-6), "green": (1.88e-4, 1.10e-7, 1.2e-6),
+           "red": (2.02e-4, 1.15e-7, 1.4e-6), "nir": (2.41e-4, 0.95e-7, 1.1e-6),
+           "rededge": (2.12e-4, 1.00e-7, 1.25e-6)}
+_MS_LABEL = {"blue": "Blue", "green": "Green", "red": "Red", "nir": "NIR", "rededge": "Red edge"}
+GPS_SIGMA_H_M = 2.0
+GPS_SIGMA_V_M = 3.0
+ATTITUDE_SIGMA_DEG = 1.0
+ATTITUDE_RECORD_SIGMA_DEG = 0.5
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Where a simulated survey was written, and the facts a test needs about it.
+
+    Paths are absolute. ``epsg`` is the truth's CRS (32648); ``gsd_m`` the nominal frame GSD
+    at the flight altitude; ``center_lonlat`` WGS 84 degrees.
+    """
+
+    out_dir: Path
+    frames_dir: Path
+    truth_dir: Path
+    reflectance_path: Path
+    ndvi_path: Path
+    landcover_path: Path
+    poses_path: Path
+    checkpoints_path: Path
+    parcels_path: Path
+    parcel_truth_path: Path
+    quadrats_path: Path
+    training_path: Path
+    simulation_json: Path
+    epsg: int
+    gsd_m: float
+    soum: str
+    aimag: str
+    soum_en: str
+    aimag_en: str
+    center_lonlat: tuple[float, float]
+    camera: str
+    n_captures: int
+    seed: int
+    scene_seed: int
+    date: _dt.date
+    degradation: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path | _dt.date) else v) for k, v in d.items()}
+
+
+def _capture_ms_calibration(cam: CameraModel, irr0: dict[str, float]) -> dict[str, BandCalibration]:
+    """Fixed exposure per band for the flight: 0.65 reflectance reaches 40 000 DN above black
+    under the clear sky at take-off (gain 1×, ISO 100)."""
+    return {b: BandCalibration(*_MS_CAL[b], exposure_s=exposure_for(0.65, irr0[b], _MS_CAL[b][0]))
+            for b in cam.bands}
+
+
+def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: int = 0,
+             area_ha: float | None = None, date: _dt.date | None = None,
+             scene_seed: int | None = None, degradation: float = 0.0,
+             progress: ProgressCallback | None = None,
+             altitude_m: float | None = None) -> Simulation:
+    """Simulate one drone survey over a steppe scene in Bayangol soum (Selenge), EPSG:32648.
+
+    Writes ``out_dir/frames`` (DJI JPEGs or MicaSense 5-band TIFFs with a panel capture
+    ``IMG_0000``) and ``out_dir/truth`` (reflectance/NDVI/land-cover COGs, poses, checkpoints,
+    parcels, per-parcel truth, biomass quadrats, training polygons, ``simulation.json``).
+    ``area_ha`` is the flown square (default 3 ha RGB, 2 ha RedEdge); ``scene_seed`` (default
+    ``seed``) fixes the place, ``date`` (default 2026-07-15) the season and ``degradation``
+    (0…1) lowers vegetation cover in the parcels marked degraded — the same ``scene_seed`` and
+    ``area_ha`` always give the same ground. Deterministic for given arguments.
+    """
+    cb = progress or no_progress
+    if camera not in CAMERAS:
+        raise ConfigError(f"unknown camera {camera!r}; choose rgb or rededge")
+    if not 0.0 <= degradation <= 1.0:
+        raise ConfigError(f"degradation {degradation} is outside 0…1")
+    cam = CAMERAS[camera]
+    area = DEFAULT_AREA_HA[camera] if area_ha is None else float(area_ha)
+    if not 0.01 <= area <= 100:
+        raise ConfigError(f"--area-ha {area} is outside 0.01…100 ha")
+    alt = DEFAULT_ALTITUDE_M[camera] if altitude_m is None else float(altitude_m)
+    fw, fh = cam.footprint_m(alt)
+    if max(fw, fh) / 2 + 0.08 * alt > MARGIN_M:   # lines run N–S: the long side lies E–W
+        raise ConfigError(f"altitude {alt} m gives a footprint wider than the simulated margin; "
+                          f"fly at most {DEFAULT_ALTITUDE_M[camera]:.0f} m")
+    date = date or DEFAULT_DATE
+    scene_seed = seed if scene_seed is None else int(scene_seed)
+    out_dir = Path(out_dir).resolve()
+    frames_dir, truth_dir = out_dir / "frames", out_dir / "truth"
+    to_utm = Transformer.from_crs(4326, lay.EPSG, always_xy=True)
+    to_ll = Transformer.from_crs(lay.EPSG, 4326, always_xy=True)
+
+    def lonlat_of(x: float, y: float) -> tuple[float, float]:
+        lon, lat = to_ll.transform(x, y)
+        return float(lon), float(lat)
+
+    cx, cy = (round(v) for v in to_utm.transform(*lay.CENTER_LONLAT))
+    half = float(np.sqrt(area * 1e4) / 2)
+
+    cb(0.0, "scene")
+    layout = lay.plan_layout((cx, cy), half, MARGIN_M, np.random.default_rng([scene_seed, 1]))
+    geobox = geobox_for_bounds((cx - half - MARGIN_M, cy - half - MARGIN_M,
+                                cx + half + MARGIN_M, cy + half + MARGIN_M), lay.EPSG, TRUTH_RES_M)
+    truth = render_truth(layout, geobox, date, degradation, scene_seed)
+    cb(0.2, "flight")
+
+    rng = np.random.default_rng([seed, 2])
+    start_local = _dt.datetime.combine(date, START_LOCAL)
+    start_utc = start_local - _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
+    plan = plan_flight((cx, cy), half, cam, alt)
+    multispectral = camera == "rededge"
+    shots = fly(plan, cam, start_utc, lonlat_of, lay.GROUND_ALT_M, rng,
+                gps_sigma_h_m=GPS_SIGMA_H_M, gps_sigma_v_m=GPS_SIGMA_V_M,
+                attitude_sigma_deg=ATTITUDE_SIGMA_DEG,
+                attitude_record_sigma_deg=ATTITUDE_RECORD_SIGMA_DEG,
+                panel_xy=(cx - half - 8.0, cy - half - 8.0) if multispectral else None,
+                id_format="IMG_{:04d}" if multispectral else "DJI_{:04d}")
+    elev0, _ = solar_position(start_utc, *lay.CENTER_LONLAT)
+    clear0 = clear_sky_irradiance(elev0)
+    ms_cal = _capture_ms_calibration(cam, clear0) if multispectral else {}
+    vig = [vignetting_poly(cam, i) for i in range(len(cam.vignetting))]
+    flight_uid = f"SIMFLIGHT{seed:06d}{scene_seed % 1000000:06d}"[:20]
+
+    with atomic_path(frames_dir, suffix="") as tmp_frames:
+        tmp_frames.mkdir(parents=True)
+        for k, shot in enumerate(shots):
+            ll = lonlat_of(shot.gps_x, shot.gps_y)
+            noise_rng = np.random.default_rng([seed, 3, k])
+            if shot.is_panel:
+                refl = panel_scene(cam, PANEL_ALBEDO, noise_rng)
+            else:
+                refl = render_reflectance(truth, cam, shot, lay.GROUND_ALT_M)
+            if multispectral:
+                elev, az = solar_position(shot.time_utc, ll[0], ll[1])
+                for bi, band in enumerate(cam.bands):
+                    dn = micasense_dn(refl[bi], shot.irradiance[band], ms_cal[band], vig[bi], noise_rng)
+                    xmp = micasense_xmp(
+                        cam, band, _MS_LABEL[band], bi, WAVELENGTHS_NM[band], FWHM_NM[band],
+                        ms_cal[band], shot.irradiance[band], (np.radians(elev), np.radians(az)),
+                        f"SIMCAP{seed % 10000:04d}{shot.index:06d}{bi}"[:20], flight_uid,
+                        shot.gps_alt_rel_m, 400000 + int(shot.time_utc.timestamp() % 100000),
+                        (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll))
+                    write_micasense_tiff(tmp_frames / f"{shot.capture_id}_{bi + 1}.tif", dn, cam,
+                                         shot.time_utc, ll[1], ll[0], shot.gps_alt_abs_m,
+                                         ms_cal[band], xmp)
+            else:
+                light = shot.irradiance["green"] / clear0["green"]
+                rgb = rgb_dn(refl, light, vig[0], noise_rng)
+                when_local = shot.time_utc + _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
+                xmp = dji_xmp(cam, when_local, shot.gps_alt_abs_m, shot.gps_alt_rel_m, shot.rec_yaw,
+                              shot.rec_pitch, shot.rec_roll,
+                              (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll), ll[1], ll[0])
+                write_dji_jpeg(tmp_frames / f"{shot.capture_id}.JPG", rgb, cam, shot.capture_id,
+                               when_local, ll[1], ll[0], shot.gps_alt_abs_m, xmp)
+            cb(0.2 + 0.6 * (k + 1) / len(shots), f"frame {shot.capture_id}")
+
+    cb(0.8, "truth")
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    refl_path = tr.write_reflectance_cog(truth_dir / "reflectance.tif", truth.reflectance, geobox, SCALE)
+    nd = tr.ndvi_of_truth(truth.reflectance, SCALE)
+    ndvi_path = tr.write_single_cog(truth_dir / "ndvi.tif", nd, geobox, "ndvi", nodata=float("nan"),
+                                    kind="index", index="NDVI")
+    lc_path = tr.write_single_cog(truth_dir / "landcover.tif", truth.landcover, geobox, "landcover",
+                                  nodata=0, kind="landcover",
+                                  classes="1=pasture,2=cropland,3=bare,4=water,5=built,6=target")
+    poses_path = tr.write_csv(truth_dir / "poses.csv", _poses_table(shots, lonlat_of))
+    cps = pd.DataFrame([{"id": k, "x": x, "y": y, "z": lay.GROUND_ALT_M,
+                         "lon": lonlat_of(x, y)[0], "lat": lonlat_of(x, y)[1],
+                         "size_m": layout.target_size_m}
+                        for k, (x, y) in layout.checkpoints.items()])
+    cp_path = tr.write_csv(truth_dir / "checkpoints.csv", cps)
+    cp_gdf = gpd.GeoDataFrame(cps, geometry=gpd.points_from_xy(cps.lon, cps.lat), crs="EPSG:4326")
+    with atomic_path(truth_dir / "checkpoints.geojson") as tmp:
+        cp_gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio")
+    parcels_path = tr.write_gpkg(truth_dir / "parcels.gpkg", layout.parcels, "parcels")
+    pt = tr.parcel_truth(layout.parcels, refl_path, ndvi_path, layout.degraded_ids)
+    pt_path = tr.write_csv(truth_dir / "parcel_truth.csv", pt)
+    n_quad = int(np.clip(area * 8, 12, 40))
+    q = tr.quadrats(layout.parcels, nd, truth.landcover, geobox, n_quad,
+                    np.random.default_rng([seed, 4]), lonlat_of)
+    q_path = tr.write_csv(truth_dir / "quadrats.csv", q)
+    training_path = tr.write_gpkg(truth_dir / "training.gpkg", layout.training, "training")
+
+    n_captures = len(shots)
+    sim = Simulation(
+        out_dir=out_dir, frames_dir=frames_dir, truth_dir=truth_dir, reflectance_path=refl_path,
+        ndvi_path=ndvi_path, landcover_path=lc_path, poses_path=poses_path,
+        checkpoints_path=cp_path, parcels_path=parcels_path, parcel_truth_path=pt_path,
+        quadrats_path=q_path, training_path=training_path,
+        simulation_json=truth_dir / "simulation.json", epsg=lay.EPSG, gsd_m=cam.gsd_m(alt),
+        soum=lay.SOUM, aimag=lay.AIMAG, soum_en=lay.SOUM_EN, aimag_en=lay.AIMAG_EN,
+        center_lonlat=lay.CENTER_LONLAT, camera=camera, n_captures=n_captures, seed=seed,
+        scene_seed=scene_seed, date=date, degradation=degradation)
+    write_json_atomic(sim.simulation_json, _parameters(sim, cam, plan, layout, ms_cal, clear0,
+                                                       area, alt, start_local))
+    cb(1.0, "done")
+    return sim
+
+
+def _poses_table(shots, lonlat_of) -> pd.DataFrame:
+    rows = []
+    for s in shots:
+        lon, lat = lonlat_of(s.x, s.y)
+        glon, glat = lonlat_of(s.gps_x, s.gps_y)
+        row = {"capture_id": s.capture_id, "is_panel": s.is_panel,
+               "time_utc": s.time_utc.isoformat(), "lon": lon, "lat": lat,
+               "alt_abs_m": s.alt_abs_m, "alt_rel_m": s.alt_rel_m, "yaw": s.yaw, "pitch": s.pitch,
+               "roll": s.roll, "x": s.x, "y": s.y, "gps_lon": glon, "gps_lat": glat,
+               "gps_x": s.gps_x, "gps_y": s.gps_y, "gps_alt_abs_m": s.gps_alt_abs_m,
+               "gps_alt_rel_m": s.gps_alt_rel_m, "rec_yaw": s.rec_yaw, "rec_pitch": s.rec_pitch,
+               "rec_roll": s.rec_roll}
+        row.update({f"irradiance_{b}": v for b, v in s.irradiance.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0, area, alt,
+                start_local) -> dict[str, Any]:
+    """Everything needed to understand (or re-run) the simulation, JSON-ready."""
+    return {
+        "simulation": sim.to_dict(),
+        "scene": {"epsg": lay.EPSG, "center_utm": layout.center_xy, "area_ha": area,
+                  "half_side_m": layout.half_m, "margin_m": MARGIN_M, "truth_res_m": TRUTH_RES_M,
+                  "ground_alt_m": lay.GROUND_ALT_M, "well_xy": layout.well_xy,
+                  "camp_xy": layout.camp_xy, "piosphere_m": layout.piosphere_m,
+                  "degraded_parcels": list(layout.degraded_ids),
+                  "crop_peak_doy": layout.crop_peak_doy,
+                  "bands": list(BANDS), "wavelengths_nm": WAVELENGTHS_NM,
+                  "reflectance_scale": SCALE,
+                  "biomass_relation": {"formula": "B = a * exp(b * NDVI), kg DM/ha", "a": tr.BIOMASS_A,
+                                       "b": tr.BIOMASS_B, "lognormal_sigma": tr.BIOMASS_NOISE}},
+        "camera": {"key": cam.key, "make": cam.make, "model": cam.model,
+                   "width_px": cam.width_px, "height_px": cam.height_px,
+                   "focal_mm": cam.focal_mm, "focal_px": cam.focal_px,
+                   "pixel_pitch_mm": cam.pixel_pitch_mm, "sensor_mm": cam.sensor_mm,
+                   "principal_point_px": [cam.width_px / 2, cam.height_px / 2],
+                   "distortion_k1_k2_p1_p2_k3": list(cam.distortion), "bands_file_order": list(cam.bands),
+                   "vignetting_center_px": list(cam.vignetting_center),
+                   "vignetting_polynomial": [list(v) for v in cam.vignetting],
+                   "radiometric_calibration": {b: asdict(c) for b, c in ms_cal.items()},
+                   "panel_albedo": PANEL_ALBEDO if cam.key == "rededge" else None},
+        "flight": {"altitude_m": alt, "speed_m_s": plan.speed_m_s,
+                   "front_overlap": plan.front_overlap, "side_overlap": plan.side_overlap,
+                   "headings_deg": [0, 180], "line_x": list(plan.line_x),
+                   "n_lines": len(plan.line_x), "triggers_per_line": len(plan.stations),
+                   "start_local": start_local.isoformat(), "utc_offset_h": LOCAL_UTC_OFFSET_H,
+                   "gps_sigma_h_m_per_axis": GPS_SIGMA_H_M, "gps_sigma_v_m": GPS_SIGMA_V_M,
+                   "attitude_sigma_deg": ATTITUDE_SIGMA_DEG, "yaw_sigma_deg": 2 * ATTITUDE_SIGMA_DEG,
+                   "attitude_record_sigma_deg": ATTITUDE_RECORD_SIGMA_DEG,
+                   "clear_sky_irradiance_at_start": clear0},
+        "conventions": {
+            "pose": "yaw = heading of the image top, deg clockwise from north; pitch −90 = nadir, "
+                    "larger pitch tilts the view toward the image top; roll > 0 tilts it toward the "
+                    "image right; true values in poses.csv (yaw/pitch/roll, x/y), written ones rec_*/gps_*",
+            "pixels": "pixel (u, v) centre at (u+0.5, v+0.5); principal point at (W/2, H/2)",
+            "radiometry": "see belcheer.simulate.radiometry docstring",
+            "rgb_bands": "RGB JPEG channels show the red/green/blue truth bands",
+            "dji_time": "DJI EXIF times are local (UTC+8); MicaSense times are UTC"},
+    }
+
+
+def load_parameters(sim_json: Path) -> dict[str, Any]:
+    """Read ``truth/simulation.json``."""
+    return json.loads(Path(sim_json).read_text(encoding="utf-8"))

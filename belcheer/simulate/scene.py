@@ -1,0 +1,183 @@
+"""The truth raster: per-band surface reflectance of the scene on a fine UTM grid.
+
+Pixels are linear mixtures of the endmembers in :mod:`belcheer.simulate.spectra`:
+
+* pasture: ``c·(g·grass + (1−g)·litter) + (1−c)·soil``, where the cover ``c`` is a smooth
+  field (1 m grid, σ 12 m) with a linear degradation gradient, a grazing piosphere round the
+  well ``c ← c·(1 − 0.95·exp(−d/λ))`` (cover rises with distance ``d``), trampling round the
+  camp, tussock texture (0.24 m grid) and, in parcels marked degraded, ``c ← c·(1 − 0.6·D)``
+  for the survey's degradation ``D``; ``g`` is the date's green fraction;
+* crop: ``cc·crop + (1−cc)·soil`` with the crop's seasonal cover and a 0.6 m row pattern;
+* shrubs, stones and dung spots as small discs (0.1–0.35 m radius) on the pasture, tracks,
+  trampled camp ground, water, gers and roofs, and 2×2 black/white checker targets;
+* everything times a per-pixel texture ``1 + 0.04·n`` (n standard normal).
+
+Reflectance is stored as uint16 = round(ρ·10000); the truth COG holds exactly these values
+divided by 10000, so the frames and the truth agree to the last digit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from odc.geo.geobox import GeoBox
+from rasterio import features
+from scipy import ndimage
+
+from belcheer.simulate.layout import Layout
+from belcheer.simulate.spectra import ENDMEMBERS, Cover, crop_cover, green_fraction
+
+#: reflectance scale of the uint16 truth arrays
+SCALE = 10000.0
+
+# material codes burnt into the material raster (order = drawing order, later wins)
+_PASTURE, _CROP, _TRACK, _CAMP, _WATER, _FELT, _WOOD, _ROOF, _TWHITE, _TBLACK = range(10)
+_MATERIAL_COVER = np.array([Cover.PASTURE, Cover.CROPLAND, Cover.BARE, Cover.BARE, Cover.WATER,
+                            Cover.BUILT, Cover.BUILT, Cover.BUILT, Cover.TARGET, Cover.TARGET],
+                           np.uint8)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The rendered truth: ``reflectance`` uint16 (band, y, x) scaled by 10000 in band order
+    blue, green, red, rededge, nir; ``landcover`` uint8 :class:`Cover` codes; ``geobox`` the grid."""
+
+    reflectance: np.ndarray
+    landcover: np.ndarray
+    geobox: GeoBox
+
+
+def _smooth_field(shape: tuple[int, int], sigma_px: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian-filtered white noise rescaled to zero mean and unit standard deviation."""
+    f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_px, mode="wrap")
+    return ((f - f.mean()) / (f.std() + 1e-12)).astype(np.float32)
+
+
+def _material_raster(layout: Layout, geobox: GeoBox) -> tuple[np.ndarray, np.ndarray]:
+    """Material codes and parcel index (0 = no parcel, i+1 = parcels row i) on the truth grid."""
+    shape = geobox.shape
+    tr = geobox.transform
+    shapes: list[tuple[object, int]] = []
+    crop = layout.parcels[layout.parcels.land_use == "cropland"]
+    shapes += [(g, _CROP) for g in crop.geometry]
+    shapes += [(t, _TRACK) for t in layout.tracks]
+    shapes += [(layout.corral, _CAMP), (layout.corral.exterior.buffer(0.15), _WOOD)]
+    shapes += [(layout.pond, _WATER)]
+    shapes += [(g, _FELT) for g in layout.gers]
+    shapes += [(r, _ROOF) for r in layout.roofs]
+    from shapely.geometry import box
+    s = layout.target_size_m / 2
+    for x, y in layout.checkpoints.values():
+        shapes += [(box(x - s - 0.3, y - s - 0.3, x + s + 0.3, y + s + 0.3), _TWHITE),
+                   (box(x, y, x + s, y + s), _TBLACK), (box(x - s, y - s, x, y), _TBLACK)]
+    material = features.rasterize(shapes, out_shape=shape, transform=tr, fill=_PASTURE,
+                                  dtype="uint8")
+    pid = features.rasterize([(g, i + 1) for i, g in enumerate(layout.parcels.geometry)],
+                             out_shape=shape, transform=tr, fill=0, dtype="uint8")
+    return material, pid
+
+
+def _dots(shape: tuple[int, int], res: float, rng: np.random.Generator) -> np.ndarray:
+    """Shrubs (1), stones (2) and dung/bare spots (3) as small discs: the fine, high-contrast
+    texture that feature matchers need on otherwise smooth grassland."""
+    h, w = shape
+    area_m2 = h * w * res * res
+    n = int(area_m2 * 0.35)
+    out = np.zeros(shape, np.uint8)
+    xs = rng.uniform(0, w, n)
+    ys = rng.uniform(0, h, n)
+    kinds = rng.choice([1, 2, 3], size=n, p=[0.45, 0.3, 0.25])
+    radii = rng.uniform(0.10, 0.35, n) / res
+    shift = 3
+    f = 1 << shift
+    for x, y, k, r in zip(xs, ys, kinds, radii, strict=True):
+        cv2.circle(out, (int(x * f), int(y * f)), max(int(r * f), f), int(k), -1, cv2.LINE_8, shift)
+    return out
+
+
+def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: float,
+                 scene_seed: int, block_rows: int = 256) -> Truth:
+    """Render the scene's surface reflectance on ``geobox`` (north-up UTM grid, metres).
+
+    Random fields depend on ``scene_seed`` only; ``date`` and ``degradation`` change the
+    vegetation, never the geometry or the texture.
+    """
+    if not 0.0 <= degradation <= 1.0:
+        raise ValueError(f"degradation must be within 0…1, got {degradation}")
+    rng = np.random.default_rng([scene_seed, 101])
+    h, w = geobox.shape
+    res = float(geobox.resolution.x)
+    left, top = geobox.transform.c, geobox.transform.f
+    material, pid = _material_raster(layout, geobox)
+    dots = _dots((h, w), res, rng)
+
+    # coarse (1 m) and tussock (0.24 m) fields, sampled at fine pixel centres below
+    c_res, m_res = 1.0, 0.24
+    coarse = _smooth_field((int(h * res / c_res) + 3, int(w * res / c_res) + 3), 12.0, rng)
+    mid = _smooth_field((int(h * res / m_res) + 3, int(w * res / m_res) + 3), 1.2, rng)
+
+    g = green_fraction(date)
+    deg_factor = np.ones(len(layout.parcels) + 1, np.float32)
+    crop_cc = np.zeros(len(layout.parcels) + 1, np.float32)
+    for i, pidv in enumerate(layout.parcels.parcel_id):
+        if pidv in layout.degraded_ids:
+            deg_factor[i + 1] = 1.0 - 0.6 * degradation
+        if pidv in layout.crop_peak_doy:
+            crop_cc[i + 1] = crop_cover(date, layout.crop_peak_doy[pidv])
+    em = ENDMEMBERS
+    veg = g * em["green_grass"] + (1 - g) * em["litter"]
+    cx, cy = layout.center_xy
+    wx, wy = layout.well_xy
+    kx, ky = layout.camp_xy
+    gd = (np.cos(layout.gradient_dir_rad), np.sin(layout.gradient_dir_rad))
+    span = w * res / 2
+
+    refl = np.empty((5, h, w), np.uint16)
+    cover_out = np.empty((h, w), np.uint8)
+    xs = left + (np.arange(w, dtype=np.float64) + 0.5) * res
+    for b0 in range(0, h, block_rows):
+        b1 = min(h, b0 + block_rows)
+        ys = top - (np.arange(b0, b1, dtype=np.float64) + 0.5) * res
+        X, Y = np.meshgrid(xs, ys)
+        mx = ((X - left) / c_res - 0.5).astype(np.float32)
+        my = ((top - Y) / c_res - 0.5).astype(np.float32)
+        n_coarse = cv2.remap(coarse, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        n_mid = cv2.remap(mid, mx * (c_res / m_res), my * (c_res / m_res), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+        grad = ((X - cx) * gd[0] + (Y - cy) * gd[1]) / span          # −1…1 across the scene
+        c = 0.60 - 0.12 * grad + 0.10 * n_coarse + 0.07 * n_mid
+        c *= 1.0 - 0.95 * np.exp(-np.hypot(X - wx, Y - wy) / layout.piosphere_m)
+        c *= 1.0 - 0.6 * np.exp(-np.hypot(X - kx, Y - ky) / 15.0)
+        pb = pid[b0:b1]
+        c *= deg_factor[pb]
+        c = np.clip(c, 0.02, 0.95).astype(np.float32)[..., None]
+        mat = material[b0:b1]
+        dt = dots[b0:b1]
+        out = c * veg + (1 - c) * em["soil"]                                   # pasture
+        cc = crop_cc[pb] * (1.0 + 0.15 * np.sin(2 * np.pi * (X - left) / 0.6)) \
+            * (1 + 0.05 * n_mid)
+        cc = np.clip(cc, 0, 1).astype(np.float32)[..., None]
+        crop_px = cc * em["crop"] + (1 - cc) * em["soil"]
+        out = np.where((mat == _CROP)[..., None], crop_px, out)
+        past = mat == _PASTURE
+        for code, name in ((1, "shrub"), (2, "stone"), (3, "soil")):
+            sel = (past & (dt == code))[..., None]
+            spot = em[name] * (0.8 if code == 3 else 1.0)
+            out = np.where(sel, spot, out)
+        track = 0.9 * em["track"] + 0.1 * veg
+        for code, val in ((_TRACK, track), (_CAMP, 0.6 * em["soil"] + 0.4 * em["track"]),
+                          (_WATER, em["water"]), (_FELT, em["felt"]), (_WOOD, em["wood"]),
+                          (_ROOF, em["roof"]), (_TWHITE, em["target_white"]),
+                          (_TBLACK, em["target_black"])):
+            out = np.where((mat == code)[..., None], val, out)
+        tex_rng = np.random.default_rng([scene_seed, 202, b0])
+        smooth_mat = (mat == _WATER) | (mat >= _TWHITE)
+        tex = 1.0 + np.where(smooth_mat, 0.005, 0.04) * tex_rng.standard_normal(mat.shape)
+        out = out * tex.astype(np.float32)[..., None]
+        refl[:, b0:b1, :] = np.clip(np.rint(out * SCALE), 1, 65535).astype(np.uint16).transpose(2, 0, 1)
+        cov = _MATERIAL_COVER[mat]
+        cover_out[b0:b1] = np.where(past & (c[..., 0] < 0.08), Cover.BARE, cov)
+    return Truth(reflectance=refl, landcover=cover_out, geobox=geobox)

@@ -1,0 +1,134 @@
+"""Writing the ground truth: COGs, tables and vector layers a test compares products against.
+
+All outputs are in EPSG:32648 (UTM 48N) metres unless a column says lon/lat (WGS 84 degrees).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from exactextract import exact_extract
+
+from belcheer.fileio import atomic_path
+from belcheer.simulate.spectra import BANDS, WAVELENGTHS_NM, Cover, ndvi
+
+#: biomass–NDVI relation of the simulated field quadrats, kg dry matter per hectare:
+#: ``B = BIOMASS_A · exp(BIOMASS_B · NDVI)``, measured with multiplicative log-normal noise
+#: of σ ``BIOMASS_NOISE`` (clipping, drying and weighing error).
+BIOMASS_A = 90.0
+BIOMASS_B = 3.6
+BIOMASS_NOISE = 0.12
+
+
+def biomass_from_ndvi(ndvi_value: np.ndarray | float) -> np.ndarray | float:
+    """True dry biomass (kg DM/ha) of the simulated steppe at a given NDVI."""
+    return BIOMASS_A * np.exp(BIOMASS_B * np.asarray(ndvi_value))
+
+
+def _profile(geobox, count: int, dtype: str, nodata=None) -> dict:
+    h, w = geobox.shape
+    return {"driver": "COG", "width": w, "height": h, "count": count, "dtype": dtype,
+            "crs": str(geobox.crs), "transform": geobox.transform, "compress": "deflate",
+            "nodata": nodata, "blocksize": 512, "BIGTIFF": "IF_SAFER"}
+
+
+def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox, scale: float) -> Path:
+    """Five-band float32 reflectance COG (band descriptions blue…nir, ``wavelength_nm`` tags)."""
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **_profile(geobox, len(BANDS), "float32"), predictor=3) as dst:
+            for i, b in enumerate(BANDS, 1):
+                dst.write((reflectance_u16[i - 1] / np.float32(scale)).astype(np.float32), i)
+                dst.set_band_description(i, b)
+                dst.update_tags(i, name=b, wavelength_nm=WAVELENGTHS_NM[b], units="reflectance")
+            dst.update_tags(kind="reflectance", source="belcheer.simulate truth",
+                            bands=",".join(BANDS),
+                            wavelengths_nm=",".join(f"{WAVELENGTHS_NM[b]:g}" for b in BANDS))
+    return path
+
+
+def ndvi_of_truth(reflectance_u16: np.ndarray, scale: float) -> np.ndarray:
+    """Per-pixel NDVI of the truth, float32."""
+    return ndvi(reflectance_u16[BANDS.index("red")] / np.float32(scale),
+                reflectance_u16[BANDS.index("nir")] / np.float32(scale))
+
+
+def write_single_cog(path: Path, data: np.ndarray, geobox, description: str, nodata=None,
+                     **tags) -> Path:
+    with atomic_path(path) as tmp:
+        extra = {"predictor": 3} if data.dtype == np.float32 else {}
+        with rasterio.open(tmp, "w", **_profile(geobox, 1, str(data.dtype), nodata), **extra) as dst:
+            dst.write(data, 1)
+            dst.set_band_description(1, description)
+            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+    return path
+
+
+def parcel_truth(parcels: gpd.GeoDataFrame, reflectance_path: Path, ndvi_path: Path,
+                 degraded_ids: tuple[str, ...]) -> pd.DataFrame:
+    """Exact area-weighted mean reflectance per band and mean NDVI per parcel (exactextract:
+    each pixel weighted by the fraction of it inside the parcel)."""
+    refl = exact_extract(str(reflectance_path), parcels, ["mean"], include_cols=["parcel_id"],
+                         output="pandas")
+    nd = exact_extract(str(ndvi_path), parcels, ["mean"], include_cols=["parcel_id"], output="pandas")
+    out = pd.DataFrame({"parcel_id": parcels.parcel_id.to_numpy(), "name": parcels.name.to_numpy(),
+                        "land_use": parcels.land_use.to_numpy(),
+                        "area_ha": parcels.geometry.area.to_numpy() / 1e4})
+    for i, b in enumerate(BANDS, 1):
+        col = f"band_{i}_mean" if f"band_{i}_mean" in refl else f"{b}_mean"
+        out[b] = refl[col].to_numpy()
+    out["ndvi"] = nd["mean"].to_numpy()
+    out["degraded"] = out.parcel_id.isin(degraded_ids)
+    return out
+
+
+def quadrats(parcels: gpd.GeoDataFrame, ndvi_img: np.ndarray, landcover: np.ndarray, geobox,
+             n: int, rng: np.random.Generator, lonlat_of) -> pd.DataFrame:
+    """Field biomass samples: 1 m × 1 m quadrats on pasture, aligned to the truth grid, with the
+    quadrat's true mean NDVI, true biomass and the 'measured' (noisy) dry weight, kg DM/ha."""
+    res = float(geobox.resolution.x)
+    left, top = geobox.transform.c, geobox.transform.f
+    k = int(round(1.0 / res))
+    past = parcels[parcels.land_use == "pasture"]
+    minx, miny, maxx, maxy = past.total_bounds
+    rows = []
+    tries = 0
+    while len(rows) < n and tries < 50 * n:
+        tries += 1
+        x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+        c0 = int((x - left) / res)
+        r0 = int((top - y) / res)
+        x0, y1 = left + c0 * res, top - r0 * res
+        from shapely.geometry import box
+
+        sq = box(x0, y1 - k * res, x0 + k * res, y1)
+        hit = past[past.contains(sq)]
+        if hit.empty:
+            continue
+        lc = landcover[r0:r0 + k, c0:c0 + k]
+        if not np.all(lc == Cover.PASTURE):
+            continue
+        nd = float(np.nanmean(ndvi_img[r0:r0 + k, c0:c0 + k]))
+        true_b = float(biomass_from_ndvi(nd))
+        cxq, cyq = x0 + k * res / 2, y1 - k * res / 2
+        lon, lat = lonlat_of(cxq, cyq)
+        rows.append({"quadrat_id": f"Q{len(rows) + 1:02d}", "parcel_id": hit.parcel_id.iloc[0],
+                     "x": cxq, "y": cyq, "lon": lon, "lat": lat, "size_m": k * res,
+                     "ndvi_true": nd, "biomass_true_kg_ha": true_b,
+                     "dry_weight_kg_ha": true_b * float(np.exp(rng.normal(0, BIOMASS_NOISE)))})
+    return pd.DataFrame(rows)
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6f")
+    return path
+
+
+def write_gpkg(path: Path, gdf: gpd.GeoDataFrame, layer: str) -> Path:
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, layer=layer, driver="GPKG", engine="pyogrio")
+    return path
