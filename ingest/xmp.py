@@ -38,6 +38,13 @@ class BadXMPError(ValueError):
     """The XMP packet is not well-formed XML."""
 
 
+def _packet_start(data: bytes, start: int) -> int:
+    """Move the start back over a DOCTYPE declared before the packet, so the parser sees (and
+    refuses) it instead of the slice silently dropping it."""
+    doctype = data.rfind(b"<!DOCTYPE", max(0, start - 65536), start)
+    return doctype if doctype >= 0 else start
+
+
 def find_packet(fh: BinaryIO, *, head: bytes | None = None) -> bytes | None:
     """The ``<x:xmpmeta>…</x:xmpmeta>`` bytes within the first :data:`HEAD_BYTES` of ``fh``
     (continuing past that window only to find the end of a packet that starts inside it)."""
@@ -48,6 +55,7 @@ def find_packet(fh: BinaryIO, *, head: bytes | None = None) -> bytes | None:
     if start < 0:
         return None
     end = head.find(_CLOSE, start)
+    start = _packet_start(head, start)
     if end >= 0:
         return head[start:end + len(_CLOSE)]
     fh.seek(start)
@@ -65,7 +73,7 @@ def packet_from_tag(value: bytes | str | None) -> bytes | None:
     end = data.find(_CLOSE, start)
     if start < 0 or end < 0:
         return None
-    return data[start:end + len(_CLOSE)]
+    return data[_packet_start(data, start):end + len(_CLOSE)]
 
 
 def _local(tag: str) -> tuple[str, str]:
