@@ -1,9 +1,126 @@
-"""CLI commands of this group (filled in by the stage that owns them)."""
+"""``belcheer indices`` and ``belcheer calibrate``: vegetation indices and the calibration report."""
 
 from __future__ import annotations
 
 import typer
 
+from belcheer.cli import _common
+from belcheer.errors import ConfigError
+
+
+def _parse_formulas(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip() or not text.strip():
+            raise ConfigError(f"--formula {item!r}: write NAME=EXPRESSION, e.g. my=(N-R)/(N+R+0.1)")
+        out[name.strip()] = text.strip().strip('"').strip("'")
+    return out
+
+
+def parse_albedo(text: str | None) -> float | list[float] | dict[str, float] | None:
+    """``0.49`` → 0.49; ``0.49,0.5,…`` → per band in order; ``blue=0.49,nir=0.5`` → by name."""
+    if text is None or not text.strip():
+        return None
+    try:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if all("=" in p for p in parts):
+            return {k.strip(): float(v) for k, v in (p.split("=", 1) for p in parts)}
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--panel-albedo {text!r}: give 0.49, or 0.49,0.49,… per band, or "
+                          "blue=0.49,green=0.49,…") from None
+    return values[0] if len(values) == 1 else values
+
+
+def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        x, y, w, h = (int(float(v)) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--panel-region {text!r}: give X,Y,W,H in pixels, e.g. 660,470,140,140") from None
+    if w <= 0 or h <= 0:
+        raise ConfigError("--panel-region width and height must be positive")
+    return (x, y, w, h)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the main app."""
+    """Add ``indices`` and ``calibrate`` to the main app."""
+
+    @app.command("indices")
+    def indices_cmd(
+        survey: str = typer.Argument(None, help="Survey name (see `belcheer ingest`)."),
+        index: str = typer.Option("ndvi", "--index", "-i",
+                                  help="Comma-separated index names from the catalogue (ndvi,savi,ndrei…)."),
+        formula: list[str] = typer.Option(None, "--formula", "-f",
+                                          help='Own band math: NAME="(N-R)/(N+R+0.1)" (repeatable).'),
+        scheduler: str = typer.Option(None, "--scheduler",
+                                      help="threads, processes, or tcp://host:8786 (Dask cluster)."),
+        list_: bool = typer.Option(False, "--list", help="List the index catalogue and exit."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Compute vegetation indices for a survey (one COG per index, registered as products)."""
+        from belcheer.indices import catalogue, compute_survey
+
+        if list_:
+            cat = catalogue()
+            if as_json:
+                _common.print_json([{"name": d.name, "long_name": d.long_name, "formula": d.formula,
+                                     "bands": list(d.bands), "rgb": d.rgb, "domain": d.domain,
+                                     "reference": d.reference} for d in cat.values()])
+            else:
+                for d in cat.values():
+                    print(f"{d.name:12s} {d.formula:50s} {d.long_name}")
+            return
+        if not survey:
+            raise ConfigError("give a SURVEY name (or --list to see the indices)")
+        names = [n.strip() for n in (index or "").split(",") if n.strip()]
+        formulas = _parse_formulas(formula)
+        names += [n for n in formulas if n not in names]
+        ws = _common.workspace()
+        with _common.progress_bar(not as_json) as cb:
+            products = compute_survey(ws, survey, names, formulas=formulas or None,
+                                      scheduler=scheduler, progress=cb)
+        if as_json:
+            _common.print_json([p.to_dict() for p in products])
+            return
+        for p in products:
+            flag = " (relative: uncalibrated RGB/DN)" if p.relative else ""
+            _common.out.print(f"{p.name:10s} {p.path}{flag}")
+
+    @app.command("calibrate")
+    def calibrate_cmd(
+        survey: str = typer.Argument(..., help="Survey name (see `belcheer ingest`)."),
+        method: str = typer.Option("auto", "--method", help="auto, panel, sensor or both."),
+        panel_albedo: str = typer.Option(None, "--panel-albedo",
+                                         help="Panel reflectance: 0.49, or per band 0.49,0.49,… or "
+                                              "blue=0.49,…, from the panel's calibration sheet/QR."),
+        panel_region: str = typer.Option(None, "--panel-region",
+                                         help="X,Y,W,H pixels of the panel when it is not found "
+                                              "automatically."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Calibrate a multispectral survey to reflectance and print the calibration report."""
+        from belcheer.fileio import write_json_atomic
+        from belcheer.indices import calibrate
+
+        if method not in ("auto", "panel", "sensor", "both"):
+            raise ConfigError(f"--method {method!r}: use auto, panel, sensor or both")
+        ws = _common.workspace()
+        s = ws.survey(survey)
+        cal = calibrate(s, method=method, panel_albedo=parse_albedo(panel_albedo),  # type: ignore[arg-type]
+                        panel_region=parse_region(panel_region))
+        report = cal.to_dict()
+        path = write_json_atomic(ws.report_dir(survey) / "calibration.json", report)
+        if as_json:
+            _common.print_json(report)
+            return
+        _common.out.print(f"method: {cal.method}  (report: {path})")
+        for band, e in (cal.panel_irradiance or {}).items():
+            _common.out.print(f"  {band:8s} panel irradiance {e:.4f}")
+        diff = report.get("panel_vs_sensor", {}).get("bands", {})
+        for band, d in diff.items():
+            _common.out.print(f"  {band:8s} reflectance panel {d['panel']:.3f} sensor {d['sensor']:.3f}")
+        if "calibration_error" in report:
+            _common.out.print(f"  calibration error (max |Δρ|): {report['calibration_error']['max_abs']:.3f}")

@@ -1,0 +1,185 @@
+"""Index catalogue, formulas and the Dask computation (no real data needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from rasterio.transform import from_origin
+
+from belcheer.errors import BandError, FormulaError, InputError
+from belcheer.indices import band_mapping, catalogue, compute, lookup
+from belcheer.indices.formula import parse
+from belcheer.models import Band
+
+# one pixel of healthy pasture: B, G, R, RE, N reflectance
+B, G, R, RE, N = 0.05, 0.08, 0.06, 0.20, 0.45
+
+# values worked out by hand from the published definitions (catalogue constants where it has them)
+HAND = {
+    "NDVI": (0.45 - 0.06) / (0.45 + 0.06),                      # 0.7647
+    "NDREI": (0.45 - 0.20) / (0.45 + 0.20),                     # 0.3846
+    "GNDVI": (0.45 - 0.08) / (0.45 + 0.08),                     # 0.6981
+    "SAVI": 1.5 * 0.39 / (0.51 + 0.5),                          # L = 0.5 (Huete 1988): 0.5792
+    "OSAVI": 0.39 / (0.51 + 0.16),                              # 0.5821
+    "MSAVI": 0.5 * (1.9 - 0.7),                                 # sqrt(3.61 − 3.12) = 0.7 → 0.6
+    "EVI2": 2.5 * 0.39 / (0.45 + 2.4 * 0.06 + 1.0),             # 0.6117
+    "CIRE": 0.45 / 0.20 - 1,                                    # 1.25
+    "CIG": 0.45 / 0.08 - 1,                                     # 4.625
+    "NIRv": 0.39 / 0.51 * 0.45,                                 # 0.3441
+    "VARI": 0.02 / 0.09,                                        # 0.2222
+    "ExG": 0.16 - 0.06 - 0.05,                                  # 0.05
+    "ExGR": 0.05 - (1.3 * 0.06 - 0.08),                         # catalogue ExR = 1.3R − G: 0.052
+    "GLI": 0.05 / 0.27,                                         # 0.1852
+    "TGI": -0.5 * (190 * -0.02 - 120 * 0.01),                   # 2.5
+    "NGRDI": 0.02 / 0.14,                                       # 0.1429
+    "MGRVI": (0.0064 - 0.0036) / (0.0064 + 0.0036),             # 0.28
+    "RGBVI": (0.0064 - 0.003) / (0.0064 + 0.003),               # 0.3617
+}
+
+MS_BANDS = (Band("blue", 475), Band("green", 560), Band("red", 668), Band("nir", 840),
+            Band("rededge", 717))
+
+
+def _cube(values: list[float], shape: tuple[int, int] = (4, 6)) -> xr.DataArray:
+    data = np.stack([np.full(shape, v, np.float32) for v in values])
+    return xr.DataArray(data, dims=("band", "y", "x"),
+                        coords={"band": ["blue", "green", "red", "nir", "rededge"]})
+
+
+def test_catalogue_hand_computed_values() -> None:
+    out = compute(_cube([B, G, R, N, RE]), list(HAND))
+    assert set(out) == set(HAND)
+    for name, expected in HAND.items():
+        got = out[name].values
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=2e-5, err_msg=name)
+
+
+def test_catalogue_traps_and_contents() -> None:
+    cat = catalogue()
+    assert len(cat) > 80  # ~100 of the catalogue's indices need only B, G, R, RE1, N
+    assert cat["SAVI"].constants["L"] == 0.5 and cat["EVI2"].constants["L"] == 1.0
+    assert cat["NDREI"].bands == ("N", "RE1")
+    assert "sqrt" not in cat["MSAVI"].formula and "**0.5" in cat["MSAVI"].formula  # MSAVI2 closed form
+    assert cat["VARI"].rgb and not cat["NDVI"].rgb
+    assert all(set(d.bands) <= {"B", "G", "R", "RE1", "N"} for d in cat.values())
+    assert lookup("ndvi").name == "NDVI" and lookup("exg").name == "ExG"
+
+
+def test_unknown_index_suggests() -> None:
+    with pytest.raises(InputError, match="did you mean NDVI"):
+        lookup("ndvii")
+
+
+def test_band_mapping_by_wavelength() -> None:
+    # bands without canonical names are placed by centre wavelength (Sequoia-like order)
+    bands = (Band("b1", 550), Band("b2", 660), Band("b3", 735), Band("b4", 790))
+    assert band_mapping(bands) == {"G": 0, "R": 1, "RE1": 2, "N": 3}
+    assert band_mapping(MS_BANDS) == {"B": 0, "G": 1, "R": 2, "N": 3, "RE1": 4}
+
+
+def test_missing_band_error_lists_needed_and_present() -> None:
+    rgb = xr.DataArray(np.ones((3, 2, 2), np.float32), dims=("band", "y", "x"),
+                       coords={"band": ["red", "green", "blue"]})
+    with pytest.raises(BandError) as exc:
+        compute(rgb, ["ndvi"])
+    msg = str(exc.value)
+    assert "N (nir)" in msg and "R (red)" in msg and "red, green, blue" in msg and "missing nir" in msg
+
+
+def test_division_by_zero_and_nodata_give_nan() -> None:
+    cube = _cube([B, G, 0.0, 0.0, RE])
+    cube[3, 0, 0] = np.nan  # nodata NIR
+    out = compute(cube, ["ndvi", "cire"])
+    ndvi = out["NDVI"].values
+    assert np.isnan(ndvi).all()  # 0/0 everywhere, NaN where NIR is missing
+    assert not np.isinf(ndvi).any()
+    cire = out["CIRE"].values
+    assert np.isnan(cire[0, 0]) and np.isclose(cire[1, 1], -1.0)
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("__import__('os').system('id')", "not allowed"),
+    ("N.__class__", "attribute"),
+    ("(lambda: N)()", "not allowed"),
+    ("N**100", "exponent"),
+    ("N**R", "exponents must be plain numbers"),
+    ("x + 1", "unknown name 'x'"),
+    ("N > R", "comparisons are only allowed"),
+    ("open('/etc/passwd')", "function 'open' is not allowed"),
+    ("(N-R)/(N+R)" + "+N" * 300, "characters long"),
+    ("[N, R]", "List is not allowed"),
+    ("N if R else B", "IfExp is not allowed"),
+])
+def test_hostile_formulas_refused(text: str, reason: str) -> None:
+    with pytest.raises(FormulaError, match=reason):
+        parse(text, {"N", "R", "B"})
+
+
+def test_user_formula_and_where() -> None:
+    cube = _cube([B, G, R, N, RE])
+    out = compute(cube, [], formulas={"my": "(N-R)/(N+R+0.1)",
+                                      "mask": "where(nir > 2*red, sqrt(abs(N-R)), -1)",
+                                      "lg": "log(N/R)"})
+    np.testing.assert_allclose(out["my"].values, 0.39 / 0.61, rtol=1e-6)
+    np.testing.assert_allclose(out["mask"].values, np.sqrt(0.39), rtol=1e-6)
+    np.testing.assert_allclose(out["lg"].values, np.log(7.5), rtol=1e-6)
+    with pytest.raises(FormulaError, match="formula name"):
+        compute(cube, [], formulas={"../evil": "N"})
+
+
+def _write_cube(path, n: int = 1024, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    prof = dict(driver="GTiff", height=n, width=n, count=5, dtype="uint16", crs="EPSG:32648",
+                transform=from_origin(600000, 5300000, 0.05, 0.05), tiled=True, blockxsize=512,
+                blockysize=512, nodata=0)
+    with rasterio.open(path, "w", **prof) as dst:
+        for i, b in enumerate(MS_BANDS, 1):
+            a = rng.integers(200, 30000, (n, n), dtype=np.uint16)
+            a[:7, :9] = 0  # nodata corner
+            dst.write(a, i)
+            dst.set_band_description(i, b.name)
+            dst.update_tags(i, center_nm=b.center_nm)
+
+
+def test_compute_file_writes_cogs(tmp_path) -> None:
+    src = tmp_path / "refl.tif"
+    _write_cube(src)
+    seen: list[float] = []
+    paths = compute(src, ["ndvi", "ndrei"], out_dir=tmp_path / "out",
+                    formulas={"osavi2": "(N-R)/(N+R+0.16)"}, scheduler="threads",
+                    progress=lambda f, m: seen.append(f))
+    assert set(paths) == {"NDVI", "NDREI", "osavi2"}
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    with rasterio.open(src) as s:
+        red, nir = s.read(3).astype(np.float32), s.read(4).astype(np.float32)
+    with rasterio.open(paths["NDVI"]) as o:
+        assert o.dtypes[0] == "float32" and np.isnan(o.nodata)
+        assert o.crs.to_epsg() == 32648 and o.block_shapes[0] == (512, 512)
+        assert o.overviews(1)  # COG with overviews
+        assert o.tags()["formula"] == "(N-R)/(N+R)"
+        got = o.read(1)
+    with np.errstate(all="ignore"):
+        exp = (nir - red) / (nir + red)
+    exp[:7, :9] = np.nan
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
+    np.testing.assert_allclose(got[~np.isnan(got)], exp[~np.isnan(exp)], rtol=1e-6)
+    assert not list((tmp_path / "out").glob(".*"))  # no partial files or locks left behind
+
+
+@pytest.mark.slow
+def test_distributed_matches_threads_bit_for_bit(tmp_path) -> None:
+    from distributed import LocalCluster
+
+    src = tmp_path / "refl.tif"
+    _write_cube(src, n=1024, seed=3)
+    names = ["ndvi", "savi", "ndrei"]
+    threaded = compute(src, names, out_dir=tmp_path / "threads", scheduler="threads")
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
+        dist = compute(src, names, out_dir=tmp_path / "dist", scheduler=cl.scheduler_address)
+    for n in threaded:
+        with rasterio.open(threaded[n]) as a, rasterio.open(dist[n]) as b:
+            x, y = a.read(1), b.read(1)
+        assert x.tobytes() == y.tobytes(), n
