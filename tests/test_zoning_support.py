@@ -1,7 +1,7 @@
 """Synthetic pasture scenes for the zoning tests (helpers, no tests of their own).
 
 A scene is a few rectangular/irregular parcels in UTM 48N (EPSG:32648) placed inside a real
-soum, each with a known NDVI. The raster is rendered at 8× supersampling and averaged to the
+soum, each with a known NDVI. The raster is rendered at 4× supersampling and averaged to the
 output pixels, so each pixel holds the area-weighted mix of what lies in it: the true mean of a
 parcel is exactly its NDVI value (plus the known gradient's mean over the polygon).
 """
@@ -47,12 +47,12 @@ def render_ndvi(parcels: gpd.GeoDataFrame, values: dict[str, float], *, res: flo
                 nan_box: tuple[float, float, float, float] | None = None,
                 ) -> tuple[np.ndarray, Affine]:
     """NDVI array (float32, NaN nodata) on a ``res`` m grid: each parcel its value plus
-    ``gradient`` per km eastwards, the background elsewhere; rendered at 8× and averaged."""
+    ``gradient`` per km eastwards, the background elsewhere; rendered at 4× and averaged."""
     minx, miny, maxx, maxy = parcels.total_bounds
     left, top = np.floor((minx - pad) / res) * res, np.ceil((maxy + pad) / res) * res
     w = int(np.ceil((maxx + pad - left) / res))
     h = int(np.ceil((top - (miny - pad)) / res))
-    ss = 8
+    ss = 4
     fine_t = Affine(res / ss, 0, left, 0, -res / ss, top)
     ids = rasterize([(g, i + 1) for i, g in enumerate(parcels.geometry)], out_shape=(h * ss, w * ss),
                     transform=fine_t, fill=0, dtype="int32")
@@ -64,8 +64,8 @@ def render_ndvi(parcels: gpd.GeoDataFrame, values: dict[str, float], *, res: flo
     arr = fine.reshape(h, ss, w, ss).mean(axis=(1, 3)).astype("float32")
     t = Affine(res, 0, left, 0, -res, top)
     if nan_box is not None:
-        c0, r0 = ~t * (nan_box[0], nan_box[3])
-        c1, r1 = ~t * (nan_box[2], nan_box[1])
+        c0, r0 = ~t @ (nan_box[0], nan_box[3])
+        c1, r1 = ~t @ (nan_box[2], nan_box[1])
         arr[int(r0):int(r1), int(c0):int(c1)] = np.nan
     return arr, t
 

@@ -68,6 +68,8 @@ def _extract_group(raster: str, band: int, wkb: list[bytes], ids: list[str], win
         t = src.window_transform(Window(col_off, row_off, width, height))
         nodata = src.nodata
         wkt = src.crs.to_wkt()
+    if nodata is not None and np.issubdtype(arr.dtype, np.integer):
+        nodata = int(nodata)  # exactextract wants the nodata value in the raster's own type
     xmin, ymax = t.c, t.f
     xmax, ymin = xmin + width * t.a, ymax + height * t.e
     rsrc = NumPyRasterSource(arr, xmin, ymin, xmax, ymax, nodata=nodata, srs_wkt=wkt)
@@ -83,7 +85,7 @@ def _groups(geoms: np.ndarray, transform: Any, shape: tuple[int, int],
     bounds = shapely.bounds(geoms)
     cx = (bounds[:, 0] + bounds[:, 2]) / 2
     cy = (bounds[:, 1] + bounds[:, 3]) / 2
-    col, row = inv * (cx, cy)
+    col, row = inv @ (cx, cy)
     key = (np.floor(np.asarray(row) / block_px).astype(np.int64) * 1_000_003
            + np.floor(np.asarray(col) / block_px).astype(np.int64))
     out = []
@@ -91,8 +93,8 @@ def _groups(geoms: np.ndarray, transform: Any, shape: tuple[int, int],
         idx = np.flatnonzero(key == k)
         b = bounds[idx]
         # pixel window covering every parcel of the group, clipped to the raster, on its grid
-        c0, r0 = inv * (b[:, 0].min(), b[:, 3].max())
-        c1, r1 = inv * (b[:, 2].max(), b[:, 1].min())
+        c0, r0 = inv @ (b[:, 0].min(), b[:, 3].max())
+        c1, r1 = inv @ (b[:, 2].max(), b[:, 1].min())
         c0, c1 = sorted((c0, c1))
         r0, r1 = sorted((r0, r1))
         c0 = max(int(math.floor(c0)) - 1, 0)

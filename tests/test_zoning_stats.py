@@ -1,0 +1,133 @@
+"""Zonal statistics: exactness against exactextract, synthetic truth, bad inputs, catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import exactextract
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from belcheer.errors import CRSError, NotFoundError
+from belcheer.zoning import DEFAULT_STATS, read_parcels, save_parcels, survey_stats, zonal_stats
+from belcheer.zoning.parcels import normalise_parcels
+from belcheer.zoning.rasterout import write_array_cog
+from test_zoning_support import EPSG, add_survey, render_ndvi, scene_parcels, true_means
+
+ORIGIN = (600_000.0, 4_850_000.0)
+
+
+@pytest.mark.real
+def test_real_parcels_equal_exactextract(real_data: Path) -> None:
+    folder = real_data / "farm_parcels_nl"
+    raster = folder / "5-sentinel2-ndvi_demo.tif"
+    parcels = read_parcels(folder / "1-percelen.geojson").frame
+    # small groups force many windows: results must not depend on the split
+    ours = zonal_stats(raster, parcels, block_px=256)
+    ref = exactextract.exact_extract(
+        str(raster), parcels.to_crs(32631),
+        ["mean", "median", "stdev", "min", "max", "quantile(q=0.1)", "quantile(q=0.9)", "count"],
+        include_cols=["parcel_id"], output="pandas").set_index("parcel_id").loc[ours["parcel_id"]]
+    assert list(ours.columns) == ["parcel_id", *DEFAULT_STATS]
+    for mine, theirs in [("mean", "mean"), ("median", "median"), ("std", "stdev"), ("min", "min"),
+                         ("max", "max"), ("p10", "quantile_10"), ("p90", "quantile_90"), ("count", "count")]:
+        np.testing.assert_allclose(ours[mine].to_numpy(), ref[theirs].to_numpy(), atol=1e-6, rtol=0,
+                                   err_msg=mine)
+    assert ((ours["valid_fraction"] > 0.5) & (ours["valid_fraction"] <= 1)).all()
+    # grassland parcels (CROP = Grasland) are green in this scene; sugar beet and potatoes less so
+    crop = parcels.set_index("parcel_id")["CROP"]
+    by_crop = ours.assign(crop=ours["parcel_id"].map(crop)).groupby("crop")["mean"].mean()
+    grass = ours[ours["parcel_id"].map(crop) == "Grasland"]
+    assert len(grass) == 12 and grass["mean"].notna().all()
+    assert 0.5 < grass["mean"].mean() < 0.9
+    assert by_crop["Grasland"] > by_crop["Aardappel"]
+    # the same through the processes scheduler (what gives real parallelism)
+    proc = zonal_stats(raster, parcels.iloc[:10], scheduler="processes", workers=2, block_px=256)
+    np.testing.assert_allclose(proc["mean"], ours["mean"].iloc[:10], atol=1e-12)
+
+
+def _scene(tmp_path: Path, gradient: float = 0.08, nan_box=None):
+    parcels = scene_parcels(ORIGIN, n=6)
+    values = {p: v for p, v in zip(parcels["parcel_id"], [0.18, 0.27, 0.35, 0.44, 0.52, 0.61], strict=True)}
+    arr, t = render_ndvi(parcels, values, gradient=gradient, nan_box=nan_box)
+    path = write_array_cog(arr, tmp_path / "ndvi.tif", transform=t, crs=f"EPSG:{EPSG}", dtype="float32",
+                           nodata=float("nan"))
+    return parcels, values, arr, t, path
+
+
+def test_synthetic_means_match_truth(tmp_path: Path) -> None:
+    parcels, values, arr, t, path = _scene(tmp_path)
+    truth = true_means(parcels, values, 0.08, t.c)
+    frame = normalise_parcels(parcels).frame  # EPSG:4326, as stored in a workspace
+    stats = zonal_stats(path, frame)
+    err = (stats.set_index("parcel_id")["mean"] - pd.Series(truth)).abs()
+    assert err.max() < 0.02
+    assert (stats["valid_fraction"] > 0.999).all()
+    # median/percentiles are ordered and bracket the mean
+    assert (stats["p10"] <= stats["median"]).all() and (stats["median"] <= stats["p90"]).all()
+    assert (stats["min"] <= stats["p10"]).all() and (stats["p90"] <= stats["max"]).all()
+
+
+def test_missing_parcels_nodata_and_crs_mismatch(tmp_path: Path) -> None:
+    parcels, values, arr, t, path = _scene(tmp_path, gradient=0.0)
+    # knock out the left half of parcel P02 with NaN
+    p2 = parcels.geometry.iloc[1]
+    minx, miny, maxx, maxy = p2.bounds
+    arr2 = arr.copy()
+    c_mid = int(((minx + maxx) / 2 - t.c) / t.a)
+    arr2[:, : c_mid] = np.nan
+    path2 = write_array_cog(arr2, tmp_path / "ndvi_half.tif", transform=t, crs=f"EPSG:{EPSG}",
+                            dtype="float32", nodata=float("nan"))
+    far = shapely.affinity.translate(parcels.geometry.iloc[0], 50_000, 0)
+    extra = gpd.GeoDataFrame({"parcel_id": ["FAR"]}, geometry=[far], crs=EPSG)
+    both = gpd.GeoDataFrame(pd.concat([parcels[["parcel_id", "geometry"]], extra]), crs=EPSG)
+    s = zonal_stats(path2, both).set_index("parcel_id")
+    assert np.isnan(s.loc["FAR", "mean"]) and s.loc["FAR", "count"] == 0 and s.loc["FAR", "valid_fraction"] == 0
+    assert np.isnan(s.loc["P01", "mean"])  # entirely in the NaN half
+    assert 0.3 < s.loc["P02", "valid_fraction"] < 0.7
+    assert s.loc["P02", "mean"] == pytest.approx(values["P02"], abs=0.01)
+    assert s.loc["P06", "valid_fraction"] > 0.999
+    # parcels declared in the wrong CRS (metres read as lon/lat would be; here: UTM 47N) miss entirely
+    wrong = parcels.set_crs(32647, allow_override=True)
+    with pytest.raises(CRSError) as exc:
+        zonal_stats(path, wrong)
+    msg = str(exc.value)
+    assert "32648" in msg and "32647" in msg and "bounds" in msg
+
+
+def test_categorical_shares(tmp_path: Path) -> None:
+    from affine import Affine
+
+    classes = np.zeros((100, 100), dtype="uint8")
+    classes[:, :50] = 1
+    classes[:, 50:75] = 3
+    classes[:, 75:] = 5
+    t = Affine(1.0, 0, ORIGIN[0], 0, -1.0, ORIGIN[1] + 100)
+    path = write_array_cog(classes, tmp_path / "cls.tif", transform=t, crs=f"EPSG:{EPSG}", dtype="uint8", nodata=0)
+    box = shapely.box(ORIGIN[0] + 40, ORIGIN[1], ORIGIN[0] + 80, ORIGIN[1] + 100)  # 10 m of 1, 25 of 3, 5 of 5
+    s = zonal_stats(path, gpd.GeoDataFrame({"parcel_id": ["x"]}, geometry=[box], crs=EPSG),
+                    stats=("count",), categorical=True)
+    assert s.loc[0, "frac_1"] == pytest.approx(0.25) and s.loc[0, "frac_3"] == pytest.approx(0.625)
+    assert s.loc[0, "frac_5"] == pytest.approx(0.125) and s.loc[0, "majority"] == "3"
+
+
+def test_survey_stats_stores_time_series(workspace, tmp_path: Path) -> None:
+    parcels, values, arr, t, _ = _scene(tmp_path, gradient=0.0)
+    save_parcels(workspace, normalise_parcels(parcels).frame, source="test")
+    add_survey(workspace, "Хөх-2026-06", "2026-06-15", arr, t)
+    add_survey(workspace, "Хөх-2026-08", "2026-08-15", arr - 0.1, t)
+    with pytest.raises(NotFoundError, match="evi"):
+        survey_stats(workspace, "Хөх-2026-06", ["evi"])
+    seen = []
+    table = survey_stats(workspace, "Хөх-2026-06", progress=lambda f, m: seen.append(f))
+    survey_stats(workspace, "Хөх-2026-08", ["ndvi"])
+    assert seen[-1] == 1.0
+    assert len(table) == 6 and set(table["index"]) == {"ndvi"} and table.crs.to_epsg() == 4326
+    series = workspace.catalog.stats(parcel_id="P03", index_name="ndvi")
+    assert [r["date"] for r in series] == ["2026-06-15", "2026-08-15"]
+    assert series[0]["mean"] == pytest.approx(values["P03"], abs=0.01)
+    assert series[1]["mean"] - series[0]["mean"] == pytest.approx(-0.1, abs=1e-4)
+    assert series[0]["p90"] is not None and series[0]["valid_fraction"] > 0.99
