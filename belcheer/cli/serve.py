@@ -1,9 +1,56 @@
-"""CLI commands of this group (filled in by the stage that owns them)."""
+"""`belcheer serve` (the web map and API) and `belcheer users add|list`."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+from belcheer.cli import _common
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the main app."""
+    """Add `serve` and the `users` group to the main app."""
+
+    @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for the network)."),
+        port: int = typer.Option(8000, help="TCP port."),
+    ) -> None:
+        """Serve the web map, tiles, STAC, OGC API – Features, exports and jobs."""
+        from belcheer.api import serve as run
+
+        settings = _common.settings()
+        _common.err.print(f"belcheer: http://{host}:{port}/  (herders: /herder, API docs: /docs)")
+        run(settings, host=host, port=port)
+
+    users = typer.Typer(help="Manage the web users (roles: public, herder, officer, admin).",
+                        no_args_is_help=True)
+
+    @users.command("add")
+    def users_add(
+        name: str = typer.Argument(..., help="User name (no spaces)."),
+        role: str = typer.Option(..., "--role", help="public | herder | officer | admin"),
+        soum: str = typer.Option(None, "--soum", help="Soum an officer edits parcels of."),
+        group: str = typer.Option(None, "--group", help="User group (khot ail) of a herder."),
+        password_stdin: bool = typer.Option(False, "--password-stdin",
+                                            help="Read the password from standard input."),
+    ) -> None:
+        """Create a user; the password is asked for (or read from stdin), stored argon2-hashed."""
+        from belcheer.api.auth import add_user
+
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+        user = add_user(_common.workspace(), name, password, role, soum, group)
+        _common.print_json({"username": user.username, "role": user.role, "soum": user.soum,
+                            "group": user.group})
+
+    @users.command("list")
+    def users_list() -> None:
+        """List users (name, role, soum, group) as JSON."""
+        rows = _common.workspace().catalog.users()
+        _common.print_json([{k: v for k, v in r.items() if k != "password_hash"} for r in rows])
+
+    app.add_typer(users, name="users")

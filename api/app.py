@@ -1,0 +1,111 @@
+"""The FastAPI application: wires settings, workspace, job runner, error mapping and routes.
+
+Routes only wire; raster, vector and job logic live in the flat modules beside this one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from belcheer.config import Settings
+from belcheer.errors import BelcheerError, TooLargeError
+from belcheer.workspace import open_workspace
+
+from belcheer.api.auth import secret_key
+from belcheer.api.jobs import JobRunner
+from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Refuse request bodies larger than ``limit`` bytes with 413, counting as they stream in
+    (a lying or missing Content-Length does not help)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            resp = _error(TooLargeError(f"the request body ({int(declared)} bytes) is larger than the "
+                                        f"limit of {self.limit} bytes (Settings.max_upload_total_bytes)"))
+            return await resp(scope, receive, send)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise TooLargeError(f"the request body is larger than the limit of {self.limit} bytes")
+            return msg
+
+        await self.app(scope, counted, send)
+
+
+def _error(exc: BelcheerError) -> JSONResponse:
+    """THE mapping of belcheer errors to HTTP: each class's ``http_status``, its message as detail."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=exc.http_status,
+                        headers=headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The belcheer web app over ``settings.workspace``: API, tiles, STAC, features and web map."""
+    settings = settings or Settings()
+    ws = open_workspace(settings.workspace, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resumed = app.state.runner.resume()
+        if resumed:
+            log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
+        yield
+
+    app = FastAPI(title="belcheer", version="0.1.0", lifespan=lifespan,
+                  description="Drone maps of Mongolian pasture and cropland: tiles, STAC, parcels as OGC "
+                              "API – Features, statistics, exports and pipeline jobs. "
+                              "Бэлчээрийн газрын зураг, үзүүлэлт, даац.")
+    app.state.settings = settings
+    app.state.ws = ws
+    app.state.runner = JobRunner(ws)
+    app.state.secret = secret_key(settings, ws)
+
+    @app.exception_handler(BelcheerError)
+    async def _belcheer_error(request: Request, exc: BelcheerError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        return JSONResponse({"detail": errors, "error": "ValidationError"}, status_code=422)
+
+    from belcheer.api.routes import auth, exports, features, jobs, pages, stac, stats, tiles
+
+    for module in (pages, auth, tiles, stac, features, stats, exports, jobs):
+        app.include_router(module.router)
+    if VENDOR_DIR.is_dir():
+        app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # the body limit sits outermost so nothing reads a too-large upload
+    app.add_middleware(BodyLimit, limit=settings.max_upload_total_bytes + 1024 * 1024)
+    return app
+
+
+def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the app with uvicorn until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)

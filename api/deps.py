@@ -1,0 +1,51 @@
+"""Request dependencies: the workspace, settings, job runner and the signed-in user, parsed once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from belcheer.config import Settings
+from belcheer.workspace import Workspace
+
+from belcheer.api.auth import ANONYMOUS, User, require_role, user_from_token
+from belcheer.api.jobs import JobRunner
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
+
+
+def workspace(request: Request) -> Workspace:
+    return request.app.state.ws
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def runner(request: Request) -> JobRunner:
+    return request.app.state.runner
+
+
+def base_url(request: Request) -> str:
+    """This server's URL without a trailing slash (for absolute links)."""
+    return str(request.base_url).rstrip("/")
+
+
+def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:
+    """The user named by the bearer token (or the ``belcheer_token`` cookie), else anonymous."""
+    token = token or request.cookies.get("belcheer_token")
+    if not token:
+        return ANONYMOUS
+    return user_from_token(request.app.state.ws, token, request.app.state.secret)
+
+
+def require(role: str) -> Callable[..., User]:
+    """A dependency that lets through users holding at least ``role`` (401/403 otherwise)."""
+
+    def dep(user: User = Depends(current_user)) -> User:
+        return require_role(user, role)
+
+    dep.__name__ = f"require_{role}"
+    return dep

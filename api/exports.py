@@ -1,0 +1,145 @@
+"""Files for planners: parcels with statistics as Shapefile, GeoPackage, GeoJSON, FlatGeobuf, CSV
+and KML (pyogrio), and rasters clipped to a parcel as Cloud-Optimized GeoTIFF.
+
+Vector exports are in EPSG:4326 or the survey's UTM zone. Shapefile field names are cut to ten
+characters; the zip carries ``fields.csv`` mapping each short name to the full one, a ``.prj``
+and a ``.cpg`` saying UTF-8, so Cyrillic names survive GDAL, QGIS and ArcGIS.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import rasterio
+import rasterio.mask
+from rasterio.io import MemoryFile
+from rio_cogeo.cogeo import cog_translate
+from rio_cogeo.profiles import cog_profiles
+from shapely.geometry import box, mapping
+from shapely.geometry.base import BaseGeometry
+
+from belcheer.errors import InputError
+from belcheer.models import Product
+
+from belcheer.api.tiles import product_path
+
+#: format → (GDAL driver, file suffix, media type)
+VECTOR_FORMATS: dict[str, tuple[str, str, str]] = {
+    "shp": ("ESRI Shapefile", ".shp", "application/zip"),
+    "gpkg": ("GPKG", ".gpkg", "application/geopackage+sqlite3"),
+    "geojson": ("GeoJSON", ".geojson", "application/geo+json"),
+    "fgb": ("FlatGeobuf", ".fgb", "application/flatgeobuf"),
+    "csv": ("CSV", ".csv", "text/csv; charset=utf-8"),
+    "kml": ("KML", ".kml", "application/vnd.google-earth.kml+xml"),
+}
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file to send: its bytes, media type and suggested name."""
+
+    content: bytes
+    media_type: str
+    filename: str
+
+
+def short_field_names(columns: list[str], width: int = 10) -> dict[str, str]:
+    """Unique field names of at most ``width`` bytes for each column (Shapefile's dBase limit)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for col in columns:
+        base = col.encode("utf-8")[:width].decode("utf-8", "ignore") or "field"
+        name, n = base, 1
+        while name.lower() in used:
+            suffix = f"_{n}"
+            name = base.encode("utf-8")[:width - len(suffix)].decode("utf-8", "ignore") + suffix
+            n += 1
+        used.add(name.lower())
+        out[col] = name
+    return out
+
+
+def _plain(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Drop columns GDAL cannot write (lists, dicts) as JSON text; keep numbers as numbers."""
+    gdf = gdf.copy()
+    for col in gdf.columns:
+        if col == gdf.geometry.name:
+            continue
+        if gdf[col].dtype == object and gdf[col].map(lambda v: isinstance(v, (list, dict))).any():
+            gdf[col] = gdf[col].map(lambda v: None if v is None else str(v))
+    return gdf
+
+
+def export_parcels(gdf: gpd.GeoDataFrame, fmt: str, epsg: int = 4326, name: str = "parcels") -> Export:
+    """Parcels (any CRS) written as ``fmt`` in EPSG ``epsg``; KML is always EPSG:4326."""
+    if fmt not in VECTOR_FORMATS:
+        raise InputError(f"export format {fmt!r} is not offered; choose {', '.join(VECTOR_FORMATS)}")
+    driver, suffix, media = VECTOR_FORMATS[fmt]
+    if fmt == "kml":
+        epsg = 4326
+    gdf = _plain(gdf.to_crs(epsg))
+    with tempfile.TemporaryDirectory(prefix="belcheer-export-") as tmp:
+        path = Path(tmp) / f"{name}{suffix}"
+        if fmt == "shp":
+            mapping_ = short_field_names([c for c in gdf.columns if c != gdf.geometry.name])
+            gdf = gdf.rename(columns=mapping_)
+            pyogrio.write_dataframe(gdf, path, driver=driver, encoding="UTF-8")
+            with open(Path(tmp) / "fields.csv", "w", encoding="utf-8", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["short", "full"])
+                w.writerows([(s, f) for f, s in mapping_.items()])
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for f in sorted(Path(tmp).iterdir()):
+                    zf.write(f, f.name)
+            return Export(buf.getvalue(), media, f"{name}.zip")
+        if fmt == "csv":
+            pyogrio.write_dataframe(gdf, path, driver=driver, layer_options={"GEOMETRY": "AS_WKT"})
+        elif fmt == "kml":
+            pyogrio.write_dataframe(gdf, path, driver=driver, layer_options={"NameField": "name"}
+                                    if "name" in gdf else None)
+        else:
+            pyogrio.write_dataframe(gdf, path, driver=driver, layer=name)
+        return Export(path.read_bytes(), media, path.name)
+
+
+def clip_to_cog(product: Product, root: Path, geometry: BaseGeometry, geometry_crs: int = 4326) -> Export:
+    """A product cut to a polygon (pixels touching it kept, the rest nodata) as a COG."""
+    path = product_path(product, root)
+    with rasterio.open(path) as src:
+        shape = gpd.GeoSeries([geometry], crs=geometry_crs).to_crs(src.crs).iloc[0]
+        if not shape.intersects(box(*src.bounds)):
+            raise InputError(f"the parcel does not overlap product {product.name!r}")
+        nodata = src.nodata
+        if nodata is None:
+            nodata = np.nan if np.issubdtype(np.dtype(src.dtypes[0]), np.floating) else 0
+        data, transform = rasterio.mask.mask(src, [mapping(shape)], crop=True, all_touched=True,
+                                             nodata=nodata)
+        profile = src.profile.copy()
+    profile.update(driver="GTiff", height=data.shape[1], width=data.shape[2], transform=transform,
+                   nodata=nodata, tiled=False, compress=None)
+    profile.pop("blockxsize", None)
+    profile.pop("blockysize", None)
+    with tempfile.TemporaryDirectory(prefix="belcheer-clip-") as tmp:
+        out = Path(tmp) / "clip.tif"
+        with MemoryFile() as mem:
+            with mem.open(**profile) as ds:
+                ds.write(data)
+            with mem.open() as ds:
+                cog_translate(ds, str(out), cog_profiles.get("deflate"), in_memory=True, quiet=True)
+        return Export(out.read_bytes(), "image/tiff; application=geotiff; profile=cloud-optimized",
+                      f"{product.name}-clip.tif")
+
+
+def report_table(gdf: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The attribute table without geometry (for summaries)."""
+    return pd.DataFrame(gdf.drop(columns=gdf.geometry.name))

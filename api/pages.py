@@ -1,0 +1,19 @@
+"""Server-rendered pages: Jinja templates with the one message catalogue, Mongolian by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.templating import Jinja2Templates
+
+from belcheer.api.messages import catalogue, lang_or_default, t
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+#: MapLibre GL JS as installed by `npm ci` in api/web (never committed, never from a CDN)
+VENDOR_DIR = HERE / "web" / "node_modules" / "maplibre-gl" / "dist"
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals["t"] = t
+templates.env.globals["catalogue"] = catalogue
+templates.env.globals["lang_or_default"] = lang_or_default

@@ -1,0 +1,125 @@
+"""Pipeline jobs: start from uploaded frames or an allowed server folder, poll or stream progress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from belcheer.errors import InputError
+from belcheer.fileio import safe_name
+from belcheer.workspace import Workspace
+
+from belcheer.api import safety, uploads
+from belcheer.api.auth import User
+from belcheer.api.deps import require, runner, settings, workspace
+from belcheer.api.jobs import PIPELINE_KIND, UPLOADED, JobRunner, job_dict, job_frames_dir
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+class JobRequest(BaseModel):
+    """A pipeline run over frames already on the server (inside Settings.allowed_roots) or over an
+    already ingested survey (``frames_dir`` omitted)."""
+
+    survey: str = Field(min_length=1, max_length=120)
+    frames_dir: str | None = None
+    indices: list[str] | None = None
+    epsg: int | None = Field(None, ge=1024, le=32767)
+    resolution: float | None = Field(None, gt=0, le=100)
+    replace: bool = False
+
+
+def _params(survey: str, **kw) -> dict:
+    safe_name(survey)
+    return {"survey": survey, "frames_dir": None, "indices": kw.get("indices"), "epsg": kw.get("epsg"),
+            "resolution": kw.get("resolution"), "replace": bool(kw.get("replace"))}
+
+
+@router.post("", status_code=202)
+def start_job(req: JobRequest, ws: Workspace = Depends(workspace), user: User = Depends(require("officer")),
+              jobs: JobRunner = Depends(runner), cfg=Depends(settings)) -> dict:
+    """Start ingest → calibrate → mosaic → indices → stats on a server-side folder (officers)."""
+    params = _params(req.survey, indices=req.indices, epsg=req.epsg, resolution=req.resolution,
+                     replace=req.replace)
+    if req.frames_dir:
+        params["frames_dir"] = str(safety.allowed_folder(req.frames_dir, cfg.allowed_roots))
+    job = ws.catalog.add_job(PIPELINE_KIND, params, owner=user.username)
+    jobs.start(job.id)
+    return job_dict(ws.catalog.job(job.id))
+
+
+@router.post("/upload", status_code=202)
+def upload_job(survey: str = Form(...), files: list[UploadFile] = File(...),
+               start: bool = Form(True), epsg: int | None = Form(None),
+               ws: Workspace = Depends(workspace), user: User = Depends(require("officer")),
+               jobs: JobRunner = Depends(runner), cfg=Depends(settings)) -> dict:
+    """Upload a survey's frames (JPEG/TIFF files or zips of them) and start processing them."""
+    params = {**_params(survey, epsg=epsg), UPLOADED: True}
+    job = ws.catalog.add_job(PIPELINE_KIND, params, owner=user.username)
+    dest = job_frames_dir(ws, job.id)
+    try:
+        info = uploads.save_frames(ws, cfg, files, dest)
+    except Exception as exc:
+        uploads.remove_tree(dest.parent)
+        ws.catalog.update_job(job.id, state="failed", error=str(exc), message="upload refused")
+        raise
+    ws.catalog.update_job(job.id, message=f"{info['files']} frames received")
+    if start:
+        jobs.start(job.id)
+    return {**job_dict(ws.catalog.job(job.id)), "upload": info}
+
+
+@router.get("")
+def list_jobs(ws: Workspace = Depends(workspace), user: User = Depends(require("officer"))) -> list[dict]:
+    """All jobs, oldest first."""
+    return [job_dict(j) for j in ws.catalog.jobs()]
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, ws: Workspace = Depends(workspace),
+            user: User = Depends(require("officer"))) -> dict:
+    """A job's state, stage, progress (0–1) and result."""
+    return job_dict(ws.catalog.job(job_id))
+
+
+@router.post("/{job_id}/start", status_code=202)
+def restart_job(job_id: str, ws: Workspace = Depends(workspace), user: User = Depends(require("officer")),
+                jobs: JobRunner = Depends(runner)) -> dict:
+    """Start a queued job, or retry a failed one from its first unfinished stage."""
+    job = ws.catalog.job(job_id)
+    if job.state == "done":
+        raise InputError(f"job {job_id} is already done")
+    ws.catalog.update_job(job_id, state="queued", error=None)
+    jobs.start(job_id)
+    return job_dict(ws.catalog.job(job_id))
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def job_events(job_id: str, request: Request, ws: Workspace = Depends(workspace),
+                     user: User = Depends(require("officer"))) -> StreamingResponse:
+    """Server-sent events: one ``progress`` event per change, then ``end`` when the job stops."""
+    ws.catalog.job(job_id)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        last = None
+        while True:
+            job = await asyncio.to_thread(ws.catalog.job, job_id)
+            state = (job.state, job.stage, job.progress, job.message, job.updated)
+            if state != last:
+                last = state
+                yield f"event: progress\ndata: {json.dumps(job_dict(job), default=str)}\n\n"
+            if job.state in ("done", "failed", "cancelled"):
+                yield f"event: end\ndata: {json.dumps({'state': job.state})}\n\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.3)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,72 @@
+"""Map tiles, TileJSON, legends, point values and product downloads (wiring only)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from belcheer.workspace import Workspace
+
+from belcheer.api import data, tiles
+from belcheer.api.auth import User
+from belcheer.api.deps import base_url, current_user, settings, workspace
+
+router = APIRouter(tags=["tiles"])
+
+
+@router.get("/tiles/{product_id}/{z}/{x}/{y}.{fmt}", response_class=Response,
+            responses={200: {"content": {"image/png": {}, "image/webp": {}}}, 304: {}, 404: {}})
+def tile(request: Request, product_id: str, z: int = Path(ge=0, le=30), x: int = Path(ge=0),
+         y: int = Path(ge=0), fmt: Literal["png", "webp"] = "png", ws: Workspace = Depends(workspace),
+         user: User = Depends(current_user), cfg=Depends(settings)) -> Response:
+    """One WebMercatorQuad tile of a product (transparent outside its data)."""
+    product = data.visible_product(ws, user, product_id)
+    tiles.check_tile_index(z, x, y)
+    etag = tiles.tile_etag(product, ws.root, z, x, y, fmt)
+    cache = "public, max-age=3600" if user.anonymous else "private, max-age=3600"
+    headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Authorization"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    body = tiles.render_tile(product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
+    return Response(body, media_type=tiles.FORMATS[fmt][1], headers=headers)
+
+
+@router.get("/tiles/{product_id}/tilejson.json")
+def tilejson(request: Request, product_id: str, fmt: Literal["png", "webp"] = "png",
+             ws: Workspace = Depends(workspace), user: User = Depends(current_user)) -> dict:
+    """TileJSON 3.0 of a product's tiles."""
+    product = data.visible_product(ws, user, product_id)
+    return tiles.tilejson(product, ws.root, f"{base_url(request)}/tiles/{product_id}", fmt)
+
+
+@router.get("/legend/{product_id}")
+def legend(product_id: str, lang: Literal["mn", "en"] = "mn", ws: Workspace = Depends(workspace),
+           user: User = Depends(current_user)) -> dict:
+    """What a product's colours mean: class swatches (I–V) or a ramp with its end values."""
+    return tiles.legend(data.visible_product(ws, user, product_id), ws.root, lang)
+
+
+@router.get("/point")
+def point(lon: float = Query(ge=-180, le=180), lat: float = Query(ge=-90, le=90),
+          survey: str | None = None, ws: Workspace = Depends(workspace),
+          user: User = Depends(current_user)) -> dict:
+    """Values of a survey's products at a WGS 84 point (latest visible survey by default)."""
+    name = survey or data.latest_survey(ws, user)
+    if name is None:
+        return {"survey": None, "lon": lon, "lat": lat, "products": []}
+    data.visible_survey(ws, user, name)
+    products = ws.catalog.products(name)
+    return {"survey": name, "lon": lon, "lat": lat,
+            "products": tiles.point_values(products, ws.root, lon, lat)}
+
+
+@router.get("/products/{product_id}/download", response_class=FileResponse)
+def download(product_id: str, ws: Workspace = Depends(workspace),
+             user: User = Depends(current_user)) -> FileResponse:
+    """The product's whole COG (HTTP range requests supported)."""
+    product = data.visible_product(ws, user, product_id)
+    path = tiles.product_path(product, ws.root)
+    return FileResponse(path, media_type="image/tiff; application=geotiff; profile=cloud-optimized",
+                        filename=f"{product.survey}-{product.name}.tif")

@@ -1,0 +1,106 @@
+// Herders' phone page: no map library, a few WebP tiles and an SVG outline — light on slow links.
+import { t, LANG, classLabel, CLASS_COLORS, fmt } from "./i18n.js";
+
+const $ = (id) => document.getElementById(id);
+const VIEW = 288; // minimap size, CSS pixels
+let parcels = [];
+let product = null;
+
+async function getJSON(url) {
+  const r = await fetch(url, { credentials: "same-origin" });
+  if (!r.ok) throw new Error(r.statusText);
+  return r.json();
+}
+
+const px = (lon, lat, z) => {
+  const n = 256 * 2 ** z, s = Math.sin((lat * Math.PI) / 180);
+  return [((lon + 180) / 360) * n, (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)) * n];
+};
+
+function rings(geom) {
+  return geom.type === "Polygon" ? geom.coordinates : geom.coordinates.flat();
+}
+
+function drawMinimap(f) {
+  const box = $("minimap");
+  box.innerHTML = "";
+  const pts = rings(f.geometry).flat();
+  const lons = pts.map((p) => p[0]), lats = pts.map((p) => p[1]);
+  const [w, s, e, n] = [Math.min(...lons), Math.min(...lats), Math.max(...lons), Math.max(...lats)];
+  let z = 20;
+  while (z > 1) {
+    const a = px(w, n, z), b = px(e, s, z);
+    if (b[0] - a[0] <= VIEW * 0.8 && b[1] - a[1] <= VIEW * 0.8) break;
+    z--;
+  }
+  const a = px(w, n, z), b = px(e, s, z);
+  const ox = (a[0] + b[0]) / 2 - VIEW / 2, oy = (a[1] + b[1]) / 2 - VIEW / 2;
+  if (product) {
+    const max = 2 ** z;
+    for (let ty = Math.floor(oy / 256); ty <= Math.floor((oy + VIEW) / 256); ty++) {
+      for (let tx = Math.floor(ox / 256); tx <= Math.floor((ox + VIEW) / 256); tx++) {
+        if (tx < 0 || ty < 0 || tx >= max || ty >= max) continue;
+        const img = new Image(256, 256);
+        img.alt = "";
+        img.style.left = `${tx * 256 - ox}px`;
+        img.style.top = `${ty * 256 - oy}px`;
+        img.onerror = () => img.remove();
+        img.src = `/tiles/${product.id}/${z}/${tx}/${ty}.webp`;
+        box.append(img);
+      }
+    }
+  }
+  const d = rings(f.geometry).map((r) => r.map((p, i) => {
+    const q = px(p[0], p[1], z);
+    return `${i ? "L" : "M"}${(q[0] - ox).toFixed(1)},${(q[1] - oy).toFixed(1)}`;
+  }).join(" ") + "Z").join(" ");
+  box.insertAdjacentHTML("beforeend", `<svg viewBox="0 0 ${VIEW} ${VIEW}" width="${VIEW}" height="${VIEW}"><path d="${d}" fill="none" stroke="#111" stroke-width="2.5"/></svg>`);
+}
+
+function showStocking(p) {
+  const cap = p.capacity_su;
+  const herd = Number($("herd").value || 0);
+  if (cap === null || cap === undefined) { $("stocking").textContent = t("herder.nodata"); return; }
+  const excess = Math.round(herd - cap);
+  $("stocking").textContent = excess > 0 ? t("herder.over", { excess }) : t("herder.ok");
+  $("stocking").className = excess > 0 ? "over" : "ok";
+}
+
+function show(id) {
+  const f = parcels.find((x) => String(x.id) === String(id));
+  if (!f) return;
+  const p = f.properties;
+  const cls = p.condition_class;
+  const verdict = $("verdict");
+  verdict.style.background = CLASS_COLORS[cls] || "#ccc";
+  $("class-word").textContent = cls >= 1 ? classLabel(cls) : t("herder.nodata");
+  $("capacity").textContent = p.capacity_su === null || p.capacity_su === undefined ? "" : t("herder.capacity_word", { capacity: fmt(p.capacity_su, 0) });
+  $("herd").value = Math.round(p.registered_su || 0);
+  $("herd").oninput = () => showStocking(p);
+  showStocking(p);
+  $("share").href = `/herder/share.png?parcel=${encodeURIComponent(p.parcel_id)}&lang=${LANG}`;
+  drawMinimap(f);
+  document.body.dataset.ready = "yes";
+}
+
+async function main() {
+  const [fc, surveys] = await Promise.all([getJSON("/collections/parcels/items?limit=1000"), getJSON("/surveys")]);
+  parcels = fc.features.filter((f) => f.geometry);
+  const last = surveys[surveys.length - 1];
+  if (last) {
+    const rank = (p) => (p.kind === "condition" ? 0 : p.kind === "index" ? (p.name === "ndvi" ? 1 : 2) : p.kind === "orthomosaic" ? 3 : 9);
+    product = [...last.products].sort((a, b) => rank(a) - rank(b))[0] || null;
+  }
+  const sel = $("pasture");
+  for (const f of parcels) {
+    const o = document.createElement("option");
+    o.value = f.id;
+    o.textContent = f.properties.name ? `${f.properties.name} (${f.id})` : f.id;
+    sel.append(o);
+  }
+  sel.addEventListener("change", () => show(sel.value));
+  const want = sel.dataset.selected || (parcels[0] && parcels[0].id);
+  if (want) { sel.value = want; show(want); } else { $("class-word").textContent = t("herder.nodata"); document.body.dataset.ready = "yes"; }
+}
+
+main().catch((err) => { document.body.dataset.error = err.message; console.error(err); });

@@ -1,0 +1,239 @@
+// Land officers' web map: MapLibre GL (served from node_modules, no CDN), local raster tiles only.
+import { t, LANG, classLabel, CLASS_COLORS, fmt } from "./i18n.js";
+
+const $ = (id) => document.getElementById(id);
+const state = { survey: null, products: [], map: null };
+
+async function getJSON(url, opts) {
+  const r = await fetch(url, { credentials: "same-origin", ...opts });
+  if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
+  return r.json();
+}
+
+function layerTitle(p) {
+  if (p.kind === "index") return p.name.toUpperCase() + (p.relative ? " (RGB)" : "");
+  return t(`layer.${p.kind}`);
+}
+
+function makeMap() {
+  if (!window.maplibregl) return null;
+  const map = new maplibregl.Map({
+    container: "map",
+    style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#eef0e6" } }] },
+    center: [106.9, 47.9], zoom: 4, attributionControl: false, preserveDrawingBuffer: true,
+  });
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
+  return map;
+}
+
+function clearSurveyLayers(map) {
+  for (const l of map.getStyle().layers) if (l.id !== "bg") map.removeLayer(l.id);
+  for (const s of Object.keys(map.getStyle().sources)) map.removeSource(s);
+}
+
+async function showLegend() {
+  const box = $("legend");
+  box.innerHTML = "";
+  for (const p of state.products) {
+    if (!p.visible || p.kind === "orthomosaic" || p.kind === "reflectance") continue;
+    const leg = await getJSON(`/legend/${p.id}?lang=${LANG}`);
+    const div = document.createElement("div");
+    div.className = "legend";
+    const title = document.createElement("strong");
+    title.textContent = leg.title;
+    div.append(title);
+    if (leg.type === "classes") {
+      for (const c of leg.classes) {
+        const row = document.createElement("div");
+        row.innerHTML = `<i style="background:${c.color}"></i> `;
+        row.append(c.label);
+        div.append(row);
+      }
+    } else if (leg.type === "ramp") {
+      const bar = document.createElement("div");
+      bar.className = "ramp";
+      bar.style.background = `linear-gradient(to right, ${leg.stops.map((s) => s.color).join(",")})`;
+      const ends = document.createElement("div");
+      ends.className = "ramp-ends";
+      ends.textContent = `${fmt(leg.min)} ${leg.low} … ${leg.high} ${fmt(leg.max)}`;
+      div.append(bar, ends);
+    }
+    box.append(div);
+  }
+}
+
+function addProductLayers(map) {
+  const list = $("layers");
+  list.innerHTML = "";
+  let bounds = null;
+  state.products.forEach((p, i) => {
+    // imagery first and visible; the condition raster visible; other indices listed, hidden
+    p.visible = p.kind === "orthomosaic" || p.kind === "condition" || (p.kind === "index" && p.name === "ndvi");
+    map.addSource(`src-${p.id}`, { type: "raster", tiles: [p.tiles], tileSize: 256, maxzoom: 22 });
+    map.addLayer({ id: `lyr-${p.id}`, type: "raster", source: `src-${p.id}`,
+                   layout: { visibility: p.visible ? "visible" : "none" }, paint: { "raster-opacity": p.kind === "orthomosaic" ? 1 : 0.85 } });
+    const li = document.createElement("li");
+    const cb = document.createElement("input");
+    cb.type = "checkbox"; cb.checked = p.visible; cb.id = `cb-${p.id}`;
+    cb.addEventListener("change", () => {
+      p.visible = cb.checked;
+      map.setLayoutProperty(`lyr-${p.id}`, "visibility", cb.checked ? "visible" : "none");
+      showLegend();
+    });
+    const label = document.createElement("label");
+    label.htmlFor = cb.id; label.textContent = layerTitle(p);
+    li.append(cb, label);
+    list.append(li);
+  });
+  return bounds;
+}
+
+async function addParcels(map) {
+  const fc = await getJSON(`/collections/parcels/items?limit=1000&survey=${encodeURIComponent(state.survey)}`);
+  map.addSource("parcels", { type: "geojson", data: fc, promoteId: "parcel_id" });
+  map.addLayer({ id: "parcels-fill", type: "fill", source: "parcels",
+    paint: { "fill-color": ["match", ["coalesce", ["get", "condition_class"], 0],
+      1, CLASS_COLORS[1], 2, CLASS_COLORS[2], 3, CLASS_COLORS[3], 4, CLASS_COLORS[4], 5, CLASS_COLORS[5], "#888888"],
+      "fill-opacity": 0.15 } });
+  map.addLayer({ id: "parcels-line", type: "line", source: "parcels", paint: { "line-color": "#222", "line-width": 1.5 } });
+  const li = document.createElement("li");
+  li.innerHTML = `<input type="checkbox" id="cb-parcels" checked> <label for="cb-parcels"></label>`;
+  li.querySelector("label").textContent = t("layer.parcels");
+  li.querySelector("input").addEventListener("change", (e) => {
+    for (const id of ["parcels-fill", "parcels-line"]) map.setLayoutProperty(id, "visibility", e.target.checked ? "visible" : "none");
+  });
+  $("layers").append(li);
+  return fc;
+}
+
+function fitTo(map, fc) {
+  let b = null;
+  for (const f of fc.features) {
+    const walk = (c) => (typeof c[0] === "number" ? (b = b ? [Math.min(b[0], c[0]), Math.min(b[1], c[1]), Math.max(b[2], c[0]), Math.max(b[3], c[1])] : [c[0], c[1], c[0], c[1]]) : c.forEach(walk));
+    if (f.geometry) walk(f.geometry.coordinates);
+  }
+  return b;
+}
+
+/** A small inline-SVG line chart of a parcel's index means over surveys. */
+function sparkline(series) {
+  const pts = series.filter((s) => s.mean !== null);
+  if (!pts.length) return "";
+  const w = 220, h = 60, pad = 6;
+  const lo = Math.min(...pts.map((p) => p.mean)), hi = Math.max(...pts.map((p) => p.mean));
+  const x = (i) => pad + (pts.length === 1 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (pts.length - 1));
+  const y = (v) => h - pad - (hi === lo ? (h - 2 * pad) / 2 : ((v - lo) * (h - 2 * pad)) / (hi - lo));
+  const path = pts.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ");
+  const dots = pts.map((p, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3"><title>${p.date || p.survey}: ${fmt(p.mean, 3)}</title></circle>`).join("");
+  return `<svg class="chart" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img"><path d="${path}" fill="none" stroke="#1a9850" stroke-width="2"/>${dots}</svg>`;
+}
+
+async function showParcel(id, lngLat) {
+  const f = await getJSON(`/collections/parcels/items/${encodeURIComponent(id)}?survey=${encodeURIComponent(state.survey)}`);
+  const p = f.properties;
+  const idx = Object.keys(p).find((k) => k === "ndvi_mean") || Object.keys(p).find((k) => k.endsWith("_mean"));
+  const index = idx ? idx.slice(0, -5) : "ndvi";
+  const stats = await getJSON(`/parcels/${encodeURIComponent(id)}/stats?index=${index}`).catch(() => ({ series: [] }));
+  const cls = p.condition_class;
+  const bal = p.balance_su;
+  const html = `<div class="popup" data-parcel="${p.parcel_id}">
+    <h3></h3>
+    <table>
+      <tr><th>${t("parcel.soum")}</th><td class="soum"></td></tr>
+      <tr><th>${t("parcel.area")}</th><td>${fmt(p.area_ha, 1)}</td></tr>
+      <tr><th>${index.toUpperCase()} ${t("stats.mean")}</th><td class="index-mean">${fmt(p[idx], 3)}</td></tr>
+      <tr><th>${t("parcel.condition")}</th><td class="condition"><i style="background:${CLASS_COLORS[cls] || "#888"}"></i> ${classLabel(cls)}</td></tr>
+      <tr><th>${t("parcel.capacity")}</th><td class="capacity">${fmt(p.capacity_su, 0)}</td></tr>
+      <tr><th>${t("parcel.registered")}</th><td>${fmt(p.registered_su, 0)}</td></tr>
+      <tr><th>${t("parcel.balance")}</th><td>${fmt(bal, 0)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}</td></tr>
+    </table>
+    <div>${t("parcel.series")}</div>${sparkline(stats.series || [])}
+  </div>`;
+  $("parcel-body").innerHTML = html;
+  $("parcel-body").querySelector("h3").textContent = p.name || p.parcel_id;
+  $("parcel-body").querySelector(".soum").textContent = p.soum || "";
+  if (state.map && lngLat) {
+    new maplibregl.Popup({ maxWidth: "320px" }).setLngLat(lngLat).setHTML(html).addTo(state.map)
+      .getElement().querySelector("h3").textContent = p.name || p.parcel_id;
+  }
+}
+
+function showExports() {
+  const s = encodeURIComponent(state.survey || "");
+  $("exports").innerHTML = ["shp", "gpkg", "geojson", "fgb", "csv", "kml"]
+    .map((f) => `<a class="button" href="/export/parcels.${f}?survey=${s}">${f.toUpperCase()}</a>`).join(" ");
+}
+
+async function loadSurvey(name) {
+  state.survey = name;
+  const s = await getJSON(`/surveys/${encodeURIComponent(name)}`);
+  state.products = s.products;
+  showExports();
+  const map = state.map;
+  if (!map) return;
+  clearSurveyLayers(map);
+  addProductLayers(map);
+  const fc = await addParcels(map);
+  const b = fitTo(map, fc);
+  if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 30, duration: 0 });
+  await showLegend();
+  document.body.dataset.ready = "yes";
+}
+
+function watchJob(id) {
+  const bar = $("job-progress"), status = $("job-status");
+  bar.hidden = false;
+  const es = new EventSource(`/jobs/${id}/events`);
+  es.addEventListener("progress", (e) => {
+    const j = JSON.parse(e.data);
+    bar.value = j.progress;
+    status.textContent = `${t("job.progress")}: ${Math.round(j.progress * 100)}% ${j.stage || ""}`;
+    if (j.state === "done") status.textContent = t("job.done");
+    if (j.state === "failed") status.textContent = `${t("job.failed")}: ${j.error}`;
+  });
+  es.addEventListener("end", () => es.close());
+}
+
+function wireForms() {
+  $("login").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const me = await getJSON("/token", { method: "POST", body: new URLSearchParams(new FormData(e.target)) });
+      $("whoami").textContent = `${e.target.username.value} (${me.role})`;
+    } catch { $("whoami").textContent = t("login.failed"); }
+  });
+  $("upload-parcels").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { await getJSON("/parcels/upload", { method: "POST", body: new FormData(e.target) }); loadSurvey(state.survey); }
+    catch (err) { $("job-status").textContent = `${t("error.generic")}: ${err.message}`; }
+  });
+  $("upload-frames").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { const job = await getJSON("/jobs/upload", { method: "POST", body: new FormData(e.target) }); watchJob(job.id); }
+    catch (err) { $("job-status").textContent = `${t("error.generic")}: ${err.message}`; }
+  });
+}
+
+async function main() {
+  wireForms();
+  state.map = makeMap();
+  const surveys = await getJSON("/surveys");
+  const sel = $("survey");
+  if (!surveys.length) { sel.innerHTML = `<option>${t("survey.none")}</option>`; document.body.dataset.ready = "yes"; return; }
+  for (const s of surveys) {
+    const o = document.createElement("option");
+    o.value = s.name; o.textContent = `${s.name}${s.date ? " · " + s.date : ""}`;
+    sel.append(o);
+  }
+  sel.value = surveys[surveys.length - 1].name;
+  sel.addEventListener("change", () => loadSurvey(sel.value));
+  if (state.map) {
+    state.map.on("click", "parcels-fill", (e) => { const f = e.features[0]; if (f) showParcel(f.properties.parcel_id, e.lngLat); });
+    state.map.on("mouseenter", "parcels-fill", () => { state.map.getCanvas().style.cursor = "pointer"; });
+    state.map.on("mouseleave", "parcels-fill", () => { state.map.getCanvas().style.cursor = ""; });
+    if (!state.map.loaded()) await new Promise((r) => state.map.once("load", r));
+  }
+  await loadSurvey(sel.value);
+}
+
+main().catch((err) => { document.body.dataset.error = err.message; console.error(err); });

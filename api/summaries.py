@@ -1,0 +1,90 @@
+"""Survey documents, survey summaries, parcel time series and roll-ups, from the catalog and the
+zoning stage's parcel report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from belcheer.catalog import STAT_COLUMNS, SurveyRecord
+from belcheer.errors import NotFoundError
+from belcheer.workspace import Workspace
+
+from belcheer.api import data
+
+
+def survey_doc(ws: Workspace, rec: SurveyRecord, base: str) -> dict[str, Any]:
+    """A survey with its products, each with tile, TileJSON and legend URLs."""
+    products = []
+    for p in ws.catalog.products(rec.name):
+        products.append({
+            "id": p.id, "name": p.name, "kind": p.kind.value, "units": p.units, "relative": p.relative,
+            "bands": [b.name for b in p.bands],
+            "tiles": f"{base}/tiles/{p.id}/{{z}}/{{x}}/{{y}}.png",
+            "tilejson": f"{base}/tiles/{p.id}/tilejson.json", "legend": f"{base}/legend/{p.id}",
+        })
+    return {"name": rec.name, "date": rec.date, "epsg": rec.epsg, "published": rec.published,
+            "created": rec.created, "summary": dict(rec.summary), "products": products}
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+def survey_summary(ws: Workspace, rec: SurveyRecord) -> dict[str, Any]:
+    """Mean of each index over parcels, condition-class shares, total capacity and livestock."""
+    report = data.parcel_report(ws, survey=rec.name)
+    out: dict[str, Any] = {"survey": rec.name, "date": rec.date, "parcels": int(len(report)),
+                           "indices": {}, "condition_classes": {}}
+    for col in report.columns:
+        if col.endswith("_mean"):
+            out["indices"][col[:-5]] = _num(pd.to_numeric(report[col], errors="coerce").mean())
+    if "condition_class" in report and len(report):
+        counts = pd.to_numeric(report["condition_class"], errors="coerce").dropna().astype(int).value_counts()
+        out["condition_classes"] = {str(k): int(v) for k, v in sorted(counts.items())}
+    for col in ("area_ha", "capacity_su", "registered_su"):
+        if col in report:
+            out[col] = _num(pd.to_numeric(report[col], errors="coerce").sum())
+    return out
+
+
+def parcel_series(ws: Workspace, parcel_id: str, index: str, surveys: set[str]) -> dict[str, Any]:
+    """An index's statistics of a parcel over the given surveys, oldest first, and the latest."""
+    rows = [r for r in ws.catalog.stats(parcel_id=parcel_id, index_name=index) if r["survey"] in surveys]
+    if not rows:
+        known = data.load_parcels(ws)
+        if parcel_id not in set(known["parcel_id"].astype(str)):
+            raise NotFoundError(f"no parcel with id {parcel_id!r}")
+    series = [{"survey": r["survey"], "date": r["date"],
+               **{c: _num(r.get(c)) for c in STAT_COLUMNS}} for r in rows]
+    series.sort(key=lambda r: (r["date"] or "", r["survey"]))
+    return {"parcel_id": parcel_id, "index": index, "latest": series[-1] if series else None,
+            "series": series}
+
+
+def rollup(ws: Workspace, level: str, survey: str | None) -> list[dict[str, Any]]:
+    """Parcels grouped by ``level`` (soum, aimag, bag): counts, area, capacity, livestock, balance."""
+    # grouped on the parcels' own soum/aimag/bag attributes (zoning.rollup needs boundary polygons)
+    report = data.parcel_report(ws, survey=survey)
+    if report.empty or level not in report:
+        return []
+    df = pd.DataFrame(report.drop(columns="geometry"))
+    agg: dict[str, Any] = {"parcel_id": "count"}
+    for col in ("area_ha", "capacity_su", "registered_su"):
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+            agg[col] = "sum"
+    means = [c for c in df.columns if c.endswith("_mean")]
+    for c in means:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+        agg[c] = "mean"
+    table = df.groupby(level, dropna=False).agg(agg).rename(columns={"parcel_id": "parcels"}).reset_index()
+    if "capacity_su" in table and "registered_su" in table:
+        table["balance_su"] = table["capacity_su"] - table["registered_su"]
+    return [data.feature_properties(r) for _, r in table.iterrows()]

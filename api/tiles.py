@@ -1,0 +1,278 @@
+"""Map tiles, TileJSON, legends and point values, read from product COGs with rio-tiler.
+
+Tiles are on the WebMercatorQuad grid (morecantile). Each product kind has one style: true colour
+for orthomosaics and reflectance (bands red/green/blue by name), a diverging red–yellow–green ramp
+for vegetation indices, the recovery-class palette I–V for condition rasters, a sequential ramp for
+biomass. Pixels outside the data are transparent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import morecantile
+import numpy as np
+import rasterio
+from rio_tiler.colormap import cmap
+from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
+from rio_tiler.io import Reader
+from rio_tiler.models import ImageData
+
+from belcheer.errors import InputError, NotFoundError
+from belcheer.fileio import confined
+from belcheer.models import Product, ProductKind
+
+from belcheer.api.messages import class_label, t
+from belcheer.api.safety import check_raster
+
+TMS = morecantile.tms.get("WebMercatorQuad")
+FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
+#: bump when styles change so browsers drop cached tiles (part of the ETag)
+STYLE_VERSION = "1"
+#: recovery classes I–V: green (not degraded) → red (severely degraded), RGBA
+CONDITION_COLORS: dict[int, tuple[int, int, int, int]] = {
+    1: (26, 152, 80, 255), 2: (145, 207, 96, 255), 3: (254, 224, 139, 255),
+    4: (252, 141, 89, 255), 5: (215, 48, 39, 255),
+}
+#: nominal display ranges of indices whose values are physically bounded
+_INDEX_RANGES = {"ndvi": (-0.2, 0.9), "gndvi": (-0.2, 0.9), "ndrei": (-0.2, 0.7), "savi": (-0.2, 0.8),
+                 "msavi": (-0.2, 0.8), "osavi": (-0.2, 0.8), "evi": (-0.2, 0.9)}
+_RGB = ("red", "green", "blue")
+
+warnings.filterwarnings("ignore", module="rio_tiler")
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a product is drawn: band indexes (1-based), value range mapped to 0–255, colour map."""
+
+    mode: str  # "rgb" | "ramp" | "classes"
+    indexes: tuple[int, ...]
+    rescale: tuple[float, float] | None
+    colormap: str | None  # rio-tiler colormap name, or "condition"
+
+
+def product_path(product: Product, root: Path) -> Path:
+    """The product's file, required inside the workspace (no reading elsewhere)."""
+    return confined(root, product.path)
+
+
+def _rgb_indexes(product: Product) -> tuple[int, ...]:
+    names = [b.name for b in product.bands]
+    if all(n in names for n in _RGB):
+        return tuple(names.index(n) + 1 for n in _RGB)
+    return (1, 2, 3) if len(names) >= 3 else (1,)
+
+
+@lru_cache(maxsize=256)
+def _percentiles(path: str, mtime_ns: int, indexes: tuple[int, ...]) -> tuple[float, float]:
+    """2nd and 98th percentile of a raster's valid pixels, read from its smallest overview."""
+    with rasterio.open(path) as ds:
+        scale = max(ds.width, ds.height) / 512
+        shape = (max(1, int(ds.height / max(scale, 1))), max(1, int(ds.width / max(scale, 1))))
+        data = ds.read(list(indexes), out_shape=(len(indexes), *shape), masked=True).astype("float64")
+    values = data.compressed()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(values, [2, 98])
+    return (float(lo), float(hi if hi > lo else lo + 1e-6))
+
+
+def style_for(product: Product, path: Path) -> Style:
+    """The display style of a product, by its kind (ranges from the data where not fixed)."""
+    stamp = path.stat().st_mtime_ns
+    kind = product.kind
+    meta_range = product.metadata.get("display_range")
+    if kind in (ProductKind.ORTHOMOSAIC, ProductKind.REFLECTANCE):
+        idx = _rgb_indexes(product)
+        with rasterio.open(path) as ds:
+            dtype = ds.dtypes[0]
+        rescale = None if dtype == "uint8" else _percentiles(str(path), stamp, idx)
+        return Style("rgb", idx, rescale, None)
+    if kind == ProductKind.CONDITION:
+        return Style("classes", (1,), None, "condition")
+    if kind == ProductKind.INDEX:
+        if meta_range:
+            rng = (float(meta_range[0]), float(meta_range[1]))
+        elif not product.relative and product.name.lower() in _INDEX_RANGES:
+            rng = _INDEX_RANGES[product.name.lower()]
+        else:
+            rng = _percentiles(str(path), stamp, (1,))
+        return Style("ramp", (1,), rng, "rdylgn")
+    if kind == ProductKind.CHANGE:
+        lo, hi = _percentiles(str(path), stamp, (1,))
+        m = max(abs(lo), abs(hi))
+        return Style("ramp", (1,), (-m, m), "brbg")
+    if kind == ProductKind.BIOMASS:
+        rng = tuple(meta_range) if meta_range else (0.0, _percentiles(str(path), stamp, (1,))[1])
+        return Style("ramp", (1,), (float(rng[0]), float(rng[1])), "ylgn")
+    return Style("ramp", (1,), _percentiles(str(path), stamp, (1,)), "viridis")
+
+
+def _colormap(style: Style) -> dict | None:
+    if style.colormap is None:
+        return None
+    if style.colormap == "condition":
+        return dict(CONDITION_COLORS)
+    return cmap.get(style.colormap)
+
+
+def check_tile_index(z: int, x: int, y: int) -> None:
+    """Refuse tile indexes outside the WebMercatorQuad matrix (404, never a server error)."""
+    if not (TMS.minzoom <= z <= TMS.maxzoom) or not (0 <= x < 2**z) or not (0 <= y < 2**z):
+        raise NotFoundError(f"tile {z}/{x}/{y} does not exist on WebMercatorQuad (z 0–{TMS.maxzoom}, "
+                            "x and y 0…2^z−1)")
+
+
+def _clean(img: ImageData) -> ImageData:
+    """Mask NaN/inf pixels (float products carry NaN as nodata) and zero them for rendering."""
+    data = img.array.data
+    if np.issubdtype(data.dtype, np.floating):
+        bad = ~np.isfinite(data)
+        if bad.any():
+            mask = np.ma.getmaskarray(img.array) | bad
+            img.array = np.ma.MaskedArray(np.where(bad, 0, data), mask=mask)
+    return img
+
+
+def _style_image(img: ImageData, style: Style) -> ImageData:
+    img = _clean(img)
+    if style.rescale is not None:
+        img.rescale(in_range=[style.rescale] * img.count)
+    elif img.array.dtype != np.uint8 and style.mode != "classes":
+        img.rescale(in_range=[(0, 255)] * img.count)
+    return img
+
+
+def render_tile(product: Product, root: Path, z: int, x: int, y: int, fmt: str,
+                max_raster_bytes: int) -> bytes:
+    """One 256×256 WebMercatorQuad tile of a product as PNG or WebP bytes."""
+    if fmt not in FORMATS:
+        raise NotFoundError(f"tile format {fmt!r} is not served; use png or webp")
+    check_tile_index(z, x, y)
+    path = product_path(product, root)
+    _checked(str(path), path.stat().st_mtime_ns, max_raster_bytes)
+    style = style_for(product, path)
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), Reader(str(path), tms=TMS) as src:
+        if not src.tile_exists(x, y, z):
+            raise NotFoundError(f"tile {z}/{x}/{y} is outside product {product.name!r}")
+        try:
+            img = src.tile(x, y, z, indexes=style.indexes)
+        except TileOutsideBounds as exc:
+            raise NotFoundError(str(exc)) from exc
+    img = _style_image(img, style)
+    return img.render(img_format=FORMATS[fmt][0], colormap=_colormap(style))
+
+
+@lru_cache(maxsize=256)
+def _checked(path: str, mtime_ns: int, max_bytes: int) -> None:
+    check_raster(Path(path), max_bytes)
+
+
+def tile_etag(product: Product, root: Path, z: int, x: int, y: int, fmt: str) -> str:
+    """A strong validator: changes whenever the product file or the style changes."""
+    st = product_path(product, root).stat()
+    raw = f"{product.id}|{st.st_mtime_ns}|{st.st_size}|{z}/{x}/{y}.{fmt}|{STYLE_VERSION}"
+    return '"' + hashlib.blake2b(raw.encode(), digest_size=12).hexdigest() + '"'
+
+
+def tilejson(product: Product, root: Path, tiles_url: str, fmt: str = "png") -> dict[str, Any]:
+    """TileJSON 3.0 for a product; ``tiles_url`` is the absolute URL template up to ``{z}/{x}/{y}``."""
+    path = product_path(product, root)
+    with Reader(str(path), tms=TMS) as src:
+        west, south, east, north = src.get_geographic_bounds(TMS.rasterio_geographic_crs)
+        minzoom, maxzoom = src.minzoom, src.maxzoom
+    return {
+        "tilejson": "3.0.0", "name": product.name, "version": "1.0.0", "scheme": "xyz",
+        "tiles": [f"{tiles_url}/{{z}}/{{x}}/{{y}}.{fmt}"],
+        "minzoom": int(minzoom), "maxzoom": int(min(maxzoom + 2, TMS.maxzoom)),
+        "bounds": [west, south, east, north],
+        "center": [(west + east) / 2, (south + north) / 2, int(maxzoom)],
+    }
+
+
+def legend(product: Product, root: Path, lang: str | None = None) -> dict[str, Any]:
+    """What the colours of a product's tiles mean: class swatches or a ramp with end values."""
+    path = product_path(product, root)
+    style = style_for(product, path)
+    title = product.name.upper() if product.kind == ProductKind.INDEX else t(f"layer.{product.kind.value}", lang)
+    out: dict[str, Any] = {"product": product.id, "name": product.name, "kind": product.kind.value,
+                           "title": title, "units": product.units, "relative": product.relative}
+    if style.mode == "classes":
+        out["type"] = "classes"
+        out["classes"] = [{"value": v, "label": class_label(v, lang), "color": _hex(c)}
+                          for v, c in CONDITION_COLORS.items()]
+    elif style.mode == "ramp":
+        colors = cmap.get(style.colormap)
+        lo, hi = style.rescale or (0.0, 1.0)
+        out["type"] = "ramp"
+        out["stops"] = [{"value": lo + (hi - lo) * i / 255, "color": _hex(colors[i])}
+                        for i in (0, 64, 128, 191, 255)]
+        out["min"], out["max"] = lo, hi
+        out["low"], out["high"] = t("legend.low", lang), t("legend.high", lang)
+    else:
+        out["type"] = "rgb"
+    return out
+
+
+def _hex(c: tuple) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in c[:3]))
+
+
+def point_values(products: list[Product], root: Path, lon: float, lat: float) -> list[dict[str, Any]]:
+    """Values of each product at a WGS 84 point (products not covering it are left out)."""
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90) or not (math.isfinite(lon) and math.isfinite(lat)):
+        raise InputError(f"point ({lon}, {lat}) is not a longitude/latitude in degrees")
+    out = []
+    for p in products:
+        path = product_path(p, root)
+        try:
+            with Reader(str(path), tms=TMS) as src:
+                pt = src.point(lon, lat)
+        except PointOutsideBounds:
+            continue
+        names = [b.name for b in p.bands] or [f"b{i + 1}" for i in range(pt.count)]
+        vals = {}
+        for i, v in enumerate(np.ma.filled(pt.array.astype("float64"), np.nan)):
+            masked = bool(np.ma.getmaskarray(pt.array)[i])
+            name = names[i] if i < len(names) else f"b{i + 1}"
+            vals[name] = None if masked or not math.isfinite(float(v)) else float(v)
+        item: dict[str, Any] = {"product": p.id, "name": p.name, "kind": p.kind.value,
+                                "units": p.units, "values": vals}
+        if p.kind == ProductKind.CONDITION and vals:
+            first = next(iter(vals.values()))
+            item["label"] = class_label(int(first) if first else None)
+        out.append(item)
+    return out
+
+
+def read_area(product: Product, root: Path, bbox: tuple[float, float, float, float],
+              max_size: int = 768) -> tuple[np.ndarray, Style]:
+    """An RGBA array of a product styled as its tiles, over a WGS 84 bbox (for PNG snapshots)."""
+    path = product_path(product, root)
+    style = style_for(product, path)
+    with Reader(str(path), tms=TMS) as src:
+        img = src.part(bbox, dst_crs="EPSG:3857", bounds_crs="EPSG:4326", max_size=max_size,
+                       indexes=style.indexes)
+    img = _style_image(img, style)
+    data = img.array.data
+    mask = ~np.ma.getmaskarray(img.array).all(axis=0) if np.ma.isMaskedArray(img.array) else np.ones(data.shape[1:], bool)
+    cm = _colormap(style)
+    if cm is not None:
+        lut = np.zeros((256, 4), np.uint8)
+        for k, v in cm.items():
+            if 0 <= int(k) < 256:
+                lut[int(k)] = v
+        rgba = lut[data[0].astype(np.uint8)]
+    else:
+        bands = [data[min(i, data.shape[0] - 1)] for i in range(3)]
+        rgba = np.dstack([*bands, np.full(data.shape[1:], 255)]).astype(np.uint8)
+    rgba[..., 3] = np.where(mask, rgba[..., 3], 0)
+    return rgba, style
