@@ -23,12 +23,21 @@ from typing import Any, Literal
 
 import numpy as np
 
-from belcheer.errors import ConfigError, ProcessingError
+from belcheer.errors import ConfigError, InputError, ProcessingError
 from belcheer.indices.panel import PanelMeasurement, measure_panel
 from belcheer.indices.radiometry import camera_family, floats, radiance, sensor_irradiance, vendor_value
 from belcheer.models import Capture, Frame, Survey
 
 Method = Literal["auto", "panel", "sensor", "both"]
+
+
+#: bands a multispectral camera calibrates (a Sequoia's extra RGB JPEG is not one of them)
+SPECTRAL_BANDS = frozenset({"blue", "green", "red", "rededge", "nir"})
+
+
+def calibratable(frame: Frame) -> bool:
+    """True for a narrow-band frame of a camera with a radiometric model."""
+    return frame.band.name in SPECTRAL_BANDS and camera_family(frame) is not None
 
 
 def read_dn(frame: Frame) -> np.ndarray:
@@ -79,6 +88,9 @@ class Calibration:
 
     def __call__(self, frame: Frame, dn: np.ndarray) -> np.ndarray:
         """Raw DN → surface reflectance (float32, 0…1 for most surfaces, NaN where invalid)."""
+        if not calibratable(frame):
+            raise InputError(f"frame {frame.path.name} (band {frame.band.name!r}) is not a "
+                             "calibrated narrow band; leave it out of the reflectance mosaic")
         raw = np.asarray(dn)
         out = radiance(frame, raw) * np.float32(self.reflectance_factor(frame))
         r = frame.radiometry
@@ -96,10 +108,11 @@ class Calibration:
 
 def _albedos(survey: Survey, panel_albedo: float | Sequence[float] | Mapping[str, float] | None,
              capture: Capture) -> dict[str, float]:
-    names = [f.band.name for f in capture.frames]
+    names = [f.band.name for f in capture.frames if calibratable(f)]
     if panel_albedo is None:
         # newer MicaSense firmware writes the panel's albedo when it recognised the panel's QR code
-        found = {f.band.name: floats(vendor_value(f, "Albedo", "PanelAlbedo")) for f in capture.frames}
+        found = {f.band.name: floats(vendor_value(f, "Albedo", "PanelAlbedo"))
+                 for f in capture.frames if calibratable(f)}
         if all(found.values()):
             return {k: v[0] for k, v in found.items()}  # type: ignore[index]
         raise ConfigError("the panel's reflectance (albedo) per band is needed for panel calibration: "
@@ -129,7 +142,7 @@ def _albedos(survey: Survey, panel_albedo: float | Sequence[float] | Mapping[str
 def _measure(capture: Capture, region: tuple[int, int, int, int] | None
              ) -> dict[str, tuple[PanelMeasurement, float]]:
     out = {}
-    for f in capture.frames:
+    for f in (f for f in capture.frames if calibratable(f)):
         L = radiance(f, read_dn(f))
         out[f.band.name] = (measure_panel(L, region, name=f"{capture.id} {f.band.name} "
                                           f"({f.path.name})"), float(np.nanmean(L)))
@@ -147,15 +160,20 @@ def calibrate(survey: Survey, *, method: Method = "auto",
     replaces automatic panel detection. Raises :class:`ProcessingError` when nothing can
     calibrate the survey, or the panel is not found or not uniformly lit.
     """
-    flights = survey.flight_captures
+    # radiometry does not need GPS: captures unusable for the mosaic (no position) still calibrate
+    flights = survey.flight_captures or tuple(c for c in survey.captures if not c.is_panel)
     frames = [f for c in survey.captures for f in c.frames]
     if not frames:
         raise ProcessingError(f"survey {survey.name!r} has no frames to calibrate")
     no_model = sorted({f.camera.key for f in frames if camera_family(f) is None})
+    frames = [f for f in frames if calibratable(f)]
+    if not frames:
+        raise ProcessingError(f"survey {survey.name!r} has no narrow-band frames to calibrate "
+                              "(RGB indices are relative and need no calibration)")
     if no_model:
         raise ProcessingError(f"camera {', '.join(no_model)} has no radiometric model; RGB "
                               "indices are computed as relative values without calibration")
-    flight_frames = [f for c in flights for f in c.frames]
+    flight_frames = [f for c in flights for f in c.frames if calibratable(f)]
     has_sensor = bool(flight_frames) and all(sensor_irradiance(f) is not None for f in flight_frames)
     panels = sorted(survey.panel_captures, key=lambda c: (c.time is None, c.time, c.id))
     if method == "auto":
@@ -172,10 +190,13 @@ def calibrate(survey: Survey, *, method: Method = "auto",
         raise ProcessingError(f"method {method!r} needs sunlight-sensor irradiance in every flight "
                               "frame, which this survey lacks; use --method panel")
 
-    meta: dict[str, Any] = {"survey": survey.name, "method": method}
+    meta: dict[str, Any] = {"survey": survey.name, "method": method, "absolute": True}
     cal = Calibration(method=method, metadata=meta)
     if method == "sensor":
         meta["sensor"] = _sensor_summary(flight_frames)
+        # Sequoia and DJI sensors report irradiance in their own units: without a panel the
+        # reflectance is consistent between frames and dates of one camera, not absolute
+        meta["absolute"] = all(camera_family(f) == "micasense" for f in flight_frames)
         return cal
 
     # the first usable panel capture sets the level; later ones check it
@@ -200,7 +221,7 @@ def calibrate(survey: Survey, *, method: Method = "auto",
                       "irradiance": cal.panel_irradiance[b]} for b, (m, _) in ref.items()},
     }
     if method == "both":
-        for f in ref_cap.frames:
+        for f in (f for f in ref_cap.frames if calibratable(f)):
             s = sensor_irradiance(f)
             if s is None:
                 raise ProcessingError(f"panel frame {f.path.name} has no sunlight-sensor reading, so "
@@ -216,7 +237,7 @@ def calibrate(survey: Survey, *, method: Method = "auto",
         checks = []
         for cap, meas in measured[1:]:
             per_band = {}
-            for f in cap.frames:
+            for f in (f for f in cap.frames if calibratable(f)):
                 m = meas[f.band.name][0]
                 rho = m.mean * cal.reflectance_factor(f)
                 per_band[f.band.name] = {"reflectance": rho, "albedo": albedo[f.band.name],
@@ -250,7 +271,7 @@ def _method_difference(cal: Calibration, flights: Sequence[Capture]) -> dict[str
     and for the first flight capture the mean reflectance by both methods."""
     rel: dict[str, list[float]] = {}
     for cap in flights:
-        for f in cap.frames:
+        for f in (f for f in cap.frames if calibratable(f)):
             s = sensor_irradiance(f)
             if s is not None and f.band.name in cal.panel_irradiance:
                 rel.setdefault(f.band.name, []).append(cal.panel_irradiance[f.band.name] / s[0] - 1.0)
@@ -259,7 +280,7 @@ def _method_difference(cal: Calibration, flights: Sequence[Capture]) -> dict[str
     if flights:
         cap = flights[0]
         first: dict[str, Any] = {}
-        for f in cap.frames:
+        for f in (f for f in cap.frames if calibratable(f)):
             s = sensor_irradiance(f)
             if s is None or f.band.name not in cal.panel_irradiance:
                 continue

@@ -264,9 +264,11 @@ def sensor_irradiance(frame: Frame) -> tuple[float, dict[str, Any]] | None:
     fam = camera_family(frame)
     r = frame.radiometry
     if fam == MICASENSE:
+        # newer firmware states the factor to W m⁻² nm⁻¹; without it the values are taken as SI
+        scale = (floats(vendor_value(frame, "IrradianceScaleToSIUnits")) or (1.0,))[0] or 1.0
         if r.horizontal_irradiance and r.horizontal_irradiance > 0:
-            return float(r.horizontal_irradiance), {"source": "dls2_horizontal"}
-        spectral = r.spectral_irradiance or r.irradiance
+            return float(r.horizontal_irradiance) * scale, {"source": "dls2_horizontal"}
+        spectral = (r.spectral_irradiance or r.irradiance or 0.0) * scale
         if not spectral or spectral <= 0:
             return None
         from belcheer.indices import sun
