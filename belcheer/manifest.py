@@ -49,6 +49,11 @@ def _dump(obj: Any) -> str | None:
     return json.dumps(obj, ensure_ascii=False, default=str)
 
 
+def _s(v: Any) -> str | None:
+    """A text cell, or None for a missing one (pandas ≥ 3 reads missing strings as NaN)."""
+    return v if isinstance(v, str) and v else None
+
+
 def _tuples(d: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
@@ -97,15 +102,15 @@ def survey_from_frame(gdf: gpd.GeoDataFrame, name: str, epsg: int,
     for cap_id, group in gdf.groupby("capture_id", sort=False):
         frames = []
         for r in group.itertuples(index=False):
-            rad = json.loads(r.radiometry_json) if r.radiometry_json else {}
-            pose = json.loads(r.pose_json) if r.pose_json else None
-            intr = json.loads(r.intrinsics_json) if r.intrinsics_json else None
+            rad = json.loads(r.radiometry_json) if _s(r.radiometry_json) else {}
+            pose = json.loads(r.pose_json) if _s(r.pose_json) else None
+            intr = json.loads(r.intrinsics_json) if _s(r.intrinsics_json) else None
             frames.append(Frame(
                 path=Path(r.path), capture_id=str(cap_id), band=Band(**json.loads(r.band_json)),
-                band_index=int(r.band_index), camera=Camera(r.make, r.model, r.serial),
+                band_index=int(r.band_index), camera=Camera(r.make, r.model, _s(r.serial)),
                 intrinsics=Intrinsics(**_tuples(intr)) if intr else None,
                 pose=Pose(**pose) if pose else None,
-                time=datetime.fromisoformat(r.time) if r.time else None,
+                time=datetime.fromisoformat(r.time) if _s(r.time) else None,
                 radiometry=Radiometry(**_tuples(rad)) if rad else Radiometry(),
                 tags=json.loads(r.tags_json) if r.tags_json else {},
                 problems=tuple(_problem(p) for p in json.loads(r.problems_json or "[]")),
