@@ -15,8 +15,10 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from belcheer.ingest import validate
@@ -36,6 +38,8 @@ from belcheer.workspace import Workspace
 
 #: EPSG code stored when no frame has a position (no projected CRS can be chosen)
 NO_CRS_EPSG = 4326
+#: files read at once
+READ_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def walk_images(folder: Path) -> tuple[list[Path], list[Problem], int]:
@@ -126,8 +130,12 @@ def scan(folder: Path | str, *, survey: str | None = None, epsg: int | None = No
         _projected_epsg(epsg)
     files, survey_problems, skipped = walk_images(folder)
     frames: list[Frame] = []
-    for path in track(files, len(files), f"reading {len(files)} frames", progress):
-        result = read_frame(path, quality=quality)
+    # threads overlap file I/O and the pixel decodes (libjpeg and GDAL release the GIL)
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        results = pool.map(partial(read_frame, quality=quality), files)
+        pairs = list(track(zip(files, results, strict=True), len(files),
+                           f"reading {len(files)} frames", progress))
+    for path, result in pairs:
         if result.frame is not None:
             frames.append(result.frame)
         elif result.skipped:
