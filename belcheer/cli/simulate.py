@@ -1,9 +1,52 @@
-"""CLI commands of this group (filled in by the stage that owns them)."""
+"""``belcheer simulate OUT_DIR``: write a synthetic survey (frames + ground truth)."""
 
 from __future__ import annotations
 
+import datetime as _dt
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from belcheer.cli import _common
+from belcheer.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the main app."""
+    """Add ``simulate`` to the main app."""
+
+    @app.command("simulate")
+    def simulate_cmd(
+        out_dir: Path = typer.Argument(..., help="Folder to write frames/ and truth/ into."),
+        camera: str = typer.Option("rgb", "--camera", help="rgb (DJI FC6310 JPEG) or rededge (MicaSense RedEdge-M 5-band TIFF)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed of the flight (and of the scene unless --scene-seed)."),
+        area_ha: float = typer.Option(None, "--area-ha", help="Flown area, hectares (default 3 RGB, 2 RedEdge)."),
+        date: str = typer.Option(None, "--date", help="Survey date YYYY-MM-DD (default 2026-07-15): sets the season."),
+        scene_seed: int = typer.Option(None, "--scene-seed", help="Seed of the ground (same value = same place)."),
+        degradation: float = typer.Option(0.0, "--degradation", help="0…1: lower vegetation cover in the degraded parcels."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Simulate a drone survey over Mongolian steppe with known ground truth."""
+        from belcheer.simulate import simulate
+
+        if camera not in ("rgb", "rededge"):
+            raise ConfigError(f"--camera {camera!r}: choose rgb or rededge")
+        day = None
+        if date:
+            try:
+                day = _dt.date.fromisoformat(date)
+            except ValueError as exc:
+                raise ConfigError(f"--date {date!r} is not YYYY-MM-DD") from exc
+        with _common.progress_bar(not as_json) as cb:
+            sim = simulate(out_dir, camera=camera, seed=seed, area_ha=area_ha, date=day,  # type: ignore[arg-type]
+                           scene_seed=scene_seed, degradation=degradation, progress=cb)
+        if as_json:
+            _common.print_json(sim.to_dict())
+            return
+        t = Table(title=f"simulated survey in {sim.out_dir}", show_header=False, box=None)
+        for k, v in (("camera", sim.camera), ("captures", sim.n_captures),
+                     ("place", f"{sim.soum} сум, {sim.aimag} аймаг ({sim.soum_en}, {sim.aimag_en})"),
+                     ("CRS", f"EPSG:{sim.epsg}"), ("GSD", f"{sim.gsd_m * 100:.1f} cm/px"),
+                     ("date", sim.date), ("frames", sim.frames_dir), ("truth", sim.truth_dir)):
+            t.add_row(f"[bold]{k}[/]", str(v))
+        _common.out.print(t)

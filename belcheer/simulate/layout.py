@@ -166,8 +166,10 @@ def _training_polygons(pasture_zone, fields, tracks, corral, gers, roofs, pond, 
                        camp, checkpoints, target, rng) -> gpd.GeoDataFrame:
     """Polygons well inside one land cover each, labelled cropland/pasture/bare/water/built."""
     recs: list[tuple[str, Polygon]] = []
+    targets = shapely.union_all([Point(p).buffer(target + 1.0) for p in checkpoints.values()])
     for f in fields:
         inner = f.buffer(-max(1.0, 0.15 * min(f.bounds[2] - f.bounds[0], f.bounds[3] - f.bounds[1])))
+        inner = inner.difference(targets)
         if not inner.is_empty:
             recs.append(("cropland", inner))
     busy = shapely.union_all([*tracks, corral.buffer(3), *[g.buffer(2) for g in gers],

@@ -135,8 +135,12 @@ def micasense_xmp(cam: CameraModel, band: str, band_label: str, band_index: int,
     cx_mm = cam.width_px / 2 * cam.pixel_pitch_mm
     cy_mm = cam.height_px / 2 * cam.pixel_pitch_mm
     vig = cam.vignetting[band_index]
-    yaw, pitch, roll = attitude
-    el, az = solar
+    yaw, pitch, roll = (float(v) for v in attitude)
+    el, az = float(solar[0]), float(solar[1])
+    irradiance = float(irradiance)
+    pressure_alt = float(pressure_alt)
+    direct = float(irradiance * 0.8 / max(np.sin(el), 0.05))
+    yaw_r, pitch_r, roll_r = (float(np.radians(v)) for v in (yaw, pitch, roll))
     text = f"""{_XPACKET_BEGIN}<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0">
    <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
       <rdf:Description rdf:about="Pix4D Camera Information"
@@ -178,13 +182,13 @@ def micasense_xmp(cam: CameraModel, band: str, band_label: str, band_index: int,
          <DLS:TimeStamp>{boot_ms + 11}</DLS:TimeStamp>
          <DLS:SpectralIrradiance>{irradiance!r}</DLS:SpectralIrradiance>
          <DLS:HorizontalIrradiance>{irradiance!r}</DLS:HorizontalIrradiance>
-         <DLS:DirectIrradiance>{irradiance * 0.8 / max(np.sin(el), 0.05)!r}</DLS:DirectIrradiance>
+         <DLS:DirectIrradiance>{direct!r}</DLS:DirectIrradiance>
          <DLS:ScatteredIrradiance>{irradiance * 0.2!r}</DLS:ScatteredIrradiance>
          <DLS:SolarElevation>{el!r}</DLS:SolarElevation>
          <DLS:SolarAzimuth>{az!r}</DLS:SolarAzimuth>
-         <DLS:Yaw>{np.radians(yaw)!r}</DLS:Yaw>
-         <DLS:Pitch>{np.radians(pitch)!r}</DLS:Pitch>
-         <DLS:Roll>{np.radians(roll)!r}</DLS:Roll>
+         <DLS:Yaw>{yaw_r!r}</DLS:Yaw>
+         <DLS:Pitch>{pitch_r!r}</DLS:Pitch>
+         <DLS:Roll>{roll_r!r}</DLS:Roll>
       </rdf:Description>
    </rdf:RDF>
 </x:xmpmeta>{_XPACKET_END}"""

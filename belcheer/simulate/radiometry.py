@@ -84,9 +84,10 @@ def rgb_dn(reflectance: np.ndarray, light: float, vignette_poly: np.ndarray,
            rng: np.random.Generator) -> np.ndarray:
     """8-bit RGB (row, col, 3) from reflectance (3, row, col) in red, green, blue order;
     ``light`` is the irradiance relative to clear sky."""
-    s = RGB_GAIN * reflectance.astype(np.float32) * np.float32(light) * vignette_poly[None]
-    s = s + rng.standard_normal(s.shape).astype(np.float32) * (0.003 + 0.01 * s)
-    v = np.rint(255.0 * np.clip(s, 0, 1) ** (1 / 2.2))
+    s = np.float32(RGB_GAIN * light) * reflectance.astype(np.float32) * vignette_poly[None]
+    s += rng.standard_normal(s.shape, dtype=np.float32) * (np.float32(0.003) + np.float32(0.01) * s)
+    np.clip(s, 0, 1, out=s)
+    v = np.rint(np.float32(255.0) * s ** np.float32(1 / 2.2))
     return v.astype(np.uint8).transpose(1, 2, 0).copy()
 
 

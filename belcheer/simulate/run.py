@@ -111,6 +111,9 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
     ``seed``) fixes the place, ``date`` (default 2026-07-15) the season and ``degradation``
     (0…1) lowers vegetation cover in the parcels marked degraded — the same ``scene_seed`` and
     ``area_ha`` always give the same ground. Deterministic for given arguments.
+
+    ``altitude_m`` (default 100 m RGB, 120 m RedEdge) also shrinks the scene margin when given,
+    which makes small test runs cheap (the scene then differs from the default-altitude one).
     """
     cb = progress or no_progress
     if camera not in CAMERAS:
@@ -123,9 +126,13 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
         raise ConfigError(f"--area-ha {area} is outside 0.01…100 ha")
     alt = DEFAULT_ALTITUDE_M[camera] if altitude_m is None else float(altitude_m)
     fw, fh = cam.footprint_m(alt)
-    if max(fw, fh) / 2 + 0.08 * alt > MARGIN_M:   # lines run N–S: the long side lies E–W
-        raise ConfigError(f"altitude {alt} m gives a footprint wider than the simulated margin; "
-                          f"fly at most {DEFAULT_ALTITUDE_M[camera]:.0f} m")
+    # lines run N–S, so the image's long side lies E–W; add room for tilt and GPS drift
+    need = max(fw, fh) / 2 + 0.08 * alt + 5.0
+    # at the default altitudes both cameras share one margin, hence one scene per scene_seed
+    margin = MARGIN_M if altitude_m is None else float(np.ceil(need / 10.0) * 10.0)
+    if need > margin:
+        raise ConfigError(f"altitude {alt} m gives a footprint wider than the simulated margin "
+                          f"({margin:.0f} m); fly at most {DEFAULT_ALTITUDE_M[camera]:.0f} m")
     date = date or DEFAULT_DATE
     scene_seed = seed if scene_seed is None else int(scene_seed)
     out_dir = Path(out_dir).resolve()
@@ -141,9 +148,9 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
     half = float(np.sqrt(area * 1e4) / 2)
 
     cb(0.0, "scene")
-    layout = lay.plan_layout((cx, cy), half, MARGIN_M, np.random.default_rng([scene_seed, 1]))
-    geobox = geobox_for_bounds((cx - half - MARGIN_M, cy - half - MARGIN_M,
-                                cx + half + MARGIN_M, cy + half + MARGIN_M), lay.EPSG, TRUTH_RES_M)
+    layout = lay.plan_layout((cx, cy), half, margin, np.random.default_rng([scene_seed, 1]))
+    geobox = geobox_for_bounds((cx - half - margin, cy - half - margin,
+                                cx + half + margin, cy + half + margin), lay.EPSG, TRUTH_RES_M)
     truth = render_truth(layout, geobox, date, degradation, scene_seed)
     cb(0.2, "flight")
 
@@ -235,7 +242,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
         center_lonlat=lay.CENTER_LONLAT, camera=camera, n_captures=n_captures, seed=seed,
         scene_seed=scene_seed, date=date, degradation=degradation)
     write_json_atomic(sim.simulation_json, _parameters(sim, cam, plan, layout, ms_cal, clear0,
-                                                       area, alt, start_local))
+                                                       area, alt, start_local, margin))
     cb(1.0, "done")
     return sim
 
@@ -258,12 +265,12 @@ def _poses_table(shots, lonlat_of) -> pd.DataFrame:
 
 
 def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0, area, alt,
-                start_local) -> dict[str, Any]:
+                start_local, margin) -> dict[str, Any]:
     """Everything needed to understand (or re-run) the simulation, JSON-ready."""
     return {
         "simulation": sim.to_dict(),
         "scene": {"epsg": lay.EPSG, "center_utm": layout.center_xy, "area_ha": area,
-                  "half_side_m": layout.half_m, "margin_m": MARGIN_M, "truth_res_m": TRUTH_RES_M,
+                  "half_side_m": layout.half_m, "margin_m": margin, "truth_res_m": TRUTH_RES_M,
                   "ground_alt_m": lay.GROUND_ALT_M, "well_xy": layout.well_xy,
                   "camp_xy": layout.camp_xy, "piosphere_m": layout.piosphere_m,
                   "degraded_parcels": list(layout.degraded_ids),

@@ -137,47 +137,54 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
 
     refl = np.empty((5, h, w), np.uint16)
     cover_out = np.empty((h, w), np.uint8)
-    xs = left + (np.arange(w, dtype=np.float64) + 0.5) * res
+    # metres from the scene centre, float32 is ample at this scale (< 10 km)
+    xs = (left - cx + (np.arange(w) + 0.5) * res).astype(np.float32)
+    col_c = ((np.arange(w) + 0.5) * res / c_res - 0.5).astype(np.float32)
+    soil, track = em["soil"], 0.9 * em["track"] + 0.1 * veg
+    fixed = ((_TRACK, track), (_CAMP, 0.6 * em["soil"] + 0.4 * em["track"]), (_WATER, em["water"]),
+             (_FELT, em["felt"]), (_WOOD, em["wood"]), (_ROOF, em["roof"]),
+             (_TWHITE, em["target_white"]), (_TBLACK, em["target_black"]))
+    row_pattern = (1.0 + 0.15 * np.sin(2 * np.pi * (np.arange(w) + 0.5) * res / 0.6)).astype(np.float32)
     for b0 in range(0, h, block_rows):
         b1 = min(h, b0 + block_rows)
-        ys = top - (np.arange(b0, b1, dtype=np.float64) + 0.5) * res
-        X, Y = np.meshgrid(xs, ys)
-        mx = ((X - left) / c_res - 0.5).astype(np.float32)
-        my = ((top - Y) / c_res - 0.5).astype(np.float32)
+        n = b1 - b0
+        ys = (top - cy - (np.arange(b0, b1) + 0.5) * res).astype(np.float32)
+        X = np.broadcast_to(xs, (n, w))
+        Y = np.broadcast_to(ys[:, None], (n, w))
+        mx = np.broadcast_to(col_c, (n, w))
+        my = np.broadcast_to((((np.arange(b0, b1) + 0.5) * res / c_res - 0.5).astype(np.float32))[:, None], (n, w))
+        mx, my = np.ascontiguousarray(mx), np.ascontiguousarray(my)
         n_coarse = cv2.remap(coarse, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        n_mid = cv2.remap(mid, mx * (c_res / m_res), my * (c_res / m_res), cv2.INTER_LINEAR,
+        k = np.float32(c_res / m_res)
+        n_mid = cv2.remap(mid, mx * k + (k - 1) / 2, my * k + (k - 1) / 2, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT)
-        grad = ((X - cx) * gd[0] + (Y - cy) * gd[1]) / span          # −1…1 across the scene
-        c = 0.60 - 0.12 * grad + 0.10 * n_coarse + 0.07 * n_mid
-        c *= 1.0 - 0.95 * np.exp(-np.hypot(X - wx, Y - wy) / layout.piosphere_m)
-        c *= 1.0 - 0.6 * np.exp(-np.hypot(X - kx, Y - ky) / 15.0)
+        grad = (X * np.float32(gd[0]) + Y * np.float32(gd[1])) / np.float32(span)   # −1…1
+        c = np.float32(0.60) - np.float32(0.12) * grad + np.float32(0.10) * n_coarse \
+            + np.float32(0.07) * n_mid
+        c *= 1.0 - 0.95 * np.exp(-np.hypot(X - np.float32(wx - cx), Y - np.float32(wy - cy))
+                                 / np.float32(layout.piosphere_m))
+        c *= 1.0 - 0.6 * np.exp(-np.hypot(X - np.float32(kx - cx), Y - np.float32(ky - cy)) / np.float32(15.0))
         pb = pid[b0:b1]
         c *= deg_factor[pb]
-        c = np.clip(c, 0.02, 0.95).astype(np.float32)[..., None]
+        np.clip(c, 0.02, 0.95, out=c)
         mat = material[b0:b1]
         dt = dots[b0:b1]
-        out = c * veg + (1 - c) * em["soil"]                                   # pasture
-        cc = crop_cc[pb] * (1.0 + 0.15 * np.sin(2 * np.pi * (X - left) / 0.6)) \
-            * (1 + 0.05 * n_mid)
-        cc = np.clip(cc, 0, 1).astype(np.float32)[..., None]
-        crop_px = cc * em["crop"] + (1 - cc) * em["soil"]
-        out = np.where((mat == _CROP)[..., None], crop_px, out)
+        out = c[..., None] * veg + (1 - c[..., None]) * soil                   # pasture
+        crop = mat == _CROP
+        if crop.any():
+            cc = np.clip(crop_cc[pb[crop]] * row_pattern[np.nonzero(crop)[1]]
+                         * (1 + 0.05 * n_mid[crop]), 0, 1)[:, None]
+            out[crop] = cc * em["crop"] + (1 - cc) * soil
         past = mat == _PASTURE
         for code, name in ((1, "shrub"), (2, "stone"), (3, "soil")):
-            sel = (past & (dt == code))[..., None]
-            spot = em[name] * (0.8 if code == 3 else 1.0)
-            out = np.where(sel, spot, out)
-        track = 0.9 * em["track"] + 0.1 * veg
-        for code, val in ((_TRACK, track), (_CAMP, 0.6 * em["soil"] + 0.4 * em["track"]),
-                          (_WATER, em["water"]), (_FELT, em["felt"]), (_WOOD, em["wood"]),
-                          (_ROOF, em["roof"]), (_TWHITE, em["target_white"]),
-                          (_TBLACK, em["target_black"])):
-            out = np.where((mat == code)[..., None], val, out)
+            out[past & (dt == code)] = em[name] * (0.8 if code == 3 else 1.0)
+        for code, val in fixed:
+            out[mat == code] = val
         tex_rng = np.random.default_rng([scene_seed, 202, b0])
-        smooth_mat = (mat == _WATER) | (mat >= _TWHITE)
-        tex = 1.0 + np.where(smooth_mat, 0.005, 0.04) * tex_rng.standard_normal(mat.shape)
-        out = out * tex.astype(np.float32)[..., None]
+        amp = np.where((mat == _WATER) | (mat >= _TWHITE), np.float32(0.005), np.float32(0.04))
+        tex = 1.0 + amp * tex_rng.standard_normal(mat.shape, dtype=np.float32)
+        out *= tex[..., None]
         refl[:, b0:b1, :] = np.clip(np.rint(out * SCALE), 1, 65535).astype(np.uint16).transpose(2, 0, 1)
         cov = _MATERIAL_COVER[mat]
-        cover_out[b0:b1] = np.where(past & (c[..., 0] < 0.08), Cover.BARE, cov)
+        cover_out[b0:b1] = np.where(past & (c < 0.08), Cover.BARE, cov)
     return Truth(reflectance=refl, landcover=cover_out, geobox=geobox)

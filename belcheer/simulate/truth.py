@@ -32,14 +32,14 @@ def biomass_from_ndvi(ndvi_value: np.ndarray | float) -> np.ndarray | float:
 def _profile(geobox, count: int, dtype: str, nodata=None) -> dict:
     h, w = geobox.shape
     return {"driver": "COG", "width": w, "height": h, "count": count, "dtype": dtype,
-            "crs": str(geobox.crs), "transform": geobox.transform, "compress": "deflate",
-            "nodata": nodata, "blocksize": 512, "BIGTIFF": "IF_SAFER"}
+            "crs": str(geobox.crs), "transform": geobox.transform, "compress": "zstd",
+            "nodata": nodata, "blocksize": 512, "BIGTIFF": "IF_SAFER", "level": 1}
 
 
 def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox, scale: float) -> Path:
     """Five-band float32 reflectance COG (band descriptions blue…nir, ``wavelength_nm`` tags)."""
     with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **_profile(geobox, len(BANDS), "float32"), predictor=3) as dst:
+        with rasterio.open(tmp, "w", **_profile(geobox, len(BANDS), "float32")) as dst:
             for i, b in enumerate(BANDS, 1):
                 dst.write((reflectance_u16[i - 1] / np.float32(scale)).astype(np.float32), i)
                 dst.set_band_description(i, b)
@@ -59,8 +59,7 @@ def ndvi_of_truth(reflectance_u16: np.ndarray, scale: float) -> np.ndarray:
 def write_single_cog(path: Path, data: np.ndarray, geobox, description: str, nodata=None,
                      **tags) -> Path:
     with atomic_path(path) as tmp:
-        extra = {"predictor": 3} if data.dtype == np.float32 else {}
-        with rasterio.open(tmp, "w", **_profile(geobox, 1, str(data.dtype), nodata), **extra) as dst:
+        with rasterio.open(tmp, "w", **_profile(geobox, 1, str(data.dtype), nodata)) as dst:
             dst.write(data, 1)
             dst.set_band_description(1, description)
             dst.update_tags(**{k: str(v) for k, v in tags.items()})
@@ -124,7 +123,7 @@ def quadrats(parcels: gpd.GeoDataFrame, ndvi_img: np.ndarray, landcover: np.ndar
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6f")
+        df.to_csv(tmp, index=False, float_format="%.12g")
     return path
 
 

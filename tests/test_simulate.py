@@ -1,0 +1,365 @@
+"""The synthetic flight simulator: determinism, headers, forward model, ground truth, ingest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import cv2
+import exifread
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import tifffile
+from defusedxml import ElementTree as ET
+from rasterio.mask import mask as rio_mask
+from shapely.geometry import Point
+
+from belcheer.models import PARCEL_COLUMNS
+from belcheer.simulate import simulate
+from belcheer.simulate.cameras import CAMERAS, rotation_world_from_camera
+from belcheer.simulate.radiometry import BandCalibration, micasense_radiance
+from belcheer.simulate.spectra import Cover
+from belcheer.simulate.truth import biomass_from_ndvi
+
+# small, cheap flights: altitude_m also shrinks the scene margin
+RGB_KW = {"camera": "rgb", "area_ha": 0.1, "altitude_m": 70.0}
+MS_KW = {"camera": "rededge", "area_ha": 0.08, "altitude_m": 100.0}
+GPS_SIGMA = 2.0
+
+
+@pytest.fixture(scope="module")
+def rgb_sim(tmp_path_factory):
+    return simulate(tmp_path_factory.mktemp("rgb") / "sim", seed=3, **RGB_KW)
+
+
+@pytest.fixture(scope="module")
+def ms_sim(tmp_path_factory):
+    return simulate(tmp_path_factory.mktemp("ms") / "sim", seed=4, **MS_KW)
+
+
+def _xmp(data: bytes) -> dict[str, str]:
+    """XMP packet → {local name: text or attribute value} (lists joined by commas)."""
+    start, end = data.find(b"<x:xmpmeta"), data.find(b"</x:xmpmeta>")
+    root = ET.fromstring(data[start:end + len(b"</x:xmpmeta>")])
+    out: dict[str, str] = {}
+    for el in root.iter():
+        for k, v in el.attrib.items():
+            out[k.split("}")[-1]] = v
+        name = el.tag.split("}")[-1]
+        items = [li.text for li in el.iter() if li.tag.endswith("}li")]
+        if items and name not in ("Seq", "li"):
+            out[name] = ",".join(items)
+        elif el.text and el.text.strip():
+            out[name] = el.text.strip()
+    return out
+
+
+def _poses(sim) -> pd.DataFrame:
+    return pd.read_csv(sim.poses_path).set_index("capture_id")
+
+
+def _frame_bytes(sim) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(sim.frames_dir.iterdir())}
+
+
+# -- determinism and scenes ---------------------------------------------------------------------
+
+def test_same_seed_same_bytes_and_other_seed_same_place(rgb_sim, tmp_path):
+    again = simulate(tmp_path / "again", seed=3, **RGB_KW)
+    assert _frame_bytes(again) == _frame_bytes(rgb_sim)
+    with rasterio.open(again.reflectance_path) as a, rasterio.open(rgb_sim.reflectance_path) as b:
+        assert np.array_equal(a.read(), b.read())
+    assert again.poses_path.read_bytes() == rgb_sim.poses_path.read_bytes()
+
+    # another flight seed and a later, degraded survey of the same scene
+    later = simulate(tmp_path / "later", seed=5, scene_seed=3, degradation=0.8,
+                     date=dt.date(2026, 7, 25), **RGB_KW)
+    fa, fb = _frame_bytes(later), _frame_bytes(rgb_sim)
+    assert fa.keys() == fb.keys() and all(fa[k] != fb[k] for k in fa)
+    moved = _poses(later)[["gps_x", "gps_y"]].to_numpy() - _poses(rgb_sim)[["gps_x", "gps_y"]].to_numpy()
+    assert np.abs(moved).max() > 0.5
+    p0, p1 = gpd.read_file(rgb_sim.parcels_path), gpd.read_file(later.parcels_path)
+    assert list(p0.parcel_id) == list(p1.parcel_id)
+    assert all(a.equals_exact(b, 1e-9) for a, b in zip(p0.geometry, p1.geometry, strict=True))
+    with rasterio.open(rgb_sim.landcover_path) as a, rasterio.open(later.landcover_path) as b:
+        la, lb = a.read(1), b.read(1)
+    fixed = (la != Cover.PASTURE) & (la != Cover.BARE)
+    assert np.array_equal(la[fixed], lb[fixed])          # crops, water, camp, targets stay put
+    t0 = pd.read_csv(rgb_sim.parcel_truth_path).set_index("parcel_id")
+    t1 = pd.read_csv(later.parcel_truth_path).set_index("parcel_id")
+    d = t1.ndvi - t0.ndvi
+    deg = t1.degraded & (t1.land_use == "pasture")
+    ok = ~t1.degraded & (t1.land_use == "pasture")
+    assert deg.any() and ok.any()
+    assert d[deg].max() < -0.05
+    assert d[deg].max() < d[ok].min() - 0.03
+
+
+# -- headers ------------------------------------------------------------------------------------
+
+def test_dji_exif_and_xmp_read_back(rgb_sim):
+    poses = _poses(rgb_sim)
+    cam = CAMERAS["rgb"]
+    files = sorted(rgb_sim.frames_dir.glob("DJI_*.JPG"))
+    assert len(files) == rgb_sim.n_captures == len(poses)
+    for f in files:
+        with open(f, "rb") as fh:
+            tags = exifread.process_file(fh, details=False)
+        row = poses.loc[f.stem]
+        assert str(tags["Image Make"]) == "DJI" and str(tags["Image Model"]) == "FC6310"
+        lat = [float(x) for x in tags["GPS GPSLatitude"].values]
+        lon = [float(x) for x in tags["GPS GPSLongitude"].values]
+        assert lat[0] + lat[1] / 60 + lat[2] / 3600 == pytest.approx(row.gps_lat, abs=1e-7)
+        assert lon[0] + lon[1] / 60 + lon[2] / 3600 == pytest.approx(row.gps_lon, abs=1e-7)
+        assert float(tags["GPS GPSAltitude"].values[0]) == pytest.approx(row.gps_alt_abs_m, abs=1e-3)
+        assert float(tags["EXIF FocalLength"].values[0]) == pytest.approx(8.8)
+        assert int(str(tags["EXIF FocalLengthIn35mmFilm"])) == 24
+        w = int(str(tags["EXIF ExifImageWidth"]))
+        assert (w, int(str(tags["EXIF ExifImageLength"]))) == (1600, 1067)
+        # focal plane resolution (px/cm) must give the real 13.2 mm sensor width
+        fpx = float(tags["EXIF FocalPlaneXResolution"].values[0])
+        assert w / fpx * 10 == pytest.approx(13.2, abs=0.01)
+        local = dt.datetime.fromisoformat(row.time_utc) + dt.timedelta(hours=8)
+        assert str(tags["EXIF DateTimeOriginal"]) == local.strftime("%Y:%m:%d %H:%M:%S")
+        x = _xmp(f.read_bytes()[:200_000])
+        assert float(x["RelativeAltitude"]) == pytest.approx(row.gps_alt_rel_m, abs=0.006)
+        assert float(x["AbsoluteAltitude"]) == pytest.approx(row.gps_alt_abs_m, abs=0.006)
+        assert float(x["GimbalPitchDegree"]) == pytest.approx(row.rec_pitch, abs=0.006)
+        assert float(x["GimbalYawDegree"]) % 360 == pytest.approx(row.rec_yaw % 360, abs=0.006)
+    assert b'xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/"' in files[0].read_bytes()[:200_000]
+    assert cam.focal_px == pytest.approx(1066.667, abs=1e-3)
+
+
+def test_micasense_tiffs_read_back(ms_sim):
+    poses = _poses(ms_sim)
+    assert poses.is_panel.iloc[0] and poses.index[0] == "IMG_0000"
+    for cid in poses.index:
+        names, waves = [], []
+        for b in range(1, 6):
+            path = ms_sim.frames_dir / f"{cid}_{b}.tif"
+            with tifffile.TiffFile(path) as t:
+                page = t.pages[0]
+                assert page.shape == (960, 1280) and page.dtype == np.uint16
+                assert page.tags["Make"].value == "MicaSense" and page.tags["Model"].value == "RedEdge-M"
+                assert tuple(page.tags["BlackLevel"].value) == (4800,) * 4
+                gps = page.tags["GPSTag"].value
+                x = _xmp(page.tags["XMP"].value)
+            lat = sum(float(n) / d / 60**i for i, (n, d) in enumerate(zip(*[iter(gps["GPSLatitude"])] * 2)))
+            assert lat == pytest.approx(poses.loc[cid, "gps_lat"], abs=1e-8)
+            names.append(x["BandName"])
+            waves.append(float(x["CentralWavelength"]))
+            assert len(x["RadiometricCalibration"].split(",")) == 3
+            assert len(x["VignettingPolynomial"].split(",")) == 6
+            assert float(x["HorizontalIrradiance"]) > 0.3
+        assert names == ["Blue", "Green", "Red", "NIR", "Red edge"]
+        assert waves == [475, 560, 668, 840, 717]
+    irr = poses.loc[poses.index[1:], "irradiance_red"]
+    assert irr.max() / irr.min() > 1.01            # the passing cloud is seen by the DLS
+
+
+# -- forward model ------------------------------------------------------------------------------
+
+def _truth_bilinear(src, xs: np.ndarray, ys: np.ndarray, band: int) -> np.ndarray:
+    arr = src.read(band)
+    col = (xs - src.transform.c) / src.transform.a - 0.5
+    row = (src.transform.f - ys) / -src.transform.e - 0.5
+    return cv2.remap(arr, col.astype(np.float32), row.astype(np.float32), cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize("window", [(640, 480), (160, 820)])
+def test_frame_pixels_invert_to_truth_reflectance(ms_sim, window):
+    """DN → radiance (with the headers' own constants) → reflectance equals the truth at the
+    ground points of those pixels (found with the true pose), within sensor noise."""
+    cam = CAMERAS["rededge"]
+    poses = _poses(ms_sim)
+    u0, v0 = window
+    vv, uu = np.mgrid[v0 - 6:v0 + 7, u0 - 6:u0 + 7]
+    K = np.array(cam.intrinsics().matrix())
+    pts = np.stack([uu.ravel() + 0.5, vv.ravel() + 0.5], 1).reshape(-1, 1, 2).astype(np.float64)
+    rays = cv2.undistortPoints(pts, K, np.array(cam.distortion)).reshape(-1, 2)
+    errors = []
+    with rasterio.open(ms_sim.reflectance_path) as truth:
+        order = [d for d in truth.descriptions]
+        for cid, row in poses[~poses.is_panel].iterrows():
+            R = rotation_world_from_camera(row.yaw, row.pitch, row.roll)
+            d = R @ np.vstack([rays.T, np.ones(len(rays))])
+            t = (925.0 - row.alt_abs_m) / d[2]
+            gx, gy = row.x + t * d[0], row.y + t * d[1]
+            for b, name in enumerate(cam.bands, 1):
+                path = ms_sim.frames_dir / f"{cid}_{b}.tif"
+                with tifffile.TiffFile(path) as tf:
+                    page = tf.pages[0]
+                    dn = page.asarray()
+                    x = _xmp(page.tags["XMP"].value)
+                    exif = page.tags["ExifTag"].value
+                a1, a2, a3 = (float(v) for v in x["RadiometricCalibration"].split(","))
+                te = exif["ExposureTime"][0] / exif["ExposureTime"][1]
+                cal = BandCalibration(a1, a2, a3, te, exif["ISOSpeed"] / 100, 4800)
+                coeffs = [float(c) for c in x["VignettingPolynomial"].split(",")]
+                cx, cy = (float(c) for c in x["VignettingCenter"].split(","))
+                yy, xx = np.mgrid[0:960, 0:1280]
+                r = np.hypot(xx - cx, yy - cy)
+                poly = 1 + sum(c * r ** (i + 1) for i, c in enumerate(coeffs))
+                rad = micasense_radiance(dn, cal, poly)
+                refl = math.pi * rad / float(x["HorizontalIrradiance"])
+                got = refl[vv, uu].mean()
+                want = _truth_bilinear(truth, gx, gy, order.index(name) + 1).mean()
+                errors.append(got / want - 1)
+    errors = np.abs(errors)
+    assert np.median(errors) < 0.01 and errors.max() < 0.03, errors
+
+
+# -- ground truth -------------------------------------------------------------------------------
+
+def test_truth_rasters(rgb_sim):
+    from rio_cogeo.cogeo import cog_validate
+
+    with rasterio.open(rgb_sim.reflectance_path) as src:
+        assert src.count == 5 and src.dtypes[0] == "float32" and src.crs.to_epsg() == 32648
+        assert src.descriptions == ("blue", "green", "red", "rededge", "nir")
+        assert [float(src.tags(i)["wavelength_nm"]) for i in range(1, 6)] == [475, 560, 668, 717, 840]
+        red, nir = src.read(3), src.read(5)
+    assert cog_validate(str(rgb_sim.reflectance_path))[0]
+    with rasterio.open(rgb_sim.ndvi_path) as src:
+        nd = src.read(1)
+    assert np.allclose(nd, (nir - red) / (nir + red), atol=1e-6)
+    cps = pd.read_csv(rgb_sim.checkpoints_path)
+    assert len(cps) >= 5
+    with rasterio.open(rgb_sim.reflectance_path) as src:
+        for _, cp in cps.iterrows():
+            ne, nw = (v[0] for v in src.sample([(cp.x + 0.3, cp.y + 0.3), (cp.x - 0.3, cp.y + 0.3)], 2))
+            assert ne < 0.1 < 0.4 < nw                # black/white checker corner at the point
+
+
+def test_parcels_and_parcel_truth(rgb_sim):
+    parcels = gpd.read_file(rgb_sim.parcels_path)
+    assert parcels.crs.to_epsg() == 32648
+    assert set(PARCEL_COLUMNS) <= set(parcels.columns)
+    assert 8 <= len(parcels) <= 15 and 2 <= (parcels.land_use == "cropland").sum() <= 4
+    assert parcels.is_valid.all() and parcels.parcel_id.is_unique
+    assert "Хужирт" in set(parcels.name) or any("Шар нуруу" == n for n in parcels.name) or \
+        all(any("\u0400" <= ch <= "\u04ff" for ch in n) for n in parcels.name)
+    assert set(parcels.soum) == {"Баянгол"} and set(parcels.aimag) == {"Сэлэнгэ"}
+    assert parcels.area_ha.to_numpy() == pytest.approx(parcels.geometry.area.to_numpy() / 1e4)
+    truth = pd.read_csv(rgb_sim.parcel_truth_path)
+    assert list(truth.name) == list(parcels.name)            # Cyrillic intact through CSV too
+    with rasterio.open(rgb_sim.reflectance_path) as src, rasterio.open(rgb_sim.ndvi_path) as ndsrc:
+        refl, nd_all, tr = src.read(), ndsrc.read(1), src.transform
+        for (_, p), (_, t) in zip(parcels.iterrows(), truth.iterrows(), strict=True):
+            got = np.array([t.blue, t.green, t.red, t.rededge, t.nir, t.ndvi])
+            if p.land_use == "cropland":
+                # crop fields are axis-aligned rectangles: exact pixel coverage fractions by hand
+                x0, y0, x1, y1 = p.geometry.bounds
+                px = tr.c + np.arange(refl.shape[2]) * tr.a
+                py = tr.f + np.arange(refl.shape[1]) * tr.e           # top edge of each row
+                fx = np.clip(np.minimum(px + tr.a, x1) - np.maximum(px, x0), 0, None)
+                fy = np.clip(np.minimum(py, y1) - np.maximum(py + tr.e, y0), 0, None)
+                wgt = fy[:, None] * fx[None, :]
+                want = [float((b * wgt).sum() / wgt.sum()) for b in (*refl, nd_all)]
+                assert np.allclose(got, want, atol=1e-5)
+            else:  # pixel-centre selection: close to the area-weighted mean of a big polygon
+                data, _ = rio_mask(src, [p.geometry], crop=True, filled=False)
+                nd, _ = rio_mask(ndsrc, [p.geometry], crop=True, filled=False)
+                want = [*data.reshape(5, -1).mean(axis=1), float(nd.mean())]
+                assert np.allclose(got, want, atol=4e-3)
+    crop = truth[truth.land_use == "cropland"].ndvi
+    past = truth[truth.land_use == "pasture"].ndvi
+    assert crop.min() > 0.6 and crop.min() > past.median()
+
+
+def test_quadrats_training_and_landcover(rgb_sim):
+    q = pd.read_csv(rgb_sim.quadrats_path)
+    assert len(q) >= 12
+    with rasterio.open(rgb_sim.ndvi_path) as src:
+        for _, r in q.head(5).iterrows():
+            half = r.size_m / 2
+            win = rasterio.windows.from_bounds(r.x - half, r.y - half, r.x + half, r.y + half,
+                                               src.transform)
+            assert float(src.read(1, window=win).mean()) == pytest.approx(r.ndvi_true, abs=1e-5)
+    assert np.allclose(q.biomass_true_kg_ha, biomass_from_ndvi(q.ndvi_true))
+    log_err = np.log(q.dry_weight_kg_ha / q.biomass_true_kg_ha)
+    assert 0.04 < log_err.std() < 0.25 and abs(log_err.mean()) < 0.12
+    train = gpd.read_file(rgb_sim.training_path)
+    assert set(train["class"]) == {"cropland", "pasture", "bare", "water", "built"}
+    codes = {"pasture": Cover.PASTURE, "cropland": Cover.CROPLAND, "bare": Cover.BARE,
+             "water": Cover.WATER, "built": Cover.BUILT}
+    with rasterio.open(rgb_sim.landcover_path) as src:
+        for _, t in train.iterrows():
+            data, _ = rio_mask(src, [t.geometry], crop=True, filled=False)
+            vals = data.compressed()
+            assert (vals == codes[t["class"]]).mean() > 0.9, t["class"]
+    params = json.loads(rgb_sim.simulation_json.read_text(encoding="utf-8"))
+    assert params["simulation"]["seed"] == 3 and params["scene"]["epsg"] == 32648
+
+
+# -- through ingest -----------------------------------------------------------------------------
+
+def _horizontal_errors(survey, poses: pd.DataFrame) -> np.ndarray:
+    from pyproj import Transformer
+
+    to_utm = Transformer.from_crs(4326, 32648, always_xy=True)
+    errs = []
+    for c in survey.flight_captures:
+        x, y = to_utm.transform(c.pose.lon, c.pose.lat)
+        row = poses.loc[c.id]
+        assert math.hypot(x - row.gps_x, y - row.gps_y) < 0.01       # headers hold what was written
+        errs.append(math.hypot(x - row.x, y - row.y))
+    return np.array(errs)
+
+
+def test_ingest_reads_simulated_rgb(rgb_sim):
+    from belcheer.ingest import scan
+
+    s = scan(rgb_sim.frames_dir)
+    assert s.epsg == 32648 and len(s.flight_captures) == rgb_sim.n_captures
+    assert [b.name for b in s.bands] == ["rgb"]
+    errs = _horizontal_errors(s, _poses(rgb_sim))
+    assert errs.max() < 4 * GPS_SIGMA
+    assert 0.3 * GPS_SIGMA < errs.mean() < 2.5 * GPS_SIGMA * math.sqrt(math.pi / 2)
+    gsd = np.median([c.gsd_m for c in s.flight_captures])
+    assert gsd == pytest.approx(CAMERAS["rgb"].gsd_m(70.0), rel=0.05)
+
+
+def test_ingest_reads_simulated_rededge(ms_sim):
+    from belcheer.ingest import scan
+
+    s = scan(ms_sim.frames_dir)
+    assert [c.id for c in s.panel_captures] == ["IMG_0000"]
+    assert len(s.flight_captures) == ms_sim.n_captures - 1
+    assert [(b.name, b.center_nm) for b in s.bands] == [
+        ("blue", 475), ("green", 560), ("red", 668), ("nir", 840), ("rededge", 717)]
+    poses = _poses(ms_sim)
+    errs = _horizontal_errors(s, poses)
+    assert errs.max() < 4 * GPS_SIGMA
+    f = s.flight_captures[0].frame("red")
+    assert f.radiometry.horizontal_irradiance == pytest.approx(poses.loc[f.capture_id, "irradiance_red"])
+    assert f.intrinsics.distortion == pytest.approx(CAMERAS["rededge"].distortion)
+
+
+# -- CLI and the real map -----------------------------------------------------------------------
+
+def test_cli_rejects_bad_options(tmp_path):
+    from belcheer.cli import main
+
+    assert main(["simulate", str(tmp_path / "x"), "--camera", "sony"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--date", "15/07/2026"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--degradation", "2"]) == 2
+    assert not (tmp_path / "x" / "frames").exists()
+
+
+@pytest.mark.real
+def test_scene_centre_lies_in_recorded_soum(real_data):
+    from belcheer.simulate import layout
+
+    adm2 = gpd.read_file(real_data / "mongolia_admin" / "adm_2.geojson")
+    hit = adm2[adm2.contains(Point(*layout.CENTER_LONLAT))]
+    assert len(hit) == 1
+    assert hit.ADM2_EN.iloc[0] == layout.SOUM_EN and hit.ADM1_EN.iloc[0] == layout.AIMAG_EN
+    from belcheer.crs import utm_epsg
+
+    assert utm_epsg(*layout.CENTER_LONLAT) == layout.EPSG == 32648
