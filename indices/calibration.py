@@ -40,6 +40,13 @@ def calibratable(frame: Frame) -> bool:
     return frame.band.name in SPECTRAL_BANDS and camera_family(frame) is not None
 
 
+def saturation_dn(frame: Frame) -> int:
+    """The DN from which a pixel counts as saturated. 12-bit sensors stored in 16 bits (MicaSense)
+    top out at 4095 × 16 = 65520, so the top 16 codes of a 16-bit file count as saturated."""
+    bits = frame.radiometry.bits_per_sample or 16
+    return 2**bits - 16 if bits >= 16 else 2**bits - 1
+
+
 def read_dn(frame: Frame) -> np.ndarray:
     """The frame's raw pixel values as stored (one band, 2-D)."""
     import warnings
@@ -93,10 +100,8 @@ class Calibration:
                              "calibrated narrow band; leave it out of the reflectance mosaic")
         raw = np.asarray(dn)
         out = radiance(frame, raw) * np.float32(self.reflectance_factor(frame))
-        r = frame.radiometry
         # saturated pixels carry no radiometric information
-        sat = 2 ** (r.bits_per_sample or 16) - 1
-        bad = raw.reshape(out.shape) >= sat
+        bad = raw.reshape(out.shape) >= saturation_dn(frame)
         if bad.any():
             out[bad] = np.nan
         return out.astype(np.float32, copy=False)
@@ -143,9 +148,17 @@ def _measure(capture: Capture, region: tuple[int, int, int, int] | None
              ) -> dict[str, tuple[PanelMeasurement, float]]:
     out = {}
     for f in (f for f in capture.frames if calibratable(f)):
-        L = radiance(f, read_dn(f))
-        out[f.band.name] = (measure_panel(L, region, name=f"{capture.id} {f.band.name} "
-                                          f"({f.path.name})"), float(np.nanmean(L)))
+        dn = read_dn(f)
+        L = radiance(f, dn)
+        name = f"{capture.id} {f.band.name} ({f.path.name})"
+        m = measure_panel(L, region, name=name)
+        x, y, w, h = m.region
+        sat = float((dn[max(y, 0):y + h, max(x, 0):x + w] >= saturation_dn(f)).mean())
+        if sat > 0.01:
+            raise ProcessingError(f"the panel in {name} is saturated ({sat:.0%} of its pixels at the "
+                                  "sensor's maximum); retake the panel capture with auto-exposure "
+                                  "or in less direct sun")
+        out[f.band.name] = (m, float(np.nanmean(L)))
     return out
 
 
