@@ -269,3 +269,31 @@ def test_cli_ingest_json_and_exit_codes(tmp_path, capsys):
 def test_off_nadir_of_generated_pose():
     assert Pose(0, 0, pitch=-60.0).off_nadir_deg == pytest.approx(30.0)
     assert math.isclose(Pose(0, 0, pitch=-89.9).off_nadir_deg, 0.1, abs_tol=1e-9)
+
+
+def test_build_frame_maps_dji_multispectral_xmp():
+    from belcheer.ingest.exif import ExifInfo
+    from belcheer.ingest.frames import build_frame
+
+    xmp = {"Camera:BandName": "RedEdge", "Camera:CentralWavelength": "730", "Camera:WavelengthFWHM": "16",
+           "drone-dji:BlackLevel": "4096", "drone-dji:Irradiance": "0.8123",
+           "drone-dji:SensorGainAdjustment": "1.0215", "drone-dji:VignettingData": "1.1e-6, 2.2e-9, -3.3e-12",
+           "drone-dji:CalibratedOpticalCenterX": "800.5", "drone-dji:CalibratedOpticalCenterY": "650.25",
+           "drone-dji:RelativeAltitude": "+60.10", "drone-dji:GimbalPitchDegree": "-90.00",
+           "drone-dji:GimbalYawDegree": "+10.00", "drone-dji:GimbalRollDegree": "+0.00",
+           "drone-dji:FlightYawDegree": "+12.00"}
+    exif = ExifInfo(make="DJI", model="FC6360", lat=47.1, lon=106.2, alt=1400.0, iso=200.0,
+                    focal_mm=5.74, focal_plane_res=1 / 0.0032, exposure_s=0.001)
+    f = build_frame(Path("/x/DJI_0014.TIF"), parse_name("DJI_0014.TIF"), exif, xmp, 1600, 1300, 16, 1, [])
+    assert f.capture_id == "DJI_0010" and f.band_index == 4
+    assert f.band.name == "rededge" and f.band.center_nm == 730.0 and f.band.bandwidth_nm == 16.0
+    r = f.radiometry
+    assert r.black_level == 4096.0 and r.irradiance == pytest.approx(0.8123) and r.gain == 2.0
+    assert r.vignetting_polynomial == (1.1e-6, 2.2e-9, -3.3e-12)
+    assert r.vignetting_center == (800.5, 650.25)
+    assert r.extra["drone-dji:SensorGainAdjustment"] == "1.0215"
+    assert f.tags["drone-dji:FlightYawDegree"] == "+12.00"
+    assert f.pose.alt_rel_m == pytest.approx(60.1) and f.pose.yaw == 10.0
+    assert f.intrinsics.focal_px == pytest.approx(5.74 / 0.0032)
+    assert f.intrinsics.sensor_width_mm == pytest.approx(1600 * 0.0032)
+    assert f.usable
