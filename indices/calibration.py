@@ -297,7 +297,9 @@ def _method_difference(cal: Calibration, flights: Sequence[Capture]) -> dict[str
             s = sensor_irradiance(f)
             if s is None or f.band.name not in cal.panel_irradiance:
                 continue
-            L = radiance(f, read_dn(f))
+            dn = read_dn(f)
+            L = radiance(f, dn)
+            L[dn >= saturation_dn(f)] = np.nan  # as the correction itself does
             rho_p = float(np.nanmean(L)) * math.pi / cal.panel_irradiance[f.band.name]
             rho_s = float(np.nanmean(L)) * math.pi / s[0]
             first[f.band.name] = {"panel": rho_p, "sensor": rho_s, "difference": rho_s - rho_p,
