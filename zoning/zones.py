@@ -8,6 +8,7 @@ Zone ids run 1…n from the lowest to the highest mean of the first index; 0 = n
 from __future__ import annotations
 
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,11 @@ from belcheer.errors import InputError, ProcessingError
 from belcheer.fileio import atomic_path
 
 METHODS = ("kmeans", "jenks", "quantile")
-#: Pixels used to fit k-means / Jenks breaks (all pixels are then labelled).
+#: Pixels used to fit k-means (all pixels are then labelled).
 FIT_SAMPLE = 100_000
+#: Jenks breaks are fitted on this many evenly spaced quantiles of the values: Fisher-Jenks is
+#: O(n²k) and mapclassify runs it in pure Python without numba.
+JENKS_SAMPLE = 256
 
 
 def management_zones(values: Any, *, method: str = "kmeans", n_classes: int = 5, mask: Any = None,
@@ -66,10 +70,16 @@ def management_zones(values: Any, *, method: str = "kmeans", n_classes: int = 5,
     else:
         x = feats[:, 0]
         if method == "jenks":
-            breaks = mapclassify.FisherJenks(sample[:, 0], k=n_classes).bins
+            qs = np.quantile(x, np.linspace(0.0, 1.0, JENKS_SAMPLE), method="inverted_cdf")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "Numba not installed"
+                bins = np.asarray(mapclassify.FisherJenks(qs, k=n_classes).bins)
+            # split halfway between a class's top sample and the next class's bottom sample,
+            # so pixels between sampled quantiles go to the nearer class
+            breaks = [(b + qs[qs > b].min()) / 2 if (qs > b).any() else b for b in bins[:-1]]
         else:
-            breaks = mapclassify.Quantiles(x, k=n_classes).bins
-        zone = np.searchsorted(np.asarray(breaks)[:-1], x, side="left") + 1
+            breaks = list(np.asarray(mapclassify.Quantiles(x, k=n_classes).bins)[:-1])
+        zone = np.searchsorted(np.asarray(breaks), x, side="left") + 1
     out = np.zeros(valid.shape, dtype="uint8")
     out[valid] = zone.astype("uint8")
     if mmu_pixels > 1:
