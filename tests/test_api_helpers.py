@@ -78,7 +78,7 @@ def build_workspace(root: Path, **settings_kw) -> tuple[Workspace, Settings]:
     cond = np.digitize(np.nan_to_num(ndvi, nan=-1), [0.2, 0.35, 0.5, 0.65])  # 0..4
     cond = (5 - cond).astype("uint8")
     cond[np.isnan(ndvi)] = 0
-    specs = [("orthomosaic", ProductKind.ORTHOMOSAIC, rgb, "uint8", None,
+    specs = [("orthomosaic", ProductKind.ORTHOMOSAIC, rgb, "uint8", 0,
               (Band("red", 650, label="R"), Band("green", 550, label="G"), Band("blue", 470, label="B")), None),
              ("ndvi", ProductKind.INDEX, ndvi[None], "float32", float("nan"), (Band("ndvi"),), None),
              ("condition", ProductKind.CONDITION, cond[None], "uint8", 0, (Band("condition"),), "class")]

@@ -69,7 +69,8 @@ function addProductLayers(map) {
   state.products.forEach((p, i) => {
     // imagery first and visible; the condition raster visible; other indices listed, hidden
     p.visible = p.kind === "orthomosaic" || p.kind === "condition" || (p.kind === "index" && p.name === "ndvi");
-    map.addSource(`src-${p.id}`, { type: "raster", tiles: [p.tiles], tileSize: 256, maxzoom: 22 });
+    // TileJSON gives bounds and zoom range, so the map never asks for tiles outside the product
+    map.addSource(`src-${p.id}`, { type: "raster", url: p.tilejson, tileSize: 256 });
     map.addLayer({ id: `lyr-${p.id}`, type: "raster", source: `src-${p.id}`,
                    layout: { visibility: p.visible ? "visible" : "none" }, paint: { "raster-opacity": p.kind === "orthomosaic" ? 1 : 0.85 } });
     const li = document.createElement("li");
@@ -136,7 +137,7 @@ async function showParcel(id, lngLat) {
   const stats = await getJSON(`/parcels/${encodeURIComponent(id)}/stats?index=${index}`).catch(() => ({ series: [] }));
   const cls = p.condition_class;
   const bal = p.balance_su;
-  const html = `<div class="popup" data-parcel="${p.parcel_id}">
+  const html = `<div class="popup">
     <h3></h3>
     <table>
       <tr><th>${t("parcel.soum")}</th><td class="soum"></td></tr>
@@ -149,12 +150,17 @@ async function showParcel(id, lngLat) {
     </table>
     <div>${t("parcel.series")}</div>${sparkline(stats.series || [])}
   </div>`;
-  $("parcel-body").innerHTML = html;
-  $("parcel-body").querySelector("h3").textContent = p.name || p.parcel_id;
-  $("parcel-body").querySelector(".soum").textContent = p.soum || "";
+  // names come from users: set as text, never parsed as HTML
+  const fill = (el) => {
+    el.innerHTML = html;
+    el.querySelector("h3").textContent = p.name || p.parcel_id;
+    el.querySelector(".soum").textContent = p.soum || "";
+    return el;
+  };
+  fill($("parcel-body"));
   if (state.map && lngLat) {
-    new maplibregl.Popup({ maxWidth: "320px" }).setLngLat(lngLat).setHTML(html).addTo(state.map)
-      .getElement().querySelector("h3").textContent = p.name || p.parcel_id;
+    new maplibregl.Popup({ maxWidth: "320px" }).setLngLat(lngLat)
+      .setDOMContent(fill(document.createElement("div"))).addTo(state.map);
   }
 }
 
@@ -217,6 +223,7 @@ function wireForms() {
 async function main() {
   wireForms();
   state.map = makeMap();
+  window.belcheerMap = state.map; // for the browser tests and for debugging in the console
   const surveys = await getJSON("/surveys");
   const sel = $("survey");
   if (!surveys.length) { sel.innerHTML = `<option>${t("survey.none")}</option>`; document.body.dataset.ready = "yes"; return; }

@@ -1,0 +1,137 @@
+"""The web map and the herder page in a real headless Chromium (Playwright), served by uvicorn."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+from test_api_helpers import PARCELS, build_workspace
+
+from belcheer.api import create_app
+from belcheer.api.messages import catalogue, class_label
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        # MapLibre needs WebGL: software rendering (SwiftShader) when there is no GPU
+        "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    ws, settings = build_workspace(tmp_path_factory.mktemp("web") / "ws")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield ws, f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_web_map_draws_tiles_and_shows_parcel_stats(server, browser, artifacts):
+    ws, base = server
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    tiles: list[int] = []
+    page.on("response", lambda r: tiles.append(r.status) if "/tiles/" in r.url else None)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/?lang=en")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    page.wait_for_timeout(500)
+    assert not errors, errors
+    assert tiles and all(s == 200 for s in tiles), tiles
+    shot = page.locator("#map").screenshot(path=str(artifacts / "web-map-en.png"))
+    img = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+    background = np.array([0xEE, 0xF0, 0xE6])
+    drawn = np.abs(img - background).sum(axis=2) > 30
+    assert drawn.mean() > 0.2, f"only {drawn.mean():.1%} of the map canvas has tile pixels"
+    # click the middle of parcel P2 and read its statistics from the popup
+    p2 = next(p for p in PARCELS if p[0] == "P2")
+    import geopandas as gpd
+    from test_api_helpers import parcel_geoms
+
+    centre = parcel_geoms().to_crs(4326).set_index("parcel_id").geometry.loc["P2"].centroid
+    xy = page.evaluate(f"(() => {{ const p = window.belcheerMap.project([{centre.x}, {centre.y}]); return [p.x, p.y]; }})()")
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+    popup = page.locator(".maplibregl-popup .popup")
+    popup.wait_for(timeout=10_000)
+    assert popup.locator("h3").inner_text() == p2[1]
+    assert popup.locator(".soum").inner_text() == p2[2]
+    api = ws.catalog.stats(parcel_id="P2", index_name="ndvi")
+    latest = max(api, key=lambda r: r["date"])  # officers see all; the public sees the published survey
+    shown = float(popup.locator(".index-mean").inner_text())
+    published = next(r for r in api if r["survey"] != "hidden-2026-08")
+    assert shown == pytest.approx(published["mean"], abs=5e-4)
+    assert latest["mean"] != pytest.approx(shown, abs=5e-4) or latest is published
+    assert popup.locator("svg.chart").count() == 1
+    page.screenshot(path=str(artifacts / "web-map-popup.png"))
+    # switch to Mongolian
+    page.click("#lang-toggle")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    assert page.locator("header h1").inner_text() == catalogue()["mn"]["app.title"]
+    assert catalogue()["mn"]["layers.title"] in page.locator("#panel").inner_text()
+    page.screenshot(path=str(artifacts / "web-map-mn.png"))
+    del gpd
+    page.close()
+
+
+def test_herder_page_in_mongolian_and_light(server, browser, artifacts):
+    ws, base = server
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    sizes: dict[str, int] = {}
+
+    def record(response):
+        try:
+            sizes[response.url] = len(response.body())
+        except Exception:  # redirects and aborted requests have no body
+            sizes[response.url] = 0
+
+    page.on("response", record)
+    page.goto(f"{base}/herder?parcel=P3")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    feature = next(f for f in __import__("httpx").get(f"{base}/collections/parcels/items/P3").json()
+                   ["properties"].items() if f[0] == "condition_class")
+    word = page.locator("#class-word").inner_text()
+    assert word == class_label(feature[1], "mn") if feature[1] else word == catalogue()["mn"]["herder.nodata"]
+    assert any("/tiles/" in u and u.endswith(".webp") for u in sizes), sizes
+    total = sum(sizes.values())
+    assert total < 1.5 * 1024 * 1024, f"herder page weighs {total} bytes"
+    page.screenshot(path=str(artifacts / "web-herder-mn.png"), full_page=True)
+    page.click("#lang-toggle")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    assert page.locator("header h1").inner_text() == catalogue()["en"]["herder.title"]
+    page.screenshot(path=str(artifacts / "web-herder-en.png"), full_page=True)
+    page.close()
