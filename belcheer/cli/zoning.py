@@ -1,9 +1,249 @@
-"""CLI commands of this group (filled in by the stage that owns them)."""
+"""Zoning commands: parcels import/list, stats, biomass calibrate, condition, report, change,
+rollup and zones. They only call ``belcheer.zoning``'s public functions."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.table import Table
+
+from belcheer.cli import _common
+from belcheer.errors import InputError
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    cols = [c for c in frame.columns if c != "geometry"]
+    return json.loads(frame[cols].to_json(orient="records", force_ascii=False))
+
+
+def _write_table(frame: Any, out: Path) -> None:
+    """Write a (Geo)DataFrame by the file's suffix: .gpkg, .geojson, .csv, .zip (Shapefile)."""
+    from belcheer.fileio import atomic_path
+
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        with atomic_path(out) as tmp:
+            frame.drop(columns="geometry", errors="ignore").to_csv(tmp, index=False, encoding="utf-8")
+    elif suffix in (".gpkg", ".geojson", ".fgb"):
+        import pyogrio
+
+        with atomic_path(out) as tmp:
+            pyogrio.write_dataframe(frame, tmp, driver={".gpkg": "GPKG", ".geojson": "GeoJSON",
+                                                        ".fgb": "FlatGeobuf"}[suffix])
+    elif suffix == ".zip":
+        from belcheer.zoning import export_prescription
+
+        export_prescription(frame, out, layer=out.stem)
+    else:
+        raise InputError(f"cannot write {out.name}: use .gpkg, .geojson, .fgb, .csv or .zip (Shapefile)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the main app."""
+    """Add the zoning commands to the main app."""
+    parcels = typer.Typer(help="Parcel layers: import and list versions.", no_args_is_help=True)
+    biomass = typer.Typer(help="Biomass from an index, calibrated on field quadrats.", no_args_is_help=True)
+    app.add_typer(parcels, name="parcels")
+    app.add_typer(biomass, name="biomass")
+
+    @parcels.command("import")
+    def parcels_import(
+        file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), KML, FlatGeobuf or CSV with WKT."),
+        layer: str = typer.Option(None, "--layer", help="Layer name in a multi-layer file."),
+        id_field: str = typer.Option(None, "--id-field", help="Field holding the parcel id (default: recognised names)."),
+        crs: str = typer.Option(None, "--crs", help="CRS of the coordinates when the file has none (e.g. EPSG:28418)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the import report as JSON."),
+    ) -> None:
+        """Import a parcel layer as the workspace's new parcel version."""
+        from belcheer.zoning import import_parcels
+
+        res = import_parcels(_common.workspace(), file, layer=layer, id_field=id_field, crs=crs)
+        rep = res.report
+        if as_json:
+            _common.print_json(rep)
+            return
+        _common.out.print(f"parcels v{res.version}: {rep['feature_count']} parcels, {rep['area_ha']:.1f} ha "
+                          f"(from {rep.get('source_crs')})")
+        for key in ("repaired", "dropped", "overlaps", "slivers"):
+            if rep.get(key):
+                _common.out.print(f"  {key}: {len(rep[key])}: {rep[key][:5]}")
+
+    @parcels.command("list")
+    def parcels_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """List the stored parcel versions (the current one has no end date)."""
+        versions = _common.workspace().catalog.parcel_versions()
+        rows = [{"version": v.version, "features": v.feature_count, "source": v.source,
+                 "valid_from": v.valid_from, "valid_to": v.valid_to, "path": str(v.path)} for v in versions]
+        if as_json:
+            _common.print_json(rows)
+            return
+        t = Table("version", "features", "source", "valid from", "valid to")
+        for r in rows:
+            t.add_row(str(r["version"]), str(r["features"]), r["source"] or "", r["valid_from"], r["valid_to"] or "current")
+        _common.out.print(t)
+
+    @app.command("stats")
+    def stats_cmd(
+        survey: str = typer.Argument(..., help="Survey name."),
+        index: str = typer.Option(None, "--index", help="Comma-separated index products (default: all)."),
+        scheduler: str = typer.Option(None, "--scheduler", help="threads, processes, synchronous or tcp://host:port."),
+        as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+    ) -> None:
+        """Per-parcel statistics of a survey's indices, stored in the catalog."""
+        from belcheer.zoning import survey_stats
+
+        ws = _common.workspace()
+        with _common.progress_bar(not as_json) as cb:
+            table = survey_stats(ws, survey, _split(index), scheduler=scheduler, progress=cb)
+        if as_json:
+            _common.print_json(_records(table))
+            return
+        t = Table("parcel", "name", "index", "mean", "p10", "p90", "valid")
+        for r in _records(table)[:200]:
+            t.add_row(r["parcel_id"], r.get("name") or "", r["index"], _f(r["mean"]), _f(r["p10"]),
+                      _f(r["p90"]), _f(r["valid_fraction"], 2))
+        _common.out.print(t)
+
+    @biomass.command("calibrate")
+    def biomass_calibrate(
+        survey: str = typer.Argument(..., help="Survey name."),
+        samples: Path = typer.Argument(..., help="CSV of quadrats: lon,lat (or x,y,crs) and dry_g (g per 50×50 cm) or biomass_kg_ha."),
+        index: str = typer.Option("ndvi", "--index", help="Index product to regress on."),
+        crs: str = typer.Option(None, "--crs", help="CRS of x/y columns."),
+        as_json: bool = typer.Option(False, "--json", help="Print the model as JSON."),
+    ) -> None:
+        """Fit biomass (kg DM/ha) from an index to quadrat samples and write the biomass raster."""
+        from belcheer.zoning import calibrate_survey
+
+        model, prod = calibrate_survey(_common.workspace(), survey, samples, index=index, crs=crs)
+        out = {**model.to_dict(), "product": prod.name if prod else None}
+        if as_json:
+            _common.print_json(out)
+        else:
+            _common.out.print(f"biomass = {model.slope:.1f} × {index} + {model.intercept:.1f} kg DM/ha  "
+                              f"(R² {model.r2:.3f}, RMSE {model.rmse:.1f} kg/ha, n {model.n})")
+
+    @app.command("condition")
+    def condition_cmd(
+        survey: str = typer.Argument(..., help="Survey name."),
+        index: str = typer.Option("ndvi", "--index", help="Index (or 'biomass') product to classify."),
+        eco_zone: str = typer.Option("steppe", "--eco-zone", help="Eco zone for pixels outside parcels."),
+        as_json: bool = typer.Option(False, "--json", help="Print the product as JSON."),
+    ) -> None:
+        """Pasture recovery classes I–V as a raster, with each parcel's class shares."""
+        from belcheer.zoning import condition_raster
+
+        prod = condition_raster(_common.workspace(), survey, index=index, eco_zone=eco_zone)
+        _common.print_json(prod.to_dict()) if as_json else _common.out.print(f"wrote {prod.path}")
+
+    @app.command("report")
+    def report_cmd(
+        survey: str = typer.Option(None, "--survey", help="Survey (default: the latest with statistics)."),
+        out: Path = typer.Option(None, "--out", help="Write to .gpkg, .geojson, .fgb, .csv or .zip (Shapefile)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Per-parcel report: index, condition class, biomass, capacity and stocking balance."""
+        from belcheer.zoning import parcel_report
+
+        rep = parcel_report(_common.workspace(), survey)
+        if out is not None:
+            _write_table(rep, out)
+        if as_json:
+            _common.print_json(_records(rep))
+            return
+        t = Table("parcel", "name", "NDVI", "class", "SU/ha", "capacity SU", "registered SU", "balance")
+        for r in _records(rep)[:200]:
+            t.add_row(r["parcel_id"], r.get("name") or "", _f(r.get("ndvi_mean")), r.get("condition_roman") or "—",
+                      _f(r.get("su_per_ha"), 2), _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0),
+                      _f(r.get("balance_su"), 0))
+        _common.out.print(t)
+        if out is not None:
+            _common.out.print(f"wrote {out}")
+
+    @app.command("change")
+    def change_cmd(
+        survey_a: str = typer.Argument(..., help="Earlier survey."),
+        survey_b: str = typer.Argument(..., help="Later survey."),
+        index: str = typer.Option("ndvi", "--index", help="Index product to compare."),
+        threshold: float = typer.Option(0.05, "--threshold", help="|Δmean| flagged significant (index units)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the parcel table as JSON."),
+    ) -> None:
+        """ΔNDVI raster, per-parcel change and degradation alerts between two surveys."""
+        from belcheer.zoning import change
+
+        res = change(_common.workspace(), survey_a, survey_b, index=index, threshold=threshold)
+        if as_json:
+            _common.print_json({"product": res.product.to_dict() if res.product else None,
+                                "parcels": _records(res.table), "alerts": _records(res.alerts)})
+            return
+        _common.out.print(f"wrote {res.product.path if res.product else '—'}; "
+                          f"{int(res.table['significant'].sum())} significant, {len(res.alerts)} degradation alert(s)")
+        for r in _records(res.alerts):
+            _common.out.print(f"  {r['parcel_id']} {r.get('name') or ''}: class {r['class_a']} → {r['class_b']}, "
+                              f"Δ{index} {r['delta']:+.3f}")
+
+    @app.command("rollup")
+    def rollup_cmd(
+        boundaries: Path = typer.Argument(..., help="Boundary layer (bag, soum or aimag polygons)."),
+        level: str = typer.Option("soum", "--level", help="bag, soum or aimag."),
+        name_field: str = typer.Option(None, "--name-field", help="Column naming the units."),
+        survey: str = typer.Option(None, "--survey", help="Survey (default: the latest with statistics)."),
+        out: Path = typer.Option(None, "--out", help="Write to .gpkg, .geojson, .csv or .zip."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Area-weighted means, class shares and capacity vs livestock per administrative unit."""
+        import pyogrio
+
+        from belcheer.zoning import parcel_report, rollup
+
+        table = rollup(parcel_report(_common.workspace(), survey), pyogrio.read_dataframe(boundaries),
+                       level=level, name_field=name_field)
+        if out is not None:
+            _write_table(table, out)
+        if as_json:
+            _common.print_json(_records(table))
+            return
+        t = Table(level, "parcels", "area ha", "NDVI", "capacity SU", "registered SU", "balance")
+        for r in _records(table):
+            t.add_row(str(r[level]), str(r["parcels"]), _f(r.get("area_ha"), 1), _f(r.get("ndvi_mean")),
+                      _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0), _f(r.get("balance_su"), 0))
+        _common.out.print(t)
+
+    @app.command("zones")
+    def zones_cmd(
+        survey: str = typer.Argument(..., help="Survey name."),
+        index: str = typer.Option("ndvi", "--index", help="Index product."),
+        method: str = typer.Option("kmeans", "--method", help="kmeans, jenks or quantile."),
+        classes: int = typer.Option(5, "--classes", help="Number of zones, 2–32."),
+        mmu_m2: float = typer.Option(0.0, "--mmu-m2", help="Minimum mapping unit, m²."),
+        land_use: str = typer.Option("cropland", "--land-use", help="Parcels to zone ('all' for every parcel)."),
+        out: Path = typer.Option(None, "--out", help="Prescription Shapefile zip (default: the survey's reports folder)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Management zones inside crop fields, exported as a prescription Shapefile (zip)."""
+        from belcheer.zoning import export_prescription, load_parcels
+        from belcheer.zoning.zones import parcel_zones
+
+        ws = _common.workspace()
+        prod = ws.product(survey, index)
+        zones = parcel_zones(prod.path, load_parcels(ws), method=method, n_classes=classes, mmu_m2=mmu_m2,
+                             land_use=None if land_use == "all" else land_use)
+        target = out or ws.report_dir(survey) / f"zones-{index}.zip"
+        export_prescription(zones, target)
+        if as_json:
+            _common.print_json({"path": str(target), "zones": _records(zones)})
+        else:
+            _common.out.print(f"{len(zones)} zone polygon(s) in {zones['parcel_id'].nunique()} field(s) → {target}")
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    try:
+        return "—" if v is None or v != v else f"{float(v):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(v)
