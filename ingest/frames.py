@@ -38,6 +38,7 @@ from belcheer.ingest.xmp import (
     BadXMPError,
     UnsafeXMPError,
     find_packet,
+    jpeg_packet,
     number,
     numbers,
     packet_from_tag,
@@ -188,11 +189,12 @@ def _read(path: Path, size: int, name: NameInfo, quality: bool) -> ReadResult:
                     f"but the file has {size}; copy it again from the card", path)], name))
             packet = tiff.xmp or find_packet(fh, head=head)
         else:
-            fh.seek(max(0, size - 1024))
-            if b"\xff\xd9" not in fh.read():
+            fh.seek(max(0, size - 4096))
+            # some cameras pad after the end marker with zeros; other trailers end in FFD9 too
+            if b"\xff\xd9" not in fh.read().rstrip(b"\x00")[-1024:]:
                 problems.append(_problem("truncated", f"{path.name} is cut short (no JPEG end "
                                          "marker); copy it again from the card", path))
-            packet = find_packet(fh, head=head)
+            packet = find_packet(fh, head=head) or jpeg_packet(fh)
             try:
                 from PIL import Image
 
@@ -346,8 +348,8 @@ def _pose(exif: ExifInfo, xmp: dict[str, Any]) -> Pose | None:
     if lat is None or lon is None:
         lat = number(xmp.get("drone-dji:GpsLatitude"))
         lon = number(xmp.get("drone-dji:GpsLongtitude") or xmp.get("drone-dji:GpsLongitude"))
-    if lat is None or lon is None or (lat == 0.0 and lon == 0.0) or exif.gps_status_void and exif.lat is None:
-        return None
+    if lat is None or lon is None or (lat == 0.0 and lon == 0.0):
+        return None  # (0, 0) is what cameras write before the GPS has a fix
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         return None
     alt_abs = exif.alt if exif.alt is not None else number(xmp.get("drone-dji:AbsoluteAltitude"))
@@ -412,7 +414,8 @@ def _tags(exif: ExifInfo, xmp: dict[str, Any], radiometry: Radiometry) -> dict[s
             and k not in _MAPPED}
     for key, value in (("exif:Software", exif.software), ("exif:ImageDescription", exif.description),
                        ("exif:Orientation", exif.orientation), ("exif:FNumber", exif.f_number),
-                       ("exif:FocalLengthIn35mmFilm", exif.focal_35mm)):
+                       ("exif:FocalLengthIn35mmFilm", exif.focal_35mm),
+                       ("exif:GPSStatusVoid", exif.gps_status_void or None)):
         if value is not None:
             tags[key] = value
     return tags
@@ -434,10 +437,14 @@ def build_frame(path: Path, name: NameInfo, exif: ExifInfo, xmp: dict[str, Any],
                                  "on the map — remove it or add positions (geotag the frames)", path))
     radiometry = _radiometry(exif, xmp, bits or exif.bits)
     band_index = name.band_index
+    capture_id = name.capture_id
+    if name.vendor == "dji-ms" and name.suffix and name.suffix.isdigit() and band.name == "rgb":
+        # DJI_0013.TIF from an RGB camera is its own capture, not band 3 of a P4 Multispectral's
+        capture_id, band_index = path.stem, 1
     rig = number(xmp.get("Camera:RigCameraIndex"))
     if name.vendor is None and rig is not None:
         band_index = int(rig) + 1
-    return Frame(path=path, capture_id=name.capture_id, band=band, band_index=band_index,
+    return Frame(path=path, capture_id=capture_id, band=band, band_index=band_index,
                  camera=Camera(make.strip(), model.strip(), exif.serial), intrinsics=intr, pose=pose,
                  time=exif.time, radiometry=radiometry, tags=_tags(exif, xmp, radiometry),
                  problems=tuple(problems))

@@ -93,7 +93,10 @@ def group_captures(frames: Iterable[Frame], root: Path | None = None) -> list[Ca
         unique = cid
         if len(ids_in_folders[cid]) > 1 and folder not in ("", "."):
             unique = f"{folder.replace('/', '_')}_{cid}"
-        members.sort(key=lambda f: (f.band_index, f.path.name))
+        # an RGB frame riding along with band frames (Sequoia, P4M, Mavic 3M) goes last, so the
+        # capture's primary frame is a band frame of the multispectral rig
+        mixed = any(f.band.name != "rgb" for f in members)
+        members.sort(key=lambda f: (mixed and f.band.name == "rgb", f.band_index, f.path.name))
         seen: set[str] = set()
         out: list[Frame] = []
         for f in members:

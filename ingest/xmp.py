@@ -64,6 +64,30 @@ def find_packet(fh: BinaryIO, *, head: bytes | None = None) -> bytes | None:
     return data[:end + len(_CLOSE)] if end >= 0 else None
 
 
+_XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
+
+
+def jpeg_packet(fh: BinaryIO) -> bytes | None:
+    """The XMP packet of a JPEG found by walking its marker segments up to the image data.
+
+    For files whose XMP sits beyond :data:`HEAD_BYTES` behind large APPn segments (ICC profiles,
+    thermal or depth data): each segment header is read, not its payload."""
+    fh.seek(2)
+    while True:
+        marker = fh.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF:
+            return None
+        kind, length = marker[1], int.from_bytes(marker[2:4], "big")
+        if kind in (0xD9, 0xDA) or length < 2:  # end of image, start of scan
+            return None
+        if kind == 0xE1 and length - 2 > len(_XMP_APP1):
+            if fh.read(len(_XMP_APP1)) == _XMP_APP1:
+                return packet_from_tag(fh.read(length - 2 - len(_XMP_APP1)))
+            fh.seek(length - 2 - len(_XMP_APP1), 1)
+        else:
+            fh.seek(length - 2, 1)
+
+
 def packet_from_tag(value: bytes | str | None) -> bytes | None:
     """The ``<x:xmpmeta>`` packet inside a TIFF tag-700 value (may carry an ``<?xpacket`` wrapper)."""
     if value is None:

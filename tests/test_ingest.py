@@ -17,7 +17,7 @@ from belcheer.ingest.panels import Height, detect_panels, heights_above_ground
 from belcheer.ingest.quality import measure
 from belcheer.ingest.validate import altitude_outliers, duplicate_times, mixed_cameras
 from belcheer.ingest.xmp import UnsafeXMPError, numbers, parse_packet
-from test_ingest_helpers import BOMB_XMP, dji_xmp, texture, write_jpeg
+from test_ingest_helpers import BOMB_XMP, after_exif, dji_xmp, texture, write_jpeg
 
 from belcheer.cli import main
 from belcheer.errors import ConfigError, ConflictError, CRSError, NoUsableFramesError
@@ -297,3 +297,36 @@ def test_build_frame_maps_dji_multispectral_xmp():
     assert f.intrinsics.focal_px == pytest.approx(5.74 / 0.0032)
     assert f.intrinsics.sensor_width_mm == pytest.approx(1600 * 0.0032)
     assert f.usable
+
+
+def test_xmp_found_behind_large_app_segments(tmp_path):
+    from belcheer.ingest.frames import read_frame
+
+    path = write_jpeg(tmp_path / "DJI_0001.JPG", xmp=dji_xmp(rel_alt=61.5))
+    data = path.read_bytes()
+    # 3 × 60 KB APP2 segments (ICC-like) between EXIF and XMP push the XMP past the first 128 KB
+    filler = b"".join(b"\xff\xe2" + (60_002).to_bytes(2, "big") + bytes(60_000) for _ in range(3))
+    cut = after_exif(data)
+    path.write_bytes(data[:cut] + filler + data[cut:])
+    f = read_frame(path).frame
+    assert f.pose.alt_rel_m == pytest.approx(61.5)
+    assert f.usable
+
+
+def test_multispectral_group_puts_rgb_last_and_rgb_tiffs_stay_alone(tmp_path):
+    from belcheer.ingest.exif import ExifInfo
+    from belcheer.ingest.frames import build_frame
+    from belcheer.ingest.grouping import group_captures
+
+    exif = ExifInfo(make="DJI", model="FC6360", lat=47.1, lon=106.2, alt=1400.0, focal_mm=5.74,
+                    focal_plane_res=312.5)
+    frames = [build_frame(Path(f"/x/DJI_001{i}.TIF"), parse_name(f"DJI_001{i}.TIF"), exif,
+                          {"Camera:BandName": n}, 1600, 1300, 16, 1, [])
+              for i, n in ((1, "Blue"), (2, "Green"), (3, "Red"), (4, "RedEdge"), (5, "NIR"))]
+    frames.append(build_frame(Path("/x/DJI_0010.JPG"), parse_name("DJI_0010.JPG"), exif, {}, 1600, 1300, 8, 3, []))
+    # a 3-sample TIFF named like a P4M band is an ordinary RGB frame
+    frames.append(build_frame(Path("/x/DJI_0023.TIF"), parse_name("DJI_0023.TIF"), exif, {}, 1600, 1300, 8, 3, []))
+    caps = {c.id: c for c in group_captures(frames, Path("/x"))}
+    assert sorted(caps) == ["DJI_0010", "DJI_0023"]
+    assert [b.name for b in caps["DJI_0010"].bands] == ["blue", "green", "red", "rededge", "nir", "rgb"]
+    assert caps["DJI_0023"].bands[0].name == "rgb"

@@ -69,6 +69,19 @@ def texture(h: int = 600, w: int = 800, seed: int = 0) -> np.ndarray:
     return np.kron(small, np.ones((4, 4, 1), dtype=np.uint8))
 
 
+def after_exif(data: bytes) -> int:
+    """Offset just past the EXIF APP1 segment of a JPEG (after SOI/APP0 if there is none)."""
+    pos = 2
+    end = 2
+    while data[pos] == 0xFF and data[pos + 1] in (0xE0, 0xE1):
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        end = pos + 2 + length
+        if data[pos + 1] == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+            return end
+        pos = end
+    return end
+
+
 def write_jpeg(path: Path, pixels: np.ndarray | None = None, *, lat: float | None = 47.9,
                lon: float | None = 106.9, abs_alt: float = 1550.0, time: datetime | None = None,
                xmp: bytes | None = None, make: str = "DJI", model: str = "FC300S",
@@ -95,8 +108,7 @@ def write_jpeg(path: Path, pixels: np.ndarray | None = None, *, lat: float | Non
     data = buf.getvalue()
     if xmp is not None:
         # XMP APP1 goes right after the EXIF APP1 segment, as cameras write it
-        exif_len = int.from_bytes(data[4:6], "big")
-        cut = 4 + exif_len
+        cut = after_exif(data)
         seg = XMP_HEADER + xmp
         data = data[:cut] + b"\xff\xe1" + (len(seg) + 2).to_bytes(2, "big") + seg + data[cut:]
     path.write_bytes(data)
