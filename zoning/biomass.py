@@ -71,10 +71,12 @@ def read_samples(path: str | Path, *, crs: str | int | None = None) -> gpd.GeoDa
                                  crs=crs_from_user(given)).to_crs(4326)
     else:
         raise InputError(f"{Path(path).name} needs lon/lat or x/y columns; it has {', '.join(table.columns)}")
-    if "biomass_kg_ha" in cols:
-        frame["biomass_kg_ha"] = pd.to_numeric(table[cols["biomass_kg_ha"]], errors="coerce")
-    elif "dry_g" in cols:
-        frame["biomass_kg_ha"] = pd.to_numeric(table[cols["dry_g"]], errors="coerce") * QUADRAT_G_TO_KG_HA
+    kg = next((cols[c] for c in ("biomass_kg_ha", "dry_weight_kg_ha", "kg_ha") if c in cols), None)
+    grams = next((cols[c] for c in ("dry_g", "dry_weight_g", "grams") if c in cols), None)
+    if kg is not None:
+        frame["biomass_kg_ha"] = pd.to_numeric(table[kg], errors="coerce")
+    elif grams is not None:
+        frame["biomass_kg_ha"] = pd.to_numeric(table[grams], errors="coerce") * QUADRAT_G_TO_KG_HA
     else:
         raise InputError(f"{Path(path).name} needs a dry_g (grams per 50×50 cm quadrat) or biomass_kg_ha column")
     return frame

@@ -370,7 +370,8 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
             out[target] = out[target].astype(object)
     extra = [c for c in columns if c not in mapping.values()]
     for c in extra:
-        name = c if c not in out.columns else f"src_{c}"
+        # a source column named like a model column we compute (area_ha) is kept beside it
+        name = c if c not in out.columns and c not in PARCEL_COLUMNS else f"src_{c}"
         out[name] = frame[c]
     gdf = gpd.GeoDataFrame(out, geometry=frame.geometry.values, crs=frame.crs)
     gdf = _geometry_checks(gdf, gdf["parcel_id"], report)
