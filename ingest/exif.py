@@ -144,8 +144,7 @@ def read_exif(fh: BinaryIO) -> ExifInfo:
     if alt is not None and _first(g("GPS GPSAltitudeRef")) == 1:
         alt = -alt
     black = g("Image BlackLevel")
-    black_values = [_num(v) for v in getattr(black, "values", []) or []]
-    black_values = [v for v in black_values if v is not None]
+    black_values = [x for v in getattr(black, "values", []) or [] if (x := _num(v)) is not None]
     time = parse_exif_time(_text(g("EXIF DateTimeOriginal")) or _text(g("Image DateTime")),
                            _text(g("EXIF SubSecTimeOriginal")) or _text(g("EXIF SubSecTime")))
     bits = g("Image BitsPerSample")

@@ -27,7 +27,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from belcheer.ingest import quality as q
 from belcheer.ingest.cameras import band_role, sensor_size_mm
@@ -138,7 +138,7 @@ def _tiff_truncated(head: bytes, size: int) -> bool:
     """A TIFF whose first IFD lies beyond the end of the file was cut short."""
     if len(head) < 8:
         return True
-    order = "little" if head[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if head[:2] == b"II" else "big"
     if head[2:4] in (b"+\x00", b"\x00+"):  # BigTIFF: 8-byte offset at 8
         return len(head) < 16 or int.from_bytes(head[8:16], order) >= size
     return int.from_bytes(head[4:8], order) >= size

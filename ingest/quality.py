@@ -1,7 +1,8 @@
 """Pixel checks on a cheap, reduced-resolution read: blur, black and saturated frames.
 
 The read is decimated so a 4000 × 2250 JPEG costs ≈ 1/64 of a full decode: Pillow's JPEG draft
-mode lets libjpeg scale by 1/2, 1/4 or 1/8 inside the DCT; TIFFs are read through GDAL with a
+mode lets libjpeg scale by 1/2, 1/4 or 1/8 inside the DCT; uncompressed TIFFs (all the
+multispectral cameras) are read with tifffile and strided, compressed ones through GDAL with a
 smaller ``out_shape`` (GDAL uses overviews when the file has them). The target is a long side of
 at least :data:`TARGET_LONG_SIDE` pixels.
 
@@ -66,7 +67,28 @@ def read_decimated_jpeg(path: Path) -> tuple[np.ndarray, float]:
 
 
 def read_decimated_tiff(path: Path) -> tuple[np.ndarray, float]:
-    """Mean of the first three bands of a TIFF read at reduced resolution through GDAL, and its full scale."""
+    """Mean of the first three bands of a TIFF at reduced resolution, and its full scale.
+
+    Uncompressed TIFFs (every multispectral camera writes them) are read with tifffile and
+    strided; compressed ones go through GDAL's decimated read."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        if page.compression == 1:
+            arr = page.asarray()
+            axes = page.axes
+            if "S" in axes:
+                arr = np.moveaxis(arr, axes.index("S"), -1)[..., :3]
+            f = _factor(max(arr.shape[:2]))
+            arr = arr[::f, ::f]
+            full = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "ui" else float(np.nanmax(arr) or 1.0)
+            gray = arr.astype(np.float32)
+            return (gray.mean(axis=-1) if gray.ndim == 3 else gray), full
+    return _read_decimated_gdal(path)
+
+
+def _read_decimated_gdal(path: Path) -> tuple[np.ndarray, float]:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 

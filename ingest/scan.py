@@ -31,7 +31,7 @@ from pyproj import CRS, Transformer
 
 from belcheer.crs import utm_epsg
 from belcheer.errors import ConflictError, CRSError, InputError, NoUsableFramesError
-from belcheer.fileio import safe_name
+from belcheer.fileio import safe_name, write_json_atomic
 from belcheer.models import Capture, Frame, Problem, Severity, Survey
 from belcheer.progress import ProgressCallback, track
 from belcheer.workspace import Workspace
@@ -187,7 +187,8 @@ def _no_usable_message(s: Survey) -> str:
 def ingest(ws: Workspace, folder: Path | str, *, survey: str | None = None, epsg: int | None = None,
            panels: Sequence[str] = (), replace: bool = False,
            progress: ProgressCallback | None = None, quality: bool = True) -> Survey:
-    """:func:`scan` the folder and save the survey manifest and its summary into the workspace.
+    """:func:`scan` the folder and save the survey manifest and its summary into the workspace
+    (catalog, ``surveys/<name>/manifest.parquet`` and ``surveys/<name>/reports/ingest.json``).
 
     Raises :class:`ConflictError` if the survey exists (unless ``replace``) and
     :class:`NoUsableFramesError` when no flight capture is usable (nothing is saved then)."""
@@ -200,5 +201,8 @@ def ingest(ws: Workspace, folder: Path | str, *, survey: str | None = None, epsg
         exc = NoUsableFramesError(_no_usable_message(s))
         exc.summary = summarize(s)  # type: ignore[attr-defined]  # for `ingest --json` to print
         raise exc
-    ws.save_survey(s, summarize(s), replace=replace)
+    summary = summarize(s)
+    ws.save_survey(s, summary, replace=replace)
+    # the full validation report beside the manifest, for people and the web map
+    write_json_atomic(ws.report_dir(s.name) / "ingest.json", summary)
     return s

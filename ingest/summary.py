@@ -27,11 +27,12 @@ def _bounds(survey: Survey) -> tuple[list[float] | None, list[float] | None]:
     poses = [c.pose for c in survey.captures if c.pose is not None]
     if not poses:
         return None, None
-    ll = [min(p.lon for p in poses), min(p.lat for p in poses), max(p.lon for p in poses), max(p.lat for p in poses)]
+    box = (min(p.lon for p in poses), min(p.lat for p in poses), max(p.lon for p in poses),
+           max(p.lat for p in poses))
     if survey.epsg == 4326:
-        return [round(x, 7) for x in ll], None
+        return [round(x, 7) for x in box], None
     to_utm = Transformer.from_crs(4326, survey.epsg, always_xy=True)
-    return [round(x, 7) for x in ll], [round(x, 2) for x in to_utm.transform_bounds(*ll)]
+    return [round(x, 7) for x in box], [round(x, 2) for x in to_utm.transform_bounds(*box)]
 
 
 def _utm_zone(epsg: int) -> str | None:
@@ -48,8 +49,8 @@ def summarize(survey: Survey) -> dict[str, Any]:
     problems = list(survey.problems) + [p for c in survey.captures for p in c.problems]
     flight = survey.flight_captures
     gsds = [c.gsd_m for c in flight if c.gsd_m]
-    heights = [c.primary.tags.get("belcheer:HeightAboveGround") for c in flight]
-    heights = [h for h in heights if isinstance(h, (int, float))]
+    heights = [float(h) for c in flight
+               if isinstance(h := c.primary.tags.get("belcheer:HeightAboveGround"), (int, float))]
     times = sorted(c.time for c in survey.captures if c.time is not None)
     ll, utm = _bounds(survey)
     return {

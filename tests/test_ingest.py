@@ -230,6 +230,8 @@ def test_ingest_saves_manifest_and_summary(tmp_path, workspace):
     assert back.captures[0].gsd_m == pytest.approx(s.captures[0].gsd_m)
     rec = workspace.catalog.survey(s.name)
     assert rec.epsg == 32648
+    report = json.loads((workspace.report_dir(s.name) / "ingest.json").read_text(encoding="utf-8"))
+    assert report["survey"] == s.name and report["captures"] == 6
     with pytest.raises(ConflictError):
         ingest(workspace, folder)
     again = ingest(workspace, folder, replace=True, epsg=32647)
