@@ -393,7 +393,8 @@ def _radiometry(exif: ExifInfo, xmp: dict[str, Any], bits: int | None) -> Radiom
         bits_per_sample=bits,
         black_level=black if black is not None else exif.black_level,
         exposure_s=exif.exposure_s if exif.exposure_s and exif.exposure_s < 3600 else None,
-        gain=iso / 100.0 if iso else None,
+        # DJI multispectral writes its analog gain itself; elsewhere gain is ISO / 100
+        gain=number(xmp.get("drone-dji:SensorGain")) or (iso / 100.0 if iso else None),
         iso=iso,
         radiometric_calibration=calib,
         vignetting_center=tuple(vc[:2]) if vc and len(vc) >= 2 else None,  # type: ignore[arg-type]

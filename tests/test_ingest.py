@@ -291,6 +291,10 @@ def test_build_frame_maps_dji_multispectral_xmp():
     assert f.band.name == "rededge" and f.band.center_nm == 730.0 and f.band.bandwidth_nm == 16.0
     r = f.radiometry
     assert r.black_level == 4096.0 and r.irradiance == pytest.approx(0.8123) and r.gain == 2.0
+    assert r.iso == 200.0
+    with_gain = build_frame(Path("/x/DJI_0014.TIF"), parse_name("DJI_0014.TIF"), exif,
+                            {**xmp, "drone-dji:SensorGain": "1.5"}, 1600, 1300, 16, 1, [])
+    assert with_gain.radiometry.gain == 1.5  # the camera's own analog gain wins over ISO/100
     assert r.vignetting_polynomial == (1.1e-6, 2.2e-9, -3.3e-12)
     assert r.vignetting_center == (800.5, 650.25)
     assert r.extra["drone-dji:SensorGainAdjustment"] == "1.0215"
