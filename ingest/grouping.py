@@ -97,6 +97,9 @@ def group_captures(frames: Iterable[Frame], root: Path | None = None) -> list[Ca
         # capture's primary frame is a band frame of the multispectral rig
         mixed = any(f.band.name != "rgb" for f in members)
         members.sort(key=lambda f: (mixed and f.band.name == "rgb", f.band_index, f.path.name))
+        if mixed:
+            last = max(f.band_index for f in members if f.band.name != "rgb")
+            members = [replace(f, band_index=last + 1) if f.band.name == "rgb" else f for f in members]
         seen: set[str] = set()
         out: list[Frame] = []
         for f in members:

@@ -335,4 +335,5 @@ def test_multispectral_group_puts_rgb_last_and_rgb_tiffs_stay_alone(tmp_path):
     caps = {c.id: c for c in group_captures(frames, Path("/x"))}
     assert sorted(caps) == ["DJI_0010", "DJI_0023"]
     assert [b.name for b in caps["DJI_0010"].bands] == ["blue", "green", "red", "rededge", "nir", "rgb"]
+    assert [f.band_index for f in caps["DJI_0010"].frames] == [1, 2, 3, 4, 5, 6]
     assert caps["DJI_0023"].bands[0].name == "rgb"
