@@ -201,14 +201,18 @@ def _create_tiled(path: Path, info: Mapping[str, Any]) -> None:
 
 
 def to_cog(tmp: Path, target: Path, *, description: str, tags: Mapping[str, str]) -> None:
-    """Copy a tiled GeoTIFF to a COG (DEFLATE, float predictor, overviews) atomically."""
+    """Copy a tiled GeoTIFF to a COG (ZSTD level 1 + float predictor, overviews) atomically.
+
+    ZSTD at level 1 compresses about as well as DEFLATE on float rasters at ~4× the speed; every
+    GDAL ≥ 2.3 (rasterio, rio-tiler, QGIS) reads it."""
     with rasterio.open(tmp, "r+") as src:
         src.set_band_description(1, description)
         src.update_tags(**{k: str(v) for k, v in tags.items()})
     with atomic_path(target) as out:
-        rasterio.shutil.copy(tmp, out, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+        rasterio.shutil.copy(tmp, out, driver="COG", COMPRESS="ZSTD", LEVEL=1, PREDICTOR="YES",
                              BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
-                             NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
+                             NUM_THREADS=os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS"),
+                             BIGTIFF="IF_SAFER")
 
 
 # -- scheduling --------------------------------------------------------------------------------
@@ -269,7 +273,13 @@ def _run(stored: Any, kind: str, sched: Any, progress: ProgressCallback, message
             done[0] += 1
             progress(done[0] / total, message)
 
-    get = dask.base.get_scheduler(scheduler=sched)
+    import dask.local
+    import dask.multiprocessing
+    import dask.threaded
+
+    # named directly: dask.base.get_scheduler() would import distributed (~1.5 s) to look for a client
+    get = {"threads": dask.threaded.get, "processes": dask.multiprocessing.get,
+           "synchronous": dask.local.get_sync}[sched]
     with Callback(posttask=posttask):
         get(graph, store_keys)
 

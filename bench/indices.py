@@ -1,0 +1,183 @@
+"""Benchmark: belcheer.indices.compute against gdal_calc.py and a plain rasterio window loop.
+
+A 5-band uint16 reflectance-like raster (tiled 512, DEFLATE, scale 1/10000, written window by
+window so generation never holds it in memory) is generated in a temporary folder for each
+``--sizes`` edge, then timed in separate processes (peak RSS measured per process):
+
+* ``belcheer``: NDVI alone, and NDVI+SAVI+NDREI in one graph (threads, all cores), COGs with
+  overviews as outputs;
+* ``belcheer 1 worker``: the same NDVI+SAVI+NDREI with Dask and GDAL limited to one thread
+  (speed-up 1 → 2 workers);
+* ``read+write``: the same pipeline with the trivial formula ``N+R`` — reading the bands and
+  writing the COGs, almost no arithmetic: the I/O limit;
+* ``gdal_calc.py``: NDVI (and the three indices, one call each, as gdal_calc computes one output
+  per call) with ``--co COMPRESS=DEFLATE --co TILED=YES --co NUM_THREADS=ALL_CPUS``
+  (Debian: ``apt-get install gdal-bin python3-gdal``);
+* ``rasterio loop``: a plain single-threaded block loop writing a tiled DEFLATE GeoTIFF.
+
+Throughput is megapixels per second of output raster; ratios are printed against gdal_calc.
+Usage: ``python bench/indices.py [--sizes 10000 20000] [--keep]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PY = sys.executable
+
+GENERATE = r"""
+import sys, numpy as np, rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+path, n = sys.argv[1], int(sys.argv[2])
+prof = dict(driver="GTiff", height=n, width=n, count=5, dtype="uint16", crs="EPSG:32648",
+            transform=from_origin(600000, 5420000, 0.05, 0.05), tiled=True, blockxsize=512,
+            blockysize=512, compress="deflate", predictor=2, nodata=0, bigtiff="yes",
+            num_threads="all_cpus")
+rng = np.random.default_rng(0)
+base = rng.integers(200, 6000, (5, 512, 512), dtype=np.uint16)   # one tile of texture per band
+names = ["blue", "green", "red", "nir", "rededge"]; centers = [475, 560, 668, 840, 717]
+with rasterio.open(path, "w", **prof) as dst:
+    for i in range(5):
+        dst.set_band_description(i + 1, names[i]); dst.update_tags(i + 1, center_nm=centers[i])
+    dst.scales = [1e-4] * 5
+    for r in range(0, n, 512):
+        h = min(512, n - r)
+        block = np.tile(base[:, :h, :], (1, 1, (n + 511) // 512))[:, :, :n]
+        block = block + np.uint16(r // 512 % 97)          # vary tiles so DEFLATE cannot cheat
+        dst.write(block, window=Window(0, r, n, h))
+"""
+
+BELCHEER = r"""
+import sys, json, dask
+from pathlib import Path
+src, out, names, formulas, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+if workers: dask.config.set(num_workers=workers)
+from belcheer.indices import compute
+compute(Path(src), [n for n in names.split(",") if n], out_dir=Path(out),
+        formulas=json.loads(formulas) or None, scheduler="threads")
+"""
+
+LOOP = r"""
+import sys, numpy as np, rasterio
+src, out = sys.argv[1], sys.argv[2]
+with rasterio.open(src) as s:
+    prof = dict(driver="GTiff", height=s.height, width=s.width, count=1, dtype="float32", crs=s.crs,
+                transform=s.transform, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+                predictor=3, nodata=float("nan"), bigtiff="yes")
+    with rasterio.open(out, "w", **prof) as d:
+        for _, w in s.block_windows(1):
+            r = s.read(3, window=w).astype(np.float32); n = s.read(4, window=w).astype(np.float32)
+            with np.errstate(all="ignore"):
+                v = (n - r) / (n + r)
+            v[(r == 0) | (n == 0)] = np.nan
+            d.write(v, 1, window=w)
+"""
+
+GDAL_INDICES = {
+    "ndvi": ("(B.astype(float32)-A)/(B.astype(float32)+A)", {"A": 3, "B": 4}),
+    "savi": ("1.5*(B.astype(float32)-A)*1e-4/((B.astype(float32)+A)*1e-4+0.5)", {"A": 3, "B": 4}),
+    "ndrei": ("(B.astype(float32)-A)/(B.astype(float32)+A)", {"A": 5, "B": 4}),
+}
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one command in a fresh wrapper process."""
+    wrapper = ("import resource, subprocess, sys, time, json; t = time.perf_counter(); "
+               "rc = subprocess.run(sys.argv[1:]).returncode; dt = time.perf_counter() - t; "
+               "print(json.dumps([rc, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    res = subprocess.run([PY, "-c", wrapper, *cmd], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    rc, dt, rss = json.loads(res.stdout.strip().splitlines()[-1])
+    if rc != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
+    return dt, rss / 1024.0
+
+
+def gdal_calc(src: Path, out: Path, name: str) -> list[str]:
+    expr, bands = GDAL_INDICES[name]
+    args = ["gdal_calc.py", "--quiet", "--overwrite", "--type=Float32", "--NoDataValue=nan",
+            f"--calc={expr}", f"--outfile={out / (name + '_gdal.tif')}",
+            "--co", "COMPRESS=DEFLATE", "--co", "TILED=YES", "--co", "NUM_THREADS=ALL_CPUS",
+            "--co", "BIGTIFF=YES"]
+    for letter, b in bands.items():
+        args += [f"-{letter}", str(src), f"--{letter}_band={b}"]
+    return args
+
+
+def bench(n: int, tmp: Path) -> list[tuple[str, float, float, float]]:
+    src = tmp / f"cube_{n}.tif"
+    t = time.perf_counter()
+    subprocess.run([PY, "-c", GENERATE, str(src), str(n)], check=True)
+    print(f"generated {n}×{n}×5 uint16 in {time.perf_counter() - t:.1f} s "
+          f"({src.stat().st_size / 1e9:.2f} GB)", flush=True)
+    mp = n * n / 1e6
+    rows = []
+
+    def one(label: str, cmd: list[str], outputs: int, env: dict[str, str] | None = None) -> None:
+        out = tmp / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        dt, rss = run([c.replace("@OUT", str(out)) for c in cmd], env)
+        rows.append((label, dt, mp * outputs / dt, rss))
+        print(f"  {label:34s} {dt:8.1f} s  {mp * outputs / dt:8.1f} MPx/s  peak RSS {rss:7.0f} MB",
+              flush=True)
+
+    b = [PY, "-c", BELCHEER, str(src), "@OUT"]
+    one("belcheer ndvi", [*b, "ndvi", "{}", "0"], 1)
+    one("belcheer ndvi+savi+ndrei", [*b, "ndvi,savi,ndrei", "{}", "0"], 3)
+    one("belcheer ndvi+savi+ndrei, 1 worker", [*b, "ndvi,savi,ndrei", "{}", "1"], 3,
+        {"GDAL_NUM_THREADS": "1"})
+    one("read+write only (N+R), 1 output", [*b, "", json.dumps({"rw": "N+R"}), "0"], 1)
+    one("read+write only (N+R ×3), 3 outputs",
+        [*b, "", json.dumps({"rw1": "N+R", "rw2": "N+R+1", "rw3": "N+RE1"}), "0"], 3)
+    one("rasterio window loop ndvi", [PY, "-c", LOOP, str(src), "@OUT/loop.tif"], 1)
+    if shutil.which("gdal_calc.py"):
+        one("gdal_calc.py ndvi", gdal_calc(src, Path("@OUT"), "ndvi"), 1)
+        three = " && ".join(" ".join(f"'{a}'" for a in gdal_calc(src, Path("@OUT"), k))
+                            for k in GDAL_INDICES)
+        one("gdal_calc.py ndvi+savi+ndrei (3 calls)", ["bash", "-c", three], 3)
+    else:
+        print("  gdal_calc.py not found: apt-get install gdal-bin python3-gdal")
+    src.unlink()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000])
+    ap.add_argument("--tmp", type=Path, default=None, help="scratch folder (needs ~3 GB per 10k²)")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="belcheer-bench-indices-", dir=a.tmp))
+    try:
+        for n in a.sizes:
+            print(f"\n== {n}×{n} ({os.cpu_count()} CPUs)")
+            rows = {r[0]: r for r in bench(n, tmp)}
+            g1, g3 = rows.get("gdal_calc.py ndvi"), rows.get("gdal_calc.py ndvi+savi+ndrei (3 calls)")
+            b1, b3 = rows["belcheer ndvi"], rows["belcheer ndvi+savi+ndrei"]
+            w1 = rows["belcheer ndvi+savi+ndrei, 1 worker"]
+            rw1, rw3 = rows["read+write only (N+R), 1 output"], rows["read+write only (N+R ×3), 3 outputs"]
+            if g1 and g3:
+                print(f"  throughput vs gdal_calc: ndvi {b1[2] / g1[2]:.2f}×, three indices "
+                      f"{b3[2] / g3[2]:.2f}× (target ≥ 2.5×)")
+            print(f"  vs rasterio loop (ndvi): {b1[2] / rows['rasterio window loop ndvi'][2]:.2f}×")
+            print(f"  speed-up 1 → {os.cpu_count()} workers: {w1[1] / b3[1]:.2f}× (target ≥ 1.6×)")
+            print(f"  time / read+write limit: ndvi {b1[1] / rw1[1]:.2f}×, three {b3[1] / rw3[1]:.2f}× "
+                  "(target ≤ 1.3×)")
+            print(f"  peak RSS belcheer: {max(b1[3], b3[3], w1[3]):.0f} MB (target ≤ 1500 MB, flat)")
+    finally:
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
