@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -148,9 +149,12 @@ def read_frame(path: Path, *, quality: bool = True) -> ReadResult:
     """Read one image file's headers (and, with ``quality``, a decimated copy of its pixels)."""
     name = parse_name(path.name)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
+        st = path.stat()
+    except OSError as exc:  # a dangling symlink, a permission problem
         return ReadResult(_bare(path, [_problem("unreadable", f"{path.name} cannot be read: {exc}", path)], name))
+    if not stat.S_ISREG(st.st_mode):  # a FIFO named .jpg would block the scan forever
+        return ReadResult(_bare(path, [_problem("unreadable", f"{path.name} is not a regular file", path)], name))
+    size = st.st_size
     if size == 0:
         return ReadResult(_bare(path, [_problem("zero_byte", f"{path.name} is empty (0 bytes): "
                                                 "copy it again from the card", path)], name))

@@ -32,6 +32,8 @@ BLACK_FRACTION = 0.02
 SATURATED_LEVEL = 0.98
 SATURATED_ERROR = 0.5
 SATURATED_WARNING = 0.05
+#: largest uncompressed TIFF (samples) read whole before striding
+MAX_DIRECT_READ_SAMPLES = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def read_decimated_tiff(path: Path) -> tuple[np.ndarray, float]:
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
-        if page.compression == 1:
+        # whole-file reads only for frame-sized images; big rasters go through GDAL's decimation
+        if page.compression == 1 and page.size <= MAX_DIRECT_READ_SAMPLES:
             arr = page.asarray()
             axes = page.axes
             if "S" in axes:

@@ -101,3 +101,14 @@ def test_only_bad_files_is_a_clean_error(tmp_path: Path, workspace):
     assert sorted(p.code for f in s.frames for p in f.problems) == ["not_an_image", "truncated", "zero_byte"]
     with pytest.raises(NoUsableFramesError, match="none usable"):
         ingest(workspace, frames)
+
+
+def test_fifo_and_dangling_link_do_not_block(tmp_path: Path):
+    frames = tmp_path / "odd"
+    frames.mkdir()
+    os.mkfifo(frames / "pipe.jpg")
+    os.symlink(tmp_path / "missing.tif", frames / "gone.tif")
+    write_jpeg(frames / "DJI_0001.JPG", texture(), xmp=dji_xmp())
+    s = scan(frames)
+    codes = {f.path.name: [p.code for p in f.problems] for f in s.frames}
+    assert codes == {"pipe.jpg": ["unreadable"], "gone.tif": ["unreadable"], "DJI_0001.JPG": []}
