@@ -36,9 +36,13 @@ def _profile(geobox, count: int, dtype: str, nodata=None) -> dict:
             "nodata": nodata, "blocksize": 512, "BIGTIFF": "IF_SAFER", "level": 1}
 
 
+#: GDAL block cache while writing, MB: GDAL's default (5 % of RAM) balloons memory on big hosts
+_GDAL_ENV = {"GDAL_CACHEMAX": 64}
+
+
 def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox, scale: float) -> Path:
     """Five-band float32 reflectance COG (band descriptions blue…nir, ``wavelength_nm`` tags)."""
-    with atomic_path(path) as tmp:
+    with rasterio.Env(**_GDAL_ENV), atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **_profile(geobox, len(BANDS), "float32")) as dst:
             for i, b in enumerate(BANDS, 1):
                 dst.write((reflectance_u16[i - 1] / np.float32(scale)).astype(np.float32), i)
@@ -58,7 +62,7 @@ def ndvi_of_truth(reflectance_u16: np.ndarray, scale: float) -> np.ndarray:
 
 def write_single_cog(path: Path, data: np.ndarray, geobox, description: str, nodata=None,
                      **tags) -> Path:
-    with atomic_path(path) as tmp:
+    with rasterio.Env(**_GDAL_ENV), atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **_profile(geobox, 1, str(data.dtype), nodata)) as dst:
             dst.write(data, 1)
             dst.set_band_description(1, description)
@@ -70,9 +74,10 @@ def parcel_truth(parcels: gpd.GeoDataFrame, reflectance_path: Path, ndvi_path: P
                  degraded_ids: tuple[str, ...]) -> pd.DataFrame:
     """Exact area-weighted mean reflectance per band and mean NDVI per parcel (exactextract:
     each pixel weighted by the fraction of it inside the parcel)."""
-    refl = exact_extract(str(reflectance_path), parcels, ["mean"], include_cols=["parcel_id"],
-                         output="pandas")
-    nd = exact_extract(str(ndvi_path), parcels, ["mean"], include_cols=["parcel_id"], output="pandas")
+    # a small read window keeps memory modest (exactextract's default holds 30 M cells)
+    kw = {"include_cols": ["parcel_id"], "output": "pandas", "max_cells_in_memory": 2_000_000}
+    refl = exact_extract(str(reflectance_path), parcels, ["mean"], **kw)
+    nd = exact_extract(str(ndvi_path), parcels, ["mean"], **kw)
     out = pd.DataFrame({"parcel_id": parcels.parcel_id.to_numpy(), "name": parcels.name.to_numpy(),
                         "land_use": parcels.land_use.to_numpy(),
                         "area_ha": parcels.geometry.area.to_numpy() / 1e4})
