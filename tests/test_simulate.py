@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from pathlib import Path
 
 import cv2
 import exifread
@@ -22,7 +21,6 @@ from shapely.geometry import Point
 from belcheer.models import PARCEL_COLUMNS
 from belcheer.simulate import simulate
 from belcheer.simulate.cameras import CAMERAS, rotation_world_from_camera
-from belcheer.simulate.radiometry import BandCalibration, micasense_radiance
 from belcheer.simulate.spectra import Cover
 from belcheer.simulate.truth import biomass_from_ndvi
 
@@ -149,7 +147,8 @@ def test_micasense_tiffs_read_back(ms_sim):
                 assert tuple(page.tags["BlackLevel"].value) == (4800,) * 4
                 gps = page.tags["GPSTag"].value
                 x = _xmp(page.tags["XMP"].value)
-            lat = sum(float(n) / d / 60**i for i, (n, d) in enumerate(zip(*[iter(gps["GPSLatitude"])] * 2)))
+            num, den = gps["GPSLatitude"][0::2], gps["GPSLatitude"][1::2]
+            lat = sum(n / d / 60**i for i, (n, d) in enumerate(zip(num, den, strict=True)))
             assert lat == pytest.approx(poses.loc[cid, "gps_lat"], abs=1e-8)
             names.append(x["BandName"])
             waves.append(float(x["CentralWavelength"]))
@@ -393,3 +392,34 @@ def test_scene_centre_lies_in_recorded_soum(real_data):
     from belcheer.crs import utm_epsg
 
     assert utm_epsg(*layout.CENTER_LONLAT) == layout.EPSG == 32648
+
+
+def test_radiometric_forward_models_invert():
+    """Pure functions: DN from reflectance and back, for both cameras (no files)."""
+    from belcheer.simulate.cameras import vignetting_poly
+    from belcheer.simulate.radiometry import (
+        BandCalibration,
+        exposure_for,
+        micasense_dn,
+        micasense_radiance,
+        rgb_dn,
+        rgb_reflectance,
+    )
+
+    rng = np.random.default_rng(0)
+    ms = CAMERAS["rededge"]
+    poly = vignetting_poly(ms, 3)
+    assert poly[480, 642] == pytest.approx(1.0, abs=1e-4) and poly[0, 0] < 0.85
+    rho = np.full((960, 1280), 0.3)
+    cal = BandCalibration(2.4e-4, 1e-7, 1.1e-6, exposure_for(0.65, 1.0, 2.4e-4))
+    dn = micasense_dn(rho, 1.0, cal, poly, rng)
+    assert dn.dtype == np.uint16 and np.all(dn % 16 == 0) and dn[0, 0] < dn[480, 640]
+    back = math.pi * micasense_radiance(dn, cal, poly) / 1.0
+    assert back.mean() == pytest.approx(0.3, rel=2e-3) and back.std() < 0.01
+    rgbcam = CAMERAS["rgb"]
+    vp = vignetting_poly(rgbcam, 0)
+    refl = np.stack([np.full(vp.shape, v, np.float32) for v in (0.05, 0.09, 0.04)])
+    img = rgb_dn(refl, 0.9, vp, rng)
+    assert img.shape == (1067, 1600, 3) and img[533, 800, 1] > img[533, 800, 2]
+    est = rgb_reflectance(img, 0.9, vp)
+    assert np.allclose(est.reshape(3, -1).mean(axis=1), (0.05, 0.09, 0.04), rtol=0.03)

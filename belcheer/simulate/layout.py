@@ -83,7 +83,6 @@ def plan_layout(center_xy: tuple[float, float], half_m: float, margin_m: float,
     xc = cx + 0.3 * h                    # road centre line
     gap = 2.0                            # half width of the road corridor, m
     pasture_zone = box(cx - h, cy - h, xc - gap, cy + h)
-    crop_zone = box(xc + gap, cy - h, cx + h, cy + h)
 
     n_crop = int(rng.integers(2, 5))
     n_past = int(rng.integers(6, 11))

@@ -21,10 +21,16 @@ from belcheer.progress import ProgressCallback, no_progress
 from belcheer.simulate import layout as lay
 from belcheer.simulate import truth as tr
 from belcheer.simulate.cameras import CAMERAS, CameraModel, vignetting_poly
-from belcheer.simulate.flight import LOCAL_UTC_OFFSET_H, clear_sky_irradiance, fly, plan_flight, solar_position
+from belcheer.simulate.flight import (
+    LOCAL_UTC_OFFSET_H,
+    clear_sky_irradiance,
+    fly,
+    plan_flight,
+    solar_position,
+)
 from belcheer.simulate.metadata import dji_xmp, micasense_xmp, write_dji_jpeg, write_micasense_tiff
 from belcheer.simulate.radiometry import BandCalibration, exposure_for, micasense_dn, rgb_dn
-from belcheer.simulate.render import panel_box, panel_scene, render_reflectance
+from belcheer.simulate.render import panel_scene, render_reflectance
 from belcheer.simulate.scene import SCALE, render_truth
 from belcheer.simulate.spectra import BANDS, FWHM_NM, WAVELENGTHS_NM
 
