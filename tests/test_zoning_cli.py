@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_zoning_support import add_survey, render_ndvi, scene_parcels
 
 from belcheer import open_workspace
 from belcheer.cli import main
 from belcheer.errors import CRSError
-from test_zoning_support import add_survey, render_ndvi, scene_parcels
 
 
 def test_cli_parcels_stats_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

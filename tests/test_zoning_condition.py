@@ -8,13 +8,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from belcheer.zoning import (
+    CapacityParams,
+    calibrate_biomass,
+    calibrate_survey,
+    capacity_table,
+    carrying_capacity,
+    condition_class,
+    condition_raster,
+    load_thresholds,
+    normalise_parcels,
+    parcel_report,
+    save_parcels,
+    sheep_units,
+    survey_stats,
+)
+from test_zoning_support import add_survey, render_ndvi, scene_parcels
 
 from belcheer.errors import InputError
 from belcheer.models import ProductKind
-from belcheer.zoning import (CapacityParams, calibrate_biomass, calibrate_survey, capacity_table,
-                             carrying_capacity, condition_class, condition_raster, load_thresholds,
-                             normalise_parcels, parcel_report, save_parcels, sheep_units, survey_stats)
-from test_zoning_support import add_survey, render_ndvi, scene_parcels
 
 ORIGIN = (600_000.0, 4_850_000.0)
 

@@ -11,14 +11,23 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-
-from belcheer.errors import InputError
-from belcheer.models import ProductKind
-from belcheer.zoning import (change, classify_landcover, export_prescription, management_zones,
-                             normalise_parcels, parcel_change, rollup, save_parcels, zone_polygons)
+from belcheer.zoning import (
+    change,
+    classify_landcover,
+    export_prescription,
+    management_zones,
+    normalise_parcels,
+    parcel_change,
+    rollup,
+    save_parcels,
+    zone_polygons,
+)
 from belcheer.zoning.landcover import landcover_shares
 from belcheer.zoning.zones import parcel_zones
 from test_zoning_support import EPSG, add_survey, render_ndvi, scene_parcels
+
+from belcheer.errors import InputError
+from belcheer.models import ProductKind
 
 
 def _place_in_soum(boundaries: gpd.GeoDataFrame, soum: str, aimag: str) -> gpd.GeoDataFrame:
@@ -164,7 +173,7 @@ def test_landcover_supervised_and_kmeans() -> None:
     stack = np.stack([np.vectorize(lambda c: spec[c][0])(truth), np.vectorize(lambda c: spec[c][1])(truth)])
     stack = stack + rng.normal(0, 0.04, stack.shape)
     polys, classes = [], []
-    for i, c in enumerate(spec):
+    for i, _c in enumerate(spec):
         for k in range(4):  # four training squares per class, down the column
             x0, y0 = 600_000 + i * 30 + 5, 4_850_120 - (k * 30 + 5)
             polys.append(shapely.box(x0, y0 - 15, x0 + 15, y0))

@@ -8,7 +8,6 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import pytest
-
 from belcheer.zoning import calibrate_biomass, read_parcels, read_samples, rollup, zonal_stats
 from belcheer.zoning.biomass import sample_raster
 

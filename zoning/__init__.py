@@ -1,15 +1,32 @@
 """belcheer.zoning — parcels, zonal statistics, pasture condition, carrying capacity,
 management zones, change and roll-ups: where a map becomes a decision for a soum land office."""
 
-from belcheer.zoning.biomass import (BiomassModel, biomass_raster, calibrate_biomass, calibrate_survey,
-                                     load_model, read_samples)
+from belcheer.zoning.biomass import (
+                                     BiomassModel,
+                                     biomass_raster,
+                                     calibrate_biomass,
+                                     calibrate_survey,
+                                     load_model,
+                                     read_samples,
+)
 from belcheer.zoning.capacity import CapacityParams, capacity_table, carrying_capacity, sheep_units
 from belcheer.zoning.change import ChangeResult, change, parcel_change
-from belcheer.zoning.condition import (CLASS_NAMES, class_label, condition_class, condition_raster,
-                                       load_thresholds)
+from belcheer.zoning.condition import (
+                                     CLASS_NAMES,
+                                     class_label,
+                                     condition_class,
+                                     condition_raster,
+                                     load_thresholds,
+)
 from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover
-from belcheer.zoning.parcels import (ParcelImport, import_parcels, load_parcels, normalise_parcels,
-                                     read_parcels, save_parcels)
+from belcheer.zoning.parcels import (
+                                     ParcelImport,
+                                     import_parcels,
+                                     load_parcels,
+                                     normalise_parcels,
+                                     read_parcels,
+                                     save_parcels,
+)
 from belcheer.zoning.report import parcel_report
 from belcheer.zoning.rollup import assign_units, rollup
 from belcheer.zoning.stats import DEFAULT_STATS, survey_stats, zonal_stats

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 from belcheer.models import Product, ProductKind

@@ -118,9 +118,8 @@ def classify_landcover(stack: Any, transform: Any, crs: Any, training: gpd.GeoDa
 
 def landcover_shares(classes: np.ndarray, transform: Any, crs: Any, parcels: gpd.GeoDataFrame) -> pd.DataFrame:
     """Per-parcel share of each land-cover class (``frac_<code>`` columns, coverage-weighted)."""
-    from rasterio.io import MemoryFile
-
     from belcheer.zoning.stats import zonal_stats
+    from rasterio.io import MemoryFile
 
     h, w = classes.shape
     with MemoryFile() as mem:

@@ -23,7 +23,14 @@ import shapely
 from pyproj import CRS
 
 from belcheer.crs import MONGOLIA_GK_EPSG, crs_from_user, utm_epsg
-from belcheer.errors import ConflictError, CRSError, InputError, NotFoundError, TooLargeError, UnsafePathError
+from belcheer.errors import (
+    ConflictError,
+    CRSError,
+    InputError,
+    NotFoundError,
+    TooLargeError,
+    UnsafePathError,
+)
 from belcheer.fileio import atomic_path
 from belcheer.models import ECO_ZONES, LAND_USES, LIVESTOCK, PARCEL_COLUMNS, SEASONS
 from belcheer.workspace import Workspace

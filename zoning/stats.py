@@ -12,6 +12,7 @@ what gives real parallelism on large jobs).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,6 +120,11 @@ def _compute(tasks: list[Any], scheduler: str | None, workers: int | None = None
     kw: dict[str, Any] = {"scheduler": sched}
     if workers:
         kw["num_workers"] = workers
+    if sched == "processes" and sys.platform.startswith("linux"):
+        # fork: workers start in milliseconds instead of re-importing geopandas & co (spawn);
+        # tasks open their own raster handles, so nothing GDAL-held is shared across the fork
+        with dask.config.set({"multiprocessing.context": "fork"}):
+            return list(dask.compute(*tasks, **kw))
     return list(dask.compute(*tasks, **kw))
 
 
