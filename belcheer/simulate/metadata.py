@@ -126,10 +126,12 @@ def _seq(values, fmt: str = "{!r}") -> str:
 def micasense_xmp(cam: CameraModel, band: str, band_label: str, band_index: int, center_nm: float,
                   fwhm_nm: float, cal: BandCalibration, irradiance: float, solar: tuple[float, float],
                   capture_uid: str, flight_uid: str, pressure_alt: float, boot_ms: int,
-                  attitude: tuple[float, float, float]) -> bytes:
+                  attitude: tuple[float, float, float],
+                  gps_accuracy: tuple[float, float] = (2.8, 3.0)) -> bytes:
     """The XMP packet of one MicaSense RedEdge-M band file (``Camera:``, ``MicaSense:``, ``DLS:``
     descriptions), copying the layout of real RedEdge-M frames. Irradiances W m⁻² nm⁻¹; solar
-    elevation/azimuth are written in radians as the DLS 2 does."""
+    elevation/azimuth are written in radians as the DLS 2 does; ``gps_accuracy`` (horizontal,
+    vertical) metres. Bands are co-registered, so RigRelatives are zero."""
     k1, k2, p1, p2, k3 = cam.distortion
     f_mm = cam.focal_mm
     cx_mm = cam.width_px / 2 * cam.pixel_pitch_mm
@@ -157,7 +159,11 @@ def micasense_xmp(cam: CameraModel, band: str, band_label: str, band_index: int,
          <Camera:VignettingCenter>{_seq(cam.vignetting_center)}</Camera:VignettingCenter>
          <Camera:VignettingPolynomial>{_seq(vig)}</Camera:VignettingPolynomial>
          <Camera:BandSensitivity>{cal.a1 * 1000:.6f}</Camera:BandSensitivity>
+         <Camera:RigRelatives>0.000000, 0.000000, 0.000000</Camera:RigRelatives>
          <Camera:RigCameraIndex>{band_index}</Camera:RigCameraIndex>
+         <Camera:RigRelativesReferenceRigCameraIndex>1</Camera:RigRelativesReferenceRigCameraIndex>
+         <Camera:GPSXYAccuracy>{float(gps_accuracy[0])!r}</Camera:GPSXYAccuracy>
+         <Camera:GPSZAccuracy>{float(gps_accuracy[1])!r}</Camera:GPSZAccuracy>
          <Camera:Irradiance>{irradiance!r}</Camera:Irradiance>
          <Camera:IrradianceYaw>{yaw!r}</Camera:IrradianceYaw>
          <Camera:IrradiancePitch>{pitch!r}</Camera:IrradiancePitch>
@@ -206,13 +212,16 @@ def write_micasense_tiff(path: Path, dn: np.ndarray, cam: CameraModel, when_utc:
     BlackLevel, and the XMP packet in tag 700. MicaSense writes UTC times."""
     stamp = when_utc.strftime("%Y:%m:%d %H:%M:%S")
     ti = TiffImagePlugin.ImageFileDirectory_v2()
+    ti[254] = 0
+    ti[277] = 1
     ti[271] = cam.make
     ti[272] = cam.model
     ti[274] = 1
     ti[305] = "v7.1.3"
     ti[306] = stamp
     ti[0x8769] = {0x829A: _rat(cal.exposure_s, 10**9), 0x829D: IFDRational(28, 10),
-                  0x8822: 2, 0x8833: int(round(cal.gain * 100)), 0x9003: stamp, 0x9004: stamp,
+                  0x8822: 2, 0x8833: int(round(cal.gain * 100)), 0x9000: b"0230",
+                  0x9003: stamp, 0x9004: stamp,
                   0x9207: 4, 0x920A: _rat(cam.focal_mm, 100),
                   0x9290: f"{when_utc.microsecond * 1000:09d}",
                   0xA20E: _rat(1.0 / cam.pixel_pitch_mm, 10**6),
@@ -222,7 +231,7 @@ def write_micasense_tiff(path: Path, dn: np.ndarray, cam: CameraModel, when_utc:
                   2: tuple(IFDRational(a, b) for a, b in _dms(lat, 10**7)),
                   3: "E" if lon >= 0 else "W",
                   4: tuple(IFDRational(a, b) for a, b in _dms(lon, 10**7)),
-                  5: 0, 6: _rat(alt_abs, 10**6)}
+                  5: 0, 6: _rat(alt_abs, 10**6), 11: IFDRational(12, 10)}
     ti[50713] = (2, 2)
     ti.tagtype[50713] = 3
     ti[50714] = (cal.black_level,) * 4

@@ -195,7 +195,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
                         ms_cal[band], shot.irradiance[band], (np.radians(elev), np.radians(az)),
                         f"SIMCAP{seed % 10000:04d}{shot.index:06d}{bi}"[:20], flight_uid,
                         shot.gps_alt_rel_m, 400000 + int(shot.time_utc.timestamp() % 100000),
-                        (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll))
+                        (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll),
+                        (float(GPS_SIGMA_H_M * np.sqrt(2.0)), GPS_SIGMA_V_M))
                     write_micasense_tiff(tmp_frames / f"{shot.capture_id}_{bi + 1}.tif", dn, cam,
                                          shot.time_utc, ll[1], ll[0], shot.gps_alt_abs_m,
                                          ms_cal[band], xmp)
