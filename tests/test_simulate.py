@@ -67,12 +67,21 @@ def _frame_bytes(sim) -> dict[str, bytes]:
 
 # -- determinism and scenes ---------------------------------------------------------------------
 
-def test_same_seed_same_bytes_and_other_seed_same_place(rgb_sim, tmp_path):
-    again = simulate(tmp_path / "again", seed=3, **RGB_KW)
-    assert _frame_bytes(again) == _frame_bytes(rgb_sim)
-    with rasterio.open(again.reflectance_path) as a, rasterio.open(rgb_sim.reflectance_path) as b:
+def test_same_seed_same_bytes_and_other_seed_same_place(rgb_sim, tmp_path, capsys):
+    from belcheer.cli import main
+
+    # the same survey again, through the command line
+    assert main(["simulate", str(tmp_path / "again"), "--camera", "rgb", "--seed", "3",
+                 "--area-ha", str(RGB_KW["area_ha"]), "--altitude", str(RGB_KW["altitude_m"]),
+                 "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_captures"] == rgb_sim.n_captures and info["soum_en"] == "Bayangol"
+    again = tmp_path / "again"
+    assert {p.name: p.read_bytes() for p in sorted((again / "frames").iterdir())} == _frame_bytes(rgb_sim)
+    with rasterio.open(info["reflectance_path"]) as a, rasterio.open(rgb_sim.reflectance_path) as b:
         assert np.array_equal(a.read(), b.read())
-    assert again.poses_path.read_bytes() == rgb_sim.poses_path.read_bytes()
+    assert (again / "truth" / "poses.csv").read_bytes() == rgb_sim.poses_path.read_bytes()
+    assert (again / "truth" / "parcel_truth.csv").read_bytes() == rgb_sim.parcel_truth_path.read_bytes()
 
     # another flight seed and a later, degraded survey of the same scene
     later = simulate(tmp_path / "later", seed=5, scene_seed=3, degradation=0.8,
@@ -379,7 +388,28 @@ def test_cli_rejects_bad_options(tmp_path):
     assert main(["simulate", str(tmp_path / "x"), "--camera", "sony"]) == 2
     assert main(["simulate", str(tmp_path / "x"), "--date", "15/07/2026"]) == 2
     assert main(["simulate", str(tmp_path / "x"), "--degradation", "2"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--area-ha", "0.001"]) == 2
     assert not (tmp_path / "x" / "frames").exists()
+
+
+def test_consecutive_frames_match(rgb_sim):
+    """Frames carry texture enough for feature matching: ORB matches between two overlapping
+    frames fit one homography with many inliers."""
+    a = cv2.imread(str(rgb_sim.frames_dir / "DJI_0001.JPG"), cv2.IMREAD_GRAYSCALE)
+    b = cv2.imread(str(rgb_sim.frames_dir / "DJI_0002.JPG"), cv2.IMREAD_GRAYSCALE)
+    orb = cv2.ORB_create(3000)
+    ka, da = orb.detectAndCompute(a, None)
+    kb, db = orb.detectAndCompute(b, None)
+    assert len(ka) > 2000 and len(kb) > 2000
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(da, db)
+    src = np.float32([ka[m.queryIdx].pt for m in matches])
+    dst = np.float32([kb[m.trainIdx].pt for m in matches])
+    H, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    assert int(inl.sum()) > 150
+    # the second frame is ~17.5 m further north on the same line (image top = north): the
+    # ground seen at the first frame's centre appears lower in the second
+    cx, cy = cv2.perspectiveTransform(np.float32([[[800, 533]]]), H)[0, 0]
+    assert abs(cx - 800) < 60 and 150 < cy - 533 < 330
 
 
 @pytest.mark.real

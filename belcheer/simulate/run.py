@@ -128,8 +128,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
         raise ConfigError(f"degradation {degradation} is outside 0…1")
     cam = CAMERAS[camera]
     area = DEFAULT_AREA_HA[camera] if area_ha is None else float(area_ha)
-    if not 0.01 <= area <= 100:
-        raise ConfigError(f"--area-ha {area} is outside 0.01…100 ha")
+    if not 0.05 <= area <= 100:
+        raise ConfigError(f"--area-ha {area} is outside 0.05…100 ha")
     alt = DEFAULT_ALTITUDE_M[camera] if altitude_m is None else float(altitude_m)
     fw, fh = cam.footprint_m(alt)
     # lines run N–S, so the image's long side lies E–W; add room for tilt and GPS drift
