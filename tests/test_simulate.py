@@ -138,6 +138,9 @@ def test_dji_exif_and_xmp_read_back(rgb_sim):
         assert float(x["AbsoluteAltitude"]) == pytest.approx(row.gps_alt_abs_m, abs=0.006)
         assert float(x["GimbalPitchDegree"]) == pytest.approx(row.rec_pitch, abs=0.006)
         assert float(x["GimbalYawDegree"]) % 360 == pytest.approx(row.rec_yaw % 360, abs=0.006)
+        dewarp = [float(v) for v in x["DewarpData"].split(";")[1].split(",")]
+        assert dewarp[0] == pytest.approx(cam.focal_px, abs=1e-5)
+        assert dewarp[4:] == pytest.approx(list(cam.distortion), abs=1e-9)
     assert b'xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/"' in files[0].read_bytes()[:200_000]
     assert cam.focal_px == pytest.approx(1066.667, abs=1e-3)
 

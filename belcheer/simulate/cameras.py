@@ -71,10 +71,11 @@ def _vig(a: float, b: float, r0: float) -> tuple[float, ...]:
 
 
 #: DJI Phantom 4 Pro camera (FC6310: 1" sensor 13.2×8.8 mm, 8.8 mm lens) rendered at 1600×1067
-#: with the pixel pitch enlarged so the field of view is that of the real 5472×3648 sensor.
+#: with the pixel pitch enlarged so the field of view is that of the real 5472×3648 sensor. The
+#: lens is nearly rectilinear (< 1 px of distortion); its model is written to XMP ``DewarpData``.
 FC6310 = CameraModel(
     key="rgb", make="DJI", model="FC6310", width_px=1600, height_px=1067, focal_mm=8.8,
-    pixel_pitch_mm=13.2 / 1600, distortion=(-0.020, 0.015, 0.0004, -0.0003, -0.003),
+    pixel_pitch_mm=13.2 / 1600, distortion=(-0.006, 0.009, 0.0002, -0.0001, -0.002),
     bands=("red", "green", "blue"), vignetting=(_vig(0.22, 0.03, 960.0),),
     vignetting_center=(800.0, 533.5), focal_35mm=24, serial="0K8TD9A0120123")
 

@@ -42,6 +42,11 @@ def dji_xmp(cam: CameraModel, when: _dt.datetime, alt_abs: float, alt_rel: float
             lat: float, lon: float) -> bytes:
     """The ``drone-dji`` XMP packet, attribute style, as a DJI FC-series camera writes it."""
     fy, fp, fr = flight
+    k1, k2, p1, p2, k3 = cam.distortion
+    # DJI's layout: calibration date; fx, fy, principal point offset from the image centre (px),
+    # then k1, k2, p1, p2, k3 — here in pixels of the written (reduced) image
+    dewarp = (f"2026-01-01;{cam.focal_px:.6f},{cam.focal_px:.6f},0.000000,0.000000,"
+              f"{k1:.6f},{k2:.6f},{p1:.6f},{p2:.6f},{k3:.6f}")
     text = f"""{_XPACKET_BEGIN}<x:xmpmeta xmlns:x="adobe:ns:meta/">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
   <rdf:Description rdf:about="DJI Meta Data"
@@ -67,6 +72,8 @@ def dji_xmp(cam: CameraModel, when: _dt.datetime, alt_abs: float, alt_rel: float
    drone-dji:FlightRollDegree="{_signed(fr)}"
    drone-dji:FlightYawDegree="{_signed(_angle180(fy))}"
    drone-dji:FlightPitchDegree="{_signed(fp)}"
+   drone-dji:DewarpData="{dewarp}"
+   drone-dji:DewarpFlag="0"
    crs:Version="7.0"
    crs:HasSettings="False"
    crs:HasCrop="False"
