@@ -337,6 +337,9 @@ def test_quadrats_training_and_landcover(rgb_sim):
             assert (vals == codes[t["class"]]).mean() > 0.9, t["class"]
     params = json.loads(rgb_sim.simulation_json.read_text(encoding="utf-8"))
     assert params["simulation"]["seed"] == 3 and params["scene"]["epsg"] == 32648
+    from belcheer.simulate import load_simulation
+
+    assert load_simulation(rgb_sim.out_dir) == rgb_sim
 
 
 # -- through ingest -----------------------------------------------------------------------------

@@ -8,6 +8,6 @@ camera files. It is the yardstick of the project's accuracy tests.
 
 from __future__ import annotations
 
-from belcheer.simulate.run import Simulation, load_parameters, simulate
+from belcheer.simulate.run import Simulation, load_parameters, load_simulation, simulate
 
-__all__ = ["Simulation", "load_parameters", "simulate"]
+__all__ = ["Simulation", "load_parameters", "load_simulation", "simulate"]

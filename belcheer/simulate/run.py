@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pyproj import Transformer
 
-from belcheer.errors import ConfigError
+from belcheer.errors import ConfigError, InputError
 from belcheer.fileio import atomic_path, write_json_atomic
 from belcheer.grid import geobox_for_bounds
 from belcheer.progress import ProgressCallback, no_progress
@@ -319,3 +319,18 @@ def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0,
 def load_parameters(sim_json: Path) -> dict[str, Any]:
     """Read ``truth/simulation.json``."""
     return json.loads(Path(sim_json).read_text(encoding="utf-8"))
+
+
+def load_simulation(out_dir: Path) -> Simulation:
+    """The :class:`Simulation` of a folder written earlier by :func:`simulate` (no re-run)."""
+    path = Path(out_dir) / "truth" / "simulation.json"
+    if not path.is_file():
+        raise InputError(f"{out_dir} holds no simulated survey (no truth/simulation.json); "
+                         "write one with `belcheer simulate`")
+    d = dict(load_parameters(path)["simulation"])
+    for k, f in Simulation.__dataclass_fields__.items():
+        if f.type in ("Path", Path):
+            d[k] = Path(d[k])
+    d["date"] = _dt.date.fromisoformat(d["date"])
+    d["center_lonlat"] = tuple(d["center_lonlat"])
+    return Simulation(**d)
