@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 from belcheer.zoning import calibrate_biomass, read_parcels, read_samples, rollup, zonal_stats
@@ -32,6 +33,27 @@ def test_parcel_means_match_simulator_truth(sim) -> None:
     q = read_samples(sim.quadrats_path)
     m = calibrate_biomass(sample_raster(sim.ndvi_path, q), q["biomass_kg_ha"])
     assert m.n == len(q) and m.slope > 0 and m.r2 > 0.5
+
+
+@pytest.mark.slow
+def test_landcover_from_simulated_training(sim, workspace) -> None:
+    import rasterio
+    from belcheer.zoning import import_parcels, landcover_raster, parcel_report
+    from test_zoning_support import add_survey
+
+    with rasterio.open(sim.ndvi_path) as src:
+        ndvi, t = src.read(1), src.transform
+    add_survey(workspace, "sim", str(sim.date), ndvi, t)
+    import_parcels(workspace, sim.parcels_path)
+    res = landcover_raster(workspace, "sim", gpd.read_file(sim.training_path))
+    assert res.method == "rf" and res.n_test_polygons >= 1 and 0.0 <= res.accuracy <= 1.0
+    assert workspace.product("sim", "landcover").kind.value == "landcover"
+    rep = parcel_report(workspace, "sim")
+    shares = rep.filter(like="landcover_share_")
+    assert len(shares.columns) >= 2
+    np.testing.assert_allclose(shares.fillna(0).sum(axis=1), 1.0, atol=1e-6)
+    # parcels are pastures: pasture should be the largest class in most of them
+    assert (shares.idxmax(axis=1) == "landcover_share_pasture").mean() >= 0.5
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from belcheer.zoning.condition import (
                                      condition_raster,
                                      load_thresholds,
 )
-from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover
+from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover, landcover_raster
 from belcheer.zoning.parcels import (
                                      ParcelImport,
                                      import_parcels,
@@ -36,7 +36,7 @@ __all__ = [
     "BiomassModel", "CLASS_NAMES", "CapacityParams", "ChangeResult", "DEFAULT_STATS", "LANDCOVER_CLASSES",
     "ParcelImport", "assign_units", "biomass_raster", "calibrate_biomass", "calibrate_survey",
     "capacity_table", "carrying_capacity", "change", "class_label", "classify_landcover",
-    "condition_class", "condition_raster", "export_prescription", "import_parcels", "load_model",
+    "condition_class", "condition_raster", "export_prescription", "import_parcels", "landcover_raster", "load_model",
     "load_parcels", "load_thresholds", "management_zones", "normalise_parcels", "parcel_change",
     "parcel_report", "read_parcels", "read_samples", "rollup", "save_parcels", "sheep_units",
     "survey_stats", "zonal_stats", "zone_polygons",

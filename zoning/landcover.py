@@ -23,7 +23,8 @@ from belcheer.errors import InputError, ProcessingError
 
 LANDCOVER_CLASSES: dict[int, str] = {1: "cropland", 2: "pasture", 3: "bare_soil", 4: "water", 5: "built_up"}
 _CODES = {v: k for k, v in LANDCOVER_CLASSES.items()}
-_CODES.update({"bare soil": 3, "built-up": 5, "built up": 5, "тариалан": 1, "бэлчээр": 2, "ус": 4})
+_CODES.update({"bare soil": 3, "bare": 3, "built-up": 5, "built up": 5, "built": 5, "тариалан": 1,
+               "бэлчээр": 2, "ус": 4})
 #: Training pixels used to fit the forest (sampled evenly per polygon).
 MAX_TRAIN_PIXELS = 200_000
 
@@ -128,3 +129,58 @@ def landcover_shares(classes: np.ndarray, transform: Any, crs: Any, parcels: gpd
             ds.write(classes, 1)
         shares = zonal_stats(mem.name, parcels, stats=("count",), categorical=True, scheduler="synchronous")
     return shares.rename(columns={f"frac_{k}": f"share_{v}" for k, v in LANDCOVER_CLASSES.items()})
+
+
+#: Pixels above which a survey's stack is classified on a decimated grid (memory: bands × this × 8 B).
+MAX_CLASSIFY_PIXELS = 25_000_000
+
+
+def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
+                     indices: tuple[str, ...] = ("ndvi",), class_field: str = "class",
+                     method: str | None = None, name: str = "landcover", seed: int = 0) -> LandcoverResult:
+    """Classify a survey's index products (stacked on the first one's grid) into land cover,
+    write a LANDCOVER COG (uint8, 0 = nodata) and store each parcel's class shares in the
+    catalog (index name ``landcover``). Stacks larger than :data:`MAX_CLASSIFY_PIXELS` are
+    classified on a proportionally decimated grid (the product then has coarser pixels)."""
+    import math
+
+    import rasterio
+    from belcheer.zoning.parcels import load_parcels
+    from belcheer.zoning.rasterout import write_array_cog
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    from belcheer.errors import NotFoundError
+    from belcheer.models import Product, ProductKind
+
+    prods = [ws.product(survey, i) for i in indices]
+    with rasterio.open(prods[0].path) as ref:
+        f = max(1.0, math.sqrt(ref.width * ref.height / MAX_CLASSIFY_PIXELS))
+        h, w = int(ref.height / f), int(ref.width / f)
+        transform = ref.transform * ref.transform.scale(ref.width / w, ref.height / h)
+        crs = ref.crs
+        layers = []
+        for p in prods:
+            with rasterio.open(p.path) as src, WarpedVRT(src, crs=crs, transform=transform, width=w, height=h,
+                                                         resampling=Resampling.average, nodata=np.nan) as vrt:
+                layers.append(np.ma.filled(vrt.read(1, masked=True).astype("float64"), np.nan))
+    result = classify_landcover(np.stack(layers), transform, crs, training, class_field=class_field,
+                                method=method, seed=seed)
+    out = ws.product_path(survey, name)
+    write_array_cog(result.classes, out, transform=transform, crs=crs, dtype="uint8", nodata=0)
+    ws.add_product(Product(id="", survey=survey, kind=ProductKind.LANDCOVER, name=name, path=out,
+                           epsg=prods[0].epsg, units="class code",
+                           metadata={"classes": LANDCOVER_CLASSES if result.method == "rf" else {},
+                                     "method": result.method, "accuracy": result.accuracy,
+                                     "kappa": result.kappa, "indices": list(indices)}))
+    try:
+        parcels = load_parcels(ws)
+    except NotFoundError:
+        return result
+    shares = landcover_shares(result.classes, transform, crs, parcels)
+    rows = [{k: v for k, v in r.items() if k == "parcel_id" or k.startswith("share_") or k == "count"}
+            for r in shares.to_dict("records")]
+    ws.catalog.put_stats(survey, ws.catalog.survey(survey).date, name, rows,
+                         parcel_version=parcels.attrs.get("parcel_version"))
+    result.report["product"] = str(out)
+    return result

@@ -46,6 +46,10 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     names = sorted(set(stats["index_name"])) if not stats.empty else []
     for name in names:
         sub = stats[stats["index_name"] == name].set_index("parcel_id")
+        if name == "landcover":
+            for col in [c for c in sub.columns if c.startswith("share_")]:
+                report[f"landcover_{col}"] = report["parcel_id"].map(sub[col]).astype("float64")
+            continue
         if name == "condition":
             for k in range(1, 6):
                 col = f"share_{k}"
