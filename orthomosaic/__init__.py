@@ -1,0 +1,12 @@
+"""belcheer.orthomosaic: frames of a survey → georeferenced orthomosaic COG + quality report.
+
+SIFT features (OpenCV) → footprint-overlap pairs → USAC-verified matches → bundle adjustment
+with GPS priors (SciPy) → ground plane or DSM → tile-by-tile orthorectification (Dask) → COG.
+"""
+
+from __future__ import annotations
+
+from belcheer.orthomosaic.build import MosaicResult, build_orthomosaic
+from belcheer.orthomosaic.products import import_ortho, merge_rasters, mosaic, write_report
+
+__all__ = ["MosaicResult", "build_orthomosaic", "import_ortho", "merge_rasters", "mosaic", "write_report"]

@@ -1,0 +1,170 @@
+"""Reading captures as images the mosaic needs: a grey image for features, full band stacks for
+rendering (band-aligned, optionally radiometrically corrected), at a chosen decimation.
+
+An RGB capture is one JPEG read as red/green/blue. A multispectral capture is one file per band;
+bands are resampled onto the primary band's undistorted grid (see :mod:`.bandalign`), so the
+capture then behaves as one distortion-free pinhole camera with the primary band's K.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from belcheer.errors import InputError
+from belcheer.models import Band, Capture, Frame
+from belcheer.orthomosaic.bandalign import BandAlignment, align_bands, read_band, to_uint8, warp_maps
+from belcheer.orthomosaic.geometry import CameraModel
+from belcheer.types import FrameCorrection
+
+#: nominal centres of an RGB camera's broad bands, nm
+RGB_BANDS: tuple[Band, ...] = (Band("red", 650.0, label="R"), Band("green", 550.0, label="G"),
+                               Band("blue", 470.0, label="B"))
+_PRIMARY_ORDER = ("green", "red", "rededge", "blue", "nir")
+
+
+def is_rgb_capture(capture: Capture) -> bool:
+    return len(capture.frames) == 1 and capture.frames[0].band.name in {"rgb", "red", "green", "blue"}
+
+
+def output_bands(capture: Capture) -> tuple[Band, ...]:
+    """The bands an orthomosaic of this camera carries, in band order."""
+    if is_rgb_capture(capture):
+        return RGB_BANDS
+    return tuple(f.band for f in sorted(capture.frames, key=lambda f: f.band_index))
+
+
+def primary_frame(capture: Capture) -> Frame:
+    """The band all others are aligned to (green where present: sharp and well lit)."""
+    by_name = {f.band.name: f for f in capture.frames}
+    for name in _PRIMARY_ORDER:
+        if name in by_name:
+            return by_name[name]
+    return capture.frames[0]
+
+
+def camera_model(capture: Capture) -> CameraModel:
+    """The pinhole model of the capture's working image (full resolution pixels)."""
+    fr = primary_frame(capture)
+    intr = fr.intrinsics
+    if intr is None:
+        raise InputError(f"frame {fr.path.name} has no intrinsics (focal length); ingest could not "
+                         "read the camera model — add the camera to the camera table")
+    cx, cy = intr.principal_point
+    dist = tuple(float(v) for v in (tuple(intr.distortion) + (0.0,) * 5)[:5])
+    if not is_rgb_capture(capture):
+        dist = (0.0,) * 5  # bands are resampled onto the primary's undistorted grid
+    return CameraModel(intr.width_px, intr.height_px, float(intr.focal_px), float(cx), float(cy),
+                       dist)  # type: ignore[arg-type]
+
+
+def scaled_camera(cam: CameraModel, factor: float) -> CameraModel:
+    """The camera model of an image decimated by ``factor`` (pixel-centre convention)."""
+    if factor == 1:
+        return cam
+    return CameraModel(int(round(cam.width / factor)), int(round(cam.height / factor)), cam.f / factor,
+                       (cam.cx + 0.5) / factor - 0.5, (cam.cy + 0.5) / factor - 0.5, cam.dist)
+
+
+def _decimate(img: np.ndarray, factor: float) -> np.ndarray:
+    if factor <= 1:
+        return img
+    h, w = img.shape[:2]
+    return cv2.resize(img, (int(round(w / factor)), int(round(h / factor))), interpolation=cv2.INTER_AREA)
+
+
+def read_rgb(frame: Frame) -> np.ndarray:
+    """An RGB frame as (H, W, 3) uint8 in red, green, blue order."""
+    img = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"cannot decode {frame.path}: the file is damaged or not an image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def capture_alignment(capture: Capture, measure: bool = True) -> dict[str, BandAlignment] | None:
+    """Band alignment of a multispectral capture (None for RGB)."""
+    if is_rgb_capture(capture):
+        return None
+    frames = {f.band.name: f for f in capture.frames}
+    images = {name: read_band(f.path) for name, f in frames.items()}
+    return align_bands(images, frames, primary_frame(capture).band.name, measure=measure)
+
+
+def read_capture(capture: Capture, alignment: dict[str, BandAlignment] | None,
+                 correction: FrameCorrection | None = None, factor: float = 1.0) -> np.ndarray:
+    """The capture as (H, W, B) array in :func:`output_bands` order, decimated by ``factor``.
+
+    RGB without correction stays uint8; anything corrected is float32 (NaN invalid);
+    uncorrected multispectral keeps camera DN as float32 with NaN outside the aligned area.
+    """
+    if is_rgb_capture(capture):
+        fr = capture.frames[0]
+        img = read_rgb(fr)
+        if correction is not None:
+            img = np.asarray(correction(fr, img), dtype=np.float32)
+        return _decimate(img, factor)
+    primary = primary_frame(capture)
+    intr = primary.intrinsics
+    shape = (intr.height_px, intr.width_px) if intr else read_band(primary.path).shape
+    layers = []
+    for fr in sorted(capture.frames, key=lambda f: f.band_index):
+        raw = read_band(fr.path)
+        val = np.asarray(correction(fr, raw), dtype=np.float32) if correction else raw.astype(np.float32)
+        al = alignment[fr.band.name] if alignment else BandAlignment(fr.band.name, np.eye(3), 0, 0, "none")
+        mx, my = warp_maps(al, fr, primary, shape)
+        layers.append(cv2.remap(val, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=np.nan))
+    return _decimate(np.dstack(layers), factor)
+
+
+def feature_image(capture: Capture, max_side: int = 1400) -> tuple[np.ndarray, float, dict[str, float]]:
+    """Grey uint8 image for feature detection, its decimation factor and simple quality measures.
+
+    Quality: ``mean`` brightness (0–255) and ``sharpness`` (variance of the Laplacian on the
+    decimated image) — used to drop black and blurry frames.
+    """
+    if is_rgb_capture(capture):
+        gray = cv2.cvtColor(read_rgb(capture.frames[0]), cv2.COLOR_RGB2GRAY)
+        mean = float(gray.mean())
+    else:
+        fr = primary_frame(capture)
+        raw = read_band(fr.path)
+        top = float(np.iinfo(raw.dtype).max) if np.issubdtype(raw.dtype, np.integer) else 1.0
+        mean = float(np.nanmean(raw) / top * 255)
+        intr = fr.intrinsics
+        if intr is not None and any(intr.distortion):
+            raw = cv2.undistort(raw.astype(np.float32), np.array(intr.matrix()),
+                                np.asarray(intr.distortion, dtype=np.float64))
+        gray = to_uint8(raw)
+    factor = max(1.0, max(gray.shape) / max_side)
+    small = _decimate(gray, factor)
+    sharp = float(cv2.Laplacian(small, cv2.CV_64F).var())
+    return small, factor, {"mean": mean, "sharpness": sharp}
+
+
+@dataclass
+class FrameCache:
+    """A small thread-safe LRU cache of decoded, decimated captures (never all frames at once)."""
+
+    loader: Callable[[str, float], np.ndarray]
+    size: int = 6
+    _items: OrderedDict = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, capture_id: str, factor: float) -> np.ndarray:
+        key = (capture_id, factor)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        img = self.loader(capture_id, factor)
+        with self._lock:
+            self._items[key] = img
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return img

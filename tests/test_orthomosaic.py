@@ -1,0 +1,170 @@
+"""Orthomosaic stage: geometry, band alignment, georeferenced COG output, refusals, products."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rio_cogeo.cogeo import cog_validate
+from scipy.spatial.transform import Rotation
+
+from belcheer.errors import ProcessingError
+from belcheer.orthomosaic.geometry import CameraModel, project, rays_to_plane, rotation_from_gimbal
+from tests.conftest import real_dataset
+
+# --- pure geometry ------------------------------------------------------------------------------
+
+
+def test_nadir_rotation_points_image_top_along_heading():
+    # a camera 100 m above ground, heading 90° (east): the image's top edge must look east
+    rv = Rotation.from_matrix(rotation_from_gimbal(90.0, -90.0, 0.0)).as_rotvec()
+    cam = CameraModel(1000, 800, 1000.0, 500.0, 400.0)
+    top_centre = rays_to_plane(np.array([[500.0, 0.0]]), rv, np.array([0.0, 0.0, 100.0]), cam, 0.0)[0]
+    centre = rays_to_plane(np.array([[500.0, 400.0]]), rv, np.array([0.0, 0.0, 100.0]), cam, 0.0)[0]
+    assert centre[:2] == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert top_centre[0] == pytest.approx(40.0, rel=1e-6)  # 400 px · 100 m / 1000 px, eastwards
+    assert abs(top_centre[1]) < 1e-6
+
+
+def test_projection_and_ray_casting_are_inverse_with_distortion():
+    rv = Rotation.from_matrix(rotation_from_gimbal(33.0, -80.0, 2.0)).as_rotvec()
+    cam = CameraModel(4000, 3000, 3000.0, 1990.0, 1510.0, (-0.1, 0.05, 0.001, -0.0005, 0.0))
+    c = np.array([10.0, -5.0, 120.0])
+    px = np.array([[100.0, 200.0], [2000.0, 1500.0], [3900.0, 2900.0]])
+    ground = rays_to_plane(px, rv, c, cam, 3.0)
+    back, depth = project(ground, rv, c, cam.f, cam.cx, cam.cy, cam.dist)
+    assert np.all(depth > 0)
+    assert np.abs(back - px).max() < 0.01
+    assert ground[:, 2] == pytest.approx([3.0] * 3)
+
+
+# --- real data ------------------------------------------------------------------------------------
+
+
+def _scan(folder: Path):
+    from belcheer.ingest import scan
+
+    return scan(folder)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("dataset,capture", [("rededge_tutorial", "IMG_0001"),
+                                             ("rededge_mx_slovakia", "IMG_0000")])
+def test_band_alignment_real_rededge_below_one_pixel(real_data, dataset, capture):
+    from belcheer.orthomosaic.frames import capture_alignment
+
+    survey = _scan(real_dataset(real_data, dataset))
+    al = capture_alignment(survey.capture(capture))
+    assert set(al) == {"blue", "green", "red", "nir", "rededge"}
+    for name, a in al.items():
+        if name == "green":
+            continue  # the primary band
+        assert a.matches >= 20, (name, a)
+        assert a.residual_px <= 1.0, (name, a)
+        # the bands really were offset before alignment (several pixels), so this is not a no-op
+    assert max(np.abs(a.homography[:2, 2]).max() for a in al.values()) > 3
+
+
+@pytest.mark.real
+def test_oblique_frames_are_refused_with_their_names(real_data, tmp_path):
+    from belcheer.orthomosaic import build_orthomosaic
+
+    survey = _scan(real_dataset(real_data, "p4p_tuniu") / "odm" / "images")
+    with pytest.raises(ProcessingError) as exc:
+        build_orthomosaic(survey, tmp_path / "o.tif")
+    msg = str(exc.value)
+    assert "oblique" in msg and "--dsm" in msg
+    for cap in survey.captures:
+        assert cap.frames[0].path.name in msg
+    assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.real
+def test_single_frame_is_orthorectified_and_georeferenced(real_data, tmp_path, workspace):
+    from belcheer.orthomosaic import build_orthomosaic, import_ortho, merge_rasters
+
+    survey = _scan(real_dataset(real_data, "brighton_beach_rgb"))
+    one = survey.replace(captures=survey.captures[:1])
+    out = tmp_path / "one.tif"
+    res = build_orthomosaic(one, out, resolution=0.1)
+    assert cog_validate(out)[0]
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == survey.epsg == 32615
+        assert src.count == 3 and src.dtypes[0] == "uint8"
+        assert src.descriptions == ("red", "green", "blue")
+        assert src.tags(1)["center_nm"] == "650"
+        assert src.overviews(1)  # 0.1 m over a ~68 m frame: larger than one block
+        mask = src.dataset_mask()
+        assert 0.3 < (mask > 0).mean() < 1.0  # the rotated frame leaves nodata corners
+        # the GPS position of the frame lies on valid pixels of the mosaic
+        pose = one.captures[0].pose
+        x, y = Transformer.from_crs(4326, src.crs.to_epsg(), always_xy=True).transform(pose.lon, pose.lat)
+        r, c = src.index(x, y)
+        assert mask[r, c] > 0
+    # GSD estimated from the relative altitude: 39.8 m × 6.17 mm / 4000 px / 3.61 mm
+    assert res.report["gsd_m"] == pytest.approx(39.8 * 6.17 / 4000 / 3.61, rel=0.2)
+    assert res.report["frames_used"] == [one.captures[0].id]
+    # footprint ≈ 4000 × 2250 px at ~1.7 cm: ≈ 0.26 ha
+    assert res.report["covered_area_ha"] == pytest.approx(4000 * 2250 * (39.8 * 6.17 / 4000 / 3.61) ** 2 / 1e4,
+                                                          rel=0.1)
+
+    merged = merge_rasters([out, out], tmp_path / "merged.tif")
+    assert cog_validate(merged.path)[0]
+    assert merged.geobox.shape == res.geobox.shape
+
+    prod = import_ortho(workspace, out, survey="imported")
+    assert prod.path.is_file() and prod.epsg == 32615
+    assert [b.name for b in prod.bands] == ["red", "green", "blue"]
+    assert workspace.product("imported", "orthomosaic").path == prod.path
+    assert out.is_file()  # the input is left in place
+
+
+@pytest.mark.real
+def test_frames_that_do_not_overlap_are_named(real_data, tmp_path):
+    from belcheer.orthomosaic import build_orthomosaic
+
+    survey = _scan(real_dataset(real_data, "brighton_beach_rgb"))
+    by_id = {c.id: c for c in survey.captures}
+    # first frame of the first line and last frame of the last line: no common ground
+    apart = survey.replace(captures=(by_id["DJI_0018"], by_id["DJI_0035"]))
+    with pytest.raises(ProcessingError) as exc:
+        build_orthomosaic(apart, tmp_path / "o.tif")
+    assert "DJI_0018" in str(exc.value) and "DJI_0035" in str(exc.value)
+    assert "overlap" in str(exc.value)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_brighton_beach_mosaic(real_data, workspace, artifacts):
+    from belcheer.orthomosaic import mosaic
+
+    survey = _scan(real_dataset(real_data, "brighton_beach_rgb")).replace(name="brighton")
+    workspace.save_survey(survey)
+    product = mosaic(workspace, "brighton", resolution=0.05)
+    report = json.loads(Path(product.metadata["quality_report"]).read_text())
+    assert len(report["frames_used"]) == 18 and report["frames_dropped"] == []
+    assert len(report["blocks"]) == 1
+    assert report["reprojection_mean_px"] <= 1.5
+    assert report["gsd_m"] == pytest.approx(39.8 * 6.17 / 4000 / 3.61, rel=0.2)
+    assert report["camera_shift_from_gps_mean_m"] < 5.0
+    assert all(p["inliers"] >= 0 for p in report["pairs"]) and len(report["pairs"]) >= 17
+    assert cog_validate(product.path)[0]
+    to_utm = Transformer.from_crs(4326, 32615, always_xy=True)
+    with rasterio.open(product.path) as src:
+        assert src.crs.to_epsg() == 32615 and src.overviews(1)
+        scale = 8
+        mask = src.dataset_mask(out_shape=(src.height // scale, src.width // scale))
+        t = src.transform * src.transform.scale(src.width / mask.shape[1], src.height / mask.shape[0])
+        for cap in survey.captures:
+            x, y = to_utm.transform(cap.pose.lon, cap.pose.lat)
+            col, row = ~t * (x, y)
+            assert mask[int(row), int(col)] > 0, cap.id
+    covered = sum(1 for _ in report["footprints_wkt"])
+    assert covered == 18
+    preview = Path(product.metadata["preview"])
+    assert preview.stat().st_size > 10_000
+    (artifacts / "orthomosaic-brighton-preview.png").write_bytes(preview.read_bytes())
