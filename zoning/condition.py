@@ -130,12 +130,13 @@ def condition_raster(ws: Workspace, survey: str, *, index: str = "ndvi", variabl
     except NotFoundError:
         parcels = None
     with rasterio.open(src_prod.path) as src:
-        zones_full = _eco_zone_raster(parcels, src.shape, src.transform, src.crs, eco_zone)
+        rcrs = src.crs
+    local = parcels.to_crs(rcrs.to_wkt()) if parcels is not None and len(parcels) else None
     zone_names = np.array(ECO_ZONES, dtype=object)
 
-    def classify(arrays: list[np.ndarray], win: Any, _t: Any) -> np.ndarray:
-        r0, c0 = int(win.row_off), int(win.col_off)
-        z = zones_full[r0:r0 + arrays[0].shape[0], c0:c0 + arrays[0].shape[1]]
+    def classify(arrays: list[np.ndarray], _win: Any, t: Any) -> np.ndarray:
+        # eco zone per pixel rasterised block by block: memory stays bounded by the block
+        z = _eco_zone_raster(local, arrays[0].shape, t, rcrs.to_wkt(), eco_zone)
         return condition_class(arrays[0], zone_names[z], variable=variable, thresholds=table)
 
     out = ws.product_path(survey, name)
