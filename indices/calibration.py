@@ -22,10 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from belcheer.indices.panel import PanelMeasurement, measure_panel
+from belcheer.indices.radiometry import (
+    camera_family,
+    floats,
+    radiance,
+    sensor_irradiance,
+    vendor_value,
+)
 
 from belcheer.errors import ConfigError, InputError, ProcessingError
-from belcheer.indices.panel import PanelMeasurement, measure_panel
-from belcheer.indices.radiometry import camera_family, floats, radiance, sensor_irradiance, vendor_value
 from belcheer.models import Capture, Frame, Survey
 
 Method = Literal["auto", "panel", "sensor", "both"]

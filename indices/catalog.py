@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
-from belcheer.errors import BandError, FormulaError, InputError
 from belcheer.indices.formula import Formula, parse
+
+from belcheer.errors import BandError, FormulaError, InputError
 from belcheer.models import Band
 
 #: catalogue band codes a drone camera can provide, with our canonical band names

@@ -20,18 +20,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.shutil
 import xarray as xr
+from belcheer.indices.catalog import DRONE_BANDS, IndexDef, band_mapping, lookup, require_bands
+from belcheer.indices.formula import Formula, parse
 from rasterio.windows import Window
 
 from belcheer.errors import BandError, ConfigError, FormulaError, InputError
 from belcheer.fileio import atomic_path
-from belcheer.indices.catalog import DRONE_BANDS, IndexDef, band_mapping, lookup, require_bands
-from belcheer.indices.formula import Formula, parse
 from belcheer.models import Band, Product
 from belcheer.progress import ProgressCallback, no_progress
 
@@ -39,6 +38,9 @@ from belcheer.progress import ProgressCallback, no_progress
 #: overhead, small enough that 5 bands × 2 workers stay in tens of MB
 CHUNK_TILES = 2
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,39}")
+#: GDAL block cache while computing, MB: the default (5 % of RAM) lets a big raster's decoded
+#: blocks pile up to gigabytes; blocks are read once here, so a small cache loses nothing
+GDAL_CACHE_MB = 256
 #: extra names allowed in user formulas besides the band codes
 BAND_ALIASES: dict[str, str] = {v: k for k, v in DRONE_BANDS.items()}
 
@@ -208,7 +210,7 @@ def to_cog(tmp: Path, target: Path, *, description: str, tags: Mapping[str, str]
     with rasterio.open(tmp, "r+") as src:
         src.set_band_description(1, description)
         src.update_tags(**{k: str(v) for k, v in tags.items()})
-    with atomic_path(target) as out:
+    with atomic_path(target) as out, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         rasterio.shutil.copy(tmp, out, driver="COG", COMPRESS="ZSTD", LEVEL=1, PREDICTOR="YES",
                              BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
                              NUM_THREADS=os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS"),
@@ -341,7 +343,7 @@ def compute(source: Product | str | os.PathLike[str] | xr.DataArray, indices: Se
         targets.append(WindowWriter(tmp, out_dir / f".{j.name.lower()}.lock"))
     results: dict[str, Path] = {}
     try:
-        with _scheduler(scheduler) as (kind, sched):
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), _scheduler(scheduler) as (kind, sched):
             stored = da.store(sources, targets, lock=False, compute=False)
             _run(stored, kind, sched, lambda f, m: cb(0.85 * f, m),
                  f"computing {', '.join(j.name for j in jobs)}")

@@ -9,7 +9,7 @@ diffuser whose transmission falls with incidence angle (Fresnel, air → polycar
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -20,7 +20,7 @@ def solar_position(lat: float, lon: float, when: datetime) -> tuple[float, float
     ``when`` is UTC (a naive datetime is taken as UTC: camera clocks write GPS/UTC time).
     """
     if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        when = when.astimezone(UTC).replace(tzinfo=None)
     # Julian day and century
     jd = (when - datetime(2000, 1, 1, 12)).total_seconds() / 86400.0 + 2451545.0
     t = (jd - 2451545.0) / 36525.0

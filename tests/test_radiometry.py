@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-
-from belcheer.errors import InputError, ProcessingError
 from belcheer.indices import calibrate, radiance
 from belcheer.indices.calibration import read_dn
 from belcheer.indices.radiometry import micasense_radiance
 from belcheer.indices.sun import horizontal_irradiance, solar_position
 from belcheer.ingest import scan
+
+from belcheer.errors import InputError, ProcessingError
 from belcheer.models import Capture, Survey
 from tests.conftest import real_dataset
 
@@ -268,9 +268,9 @@ def _write_capture(folder: Path, cid: str, refl: dict[str, np.ndarray], irr: dic
 
 @pytest.mark.slow
 def test_synthetic_reflectance_and_ndvi_against_truth(tmp_path: Path) -> None:
+    from belcheer.simulate.cameras import REDEDGE_M
     from belcheer.simulate.render import panel_scene
     from belcheer.simulate.run import PANEL_ALBEDO
-    from belcheer.simulate.cameras import REDEDGE_M
 
     h, w = REDEDGE_M.height_px, REDEDGE_M.width_px
     rng = np.random.default_rng(7)
