@@ -6,9 +6,14 @@ Routes only wire; raster, vector and job logic live in the flat modules beside t
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from belcheer.api.auth import secret_key
+from belcheer.api.jobs import JobRunner
+from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,10 +23,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from belcheer.config import Settings
 from belcheer.errors import BelcheerError, TooLargeError
 from belcheer.workspace import open_workspace
-
-from belcheer.api.auth import secret_key
-from belcheer.api.jobs import JobRunner
-from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ws = ws
     app.state.runner = JobRunner(ws)
     app.state.secret = secret_key(settings, ws)
+    # tiles are rendered a few at a time (first come, first served) rather than all at once:
+    # under load every request then waits its turn instead of all of them slowing down together
+    app.state.tile_slots = threading.BoundedSemaphore(max(2, (os.cpu_count() or 2) + 1))
 
     @app.exception_handler(BelcheerError)
     async def _belcheer_error(request: Request, exc: BelcheerError) -> JSONResponse:
@@ -108,4 +112,6 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     """Run the app with uvicorn until interrupted (Ctrl-C)."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+    # keep-alive longer than uvicorn's 5 s default: a map keeps reusing its connections for tiles
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False,
+                timeout_keep_alive=30)

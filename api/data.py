@@ -12,14 +12,13 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from belcheer.api.auth import User
 
 from belcheer.catalog import SurveyRecord
 from belcheer.errors import NotFoundError
 from belcheer.fileio import atomic_path
 from belcheer.models import LIVESTOCK, PARCEL_COLUMNS, Product
 from belcheer.workspace import Workspace
-
-from belcheer.api.auth import User
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from belcheer.api.auth import ANONYMOUS, User, require_role, user_from_token
+from belcheer.api.jobs import JobRunner
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from belcheer.config import Settings
 from belcheer.workspace import Workspace
-
-from belcheer.api.auth import ANONYMOUS, User, require_role, user_from_token
-from belcheer.api.jobs import JobRunner
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pyogrio
 import rasterio
 import rasterio.mask
+from belcheer.api.tiles import product_path
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
@@ -29,8 +30,6 @@ from shapely.geometry.base import BaseGeometry
 
 from belcheer.errors import InputError
 from belcheer.models import Product
-
-from belcheer.api.tiles import product_path
 
 #: format → (GDAL driver, file suffix, media type)
 VECTOR_FORMATS: dict[str, tuple[str, str, str]] = {

@@ -12,12 +12,11 @@ from urllib.parse import urlencode
 import geopandas as gpd
 import pandas as pd
 import shapely
+from belcheer.api.data import feature_properties
 from shapely.geometry import box, mapping, shape
 
 from belcheer.errors import InputError, NotFoundError
 from belcheer.models import PARCEL_COLUMNS
-
-from belcheer.api.data import feature_properties
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pystac
 import rasterio
+from belcheer.api.tiles import product_path
 from pystac.extensions.eo import Band as EOBand
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -23,8 +24,6 @@ from shapely.geometry import box, mapping
 
 from belcheer.catalog import SurveyRecord
 from belcheer.models import Product, ProductKind
-
-from belcheer.api.tiles import product_path
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _COMMON = {"blue", "green", "red", "rededge", "nir"}
@@ -62,7 +61,7 @@ def product_item(product: Product, rec: SurveyRecord, root: Path, base: str) -> 
     proj.transform = transform
     proj.bbox = native_bbox
     rbands = []
-    for i, dt in enumerate(dtypes):
+    for dt in dtypes:
         nd = None if nodata is None else ("nan" if np.isnan(nodata) else float(nodata))
         rbands.append(RasterBand.create(nodata=nd, data_type=DataType(dt) if dt in _DATATYPES else None,
                                         spatial_resolution=res, unit=product.units))

@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from belcheer.api import data
 
 from belcheer.catalog import STAT_COLUMNS, SurveyRecord
 from belcheer.errors import NotFoundError
 from belcheer.workspace import Workspace
-
-from belcheer.api import data
 
 
 def survey_doc(ws: Workspace, rec: SurveyRecord, base: str) -> dict[str, Any]:

@@ -9,8 +9,8 @@ biomass. Pixels outside the data are transparent.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +19,10 @@ from typing import Any
 import morecantile
 import numpy as np
 import rasterio
-from rio_tiler.colormap import cmap
+from belcheer.api.messages import class_label, t
+from belcheer.api.safety import check_raster
+from PIL import Image
+from rio_tiler.colormap import apply_cmap, cmap
 from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
@@ -27,9 +30,6 @@ from rio_tiler.models import ImageData
 from belcheer.errors import InputError, NotFoundError
 from belcheer.fileio import confined
 from belcheer.models import Product, ProductKind
-
-from belcheer.api.messages import class_label, t
-from belcheer.api.safety import check_raster
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
@@ -45,7 +45,6 @@ _INDEX_RANGES = {"ndvi": (-0.2, 0.9), "gndvi": (-0.2, 0.9), "ndrei": (-0.2, 0.7)
                  "msavi": (-0.2, 0.8), "osavi": (-0.2, 0.8), "evi": (-0.2, 0.9)}
 _RGB = ("red", "green", "blue")
 
-warnings.filterwarnings("ignore", module="rio_tiler")
 
 
 @dataclass(frozen=True)
@@ -160,15 +159,36 @@ def render_tile(product: Product, root: Path, z: int, x: int, y: int, fmt: str,
     path = product_path(product, root)
     _checked(str(path), path.stat().st_mtime_ns, max_raster_bytes)
     style = style_for(product, path)
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), Reader(str(path), tms=TMS) as src:
-        if not src.tile_exists(x, y, z):
-            raise NotFoundError(f"tile {z}/{x}/{y} is outside product {product.name!r}")
+    with Reader(str(path), tms=TMS) as src:
         try:
-            img = src.tile(x, y, z, indexes=style.indexes)
+            img = src.tile(x, y, z, indexes=style.indexes)  # checks the tile overlaps the product
         except TileOutsideBounds as exc:
-            raise NotFoundError(str(exc)) from exc
-    img = _style_image(img, style)
-    return img.render(img_format=FORMATS[fmt][0], colormap=_colormap(style))
+            raise NotFoundError(f"tile {z}/{x}/{y} is outside product {product.name!r}") from exc
+    return encode(_style_image(img, style), _colormap(style), fmt)
+
+
+def rgba(img: ImageData, colormap: dict | None) -> np.ndarray:
+    """A styled image as an H×W×4 uint8 array; masked pixels fully transparent."""
+    data = img.array.data
+    valid = ~np.ma.getmaskarray(img.array).any(axis=0)
+    if colormap is not None:
+        rgb, alpha = apply_cmap(data.astype(np.uint8), colormap)
+        alpha = np.where(valid, alpha, 0).astype(np.uint8)
+        return np.dstack([*rgb, alpha])
+    bands = [data[min(i, data.shape[0] - 1)] for i in range(3)]
+    return np.dstack([*[b.astype(np.uint8) for b in bands], np.where(valid, 255, 0).astype(np.uint8)])
+
+
+def encode(img: ImageData, colormap: dict | None, fmt: str) -> bytes:
+    """PNG or WebP bytes with Pillow: fast zlib level for PNG, lossy WebP (with alpha) for phones."""
+    out = io.BytesIO()
+    pic = Image.fromarray(rgba(img, colormap), "RGBA")
+    if fmt == "webp":
+        pic.save(out, "WEBP", quality=80, method=2)
+    else:
+        # level 2: tiles ~5 % larger than zlib's default and encoded several times faster
+        pic.save(out, "PNG", compress_level=2)
+    return out.getvalue()
 
 
 @lru_cache(maxsize=256)
@@ -261,18 +281,5 @@ def read_area(product: Product, root: Path, bbox: tuple[float, float, float, flo
     with Reader(str(path), tms=TMS) as src:
         img = src.part(bbox, dst_crs="EPSG:3857", bounds_crs="EPSG:4326", max_size=max_size,
                        indexes=style.indexes)
-    img = _style_image(img, style)
-    data = img.array.data
-    mask = ~np.ma.getmaskarray(img.array).all(axis=0) if np.ma.isMaskedArray(img.array) else np.ones(data.shape[1:], bool)
-    cm = _colormap(style)
-    if cm is not None:
-        lut = np.zeros((256, 4), np.uint8)
-        for k, v in cm.items():
-            if 0 <= int(k) < 256:
-                lut[int(k)] = v
-        rgba = lut[data[0].astype(np.uint8)]
-    else:
-        bands = [data[min(i, data.shape[0] - 1)] for i in range(3)]
-        rgba = np.dstack([*bands, np.full(data.shape[1:], 255)]).astype(np.uint8)
-    rgba[..., 3] = np.where(mask, rgba[..., 3], 0)
-    return rgba, style
+    return rgba(_style_image(img, style), _colormap(style)), style
+

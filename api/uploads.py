@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+from belcheer.api import data, safety
+from belcheer.api.auth import User
 from fastapi import UploadFile
 
 from belcheer.config import Settings
 from belcheer.errors import InputError
 from belcheer.workspace import Workspace
-
-from belcheer.api import data, safety
-from belcheer.api.auth import User
 
 #: first bytes of the vector files we accept: GeoPackage (SQLite), GeoJSON (JSON), zipped Shapefile
 _VECTOR_MAGIC = {b"SQLite format 3\x00": ".gpkg", b"PK\x03\x04": ".zip"}

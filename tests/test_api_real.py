@@ -9,13 +9,13 @@ import zipfile
 import numpy as np
 import pyogrio
 import pytest
+from conftest import real_dataset
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from belcheer.config import Settings
 from belcheer.models import Band, Product, ProductKind, Survey
 from belcheer.workspace import open_workspace
-from conftest import real_dataset
 
 SURVEY = "onstwedde-2016"
 
@@ -24,11 +24,11 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture(scope="module")
 def real(real_data, tmp_path_factory):
+    from belcheer.api import create_app
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
     from belcheer import zoning
-    from belcheer.api import create_app
 
     folder = real_dataset(real_data, "farm_parcels_nl")
     root = tmp_path_factory.mktemp("real") / "ws"

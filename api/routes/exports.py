@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Response
-from shapely.geometry import shape as _shape
-
-from belcheer.errors import InputError, NotFoundError
-from belcheer.workspace import Workspace
-
 from belcheer.api import data, exports
 from belcheer.api.auth import User
 from belcheer.api.deps import current_user, workspace
 from belcheer.api.routes.features import _report
+from fastapi import APIRouter, Depends, Response
+
+from belcheer.errors import InputError, NotFoundError
+from belcheer.workspace import Workspace
 
 router = APIRouter(prefix="/export", tags=["exports"])
 Fmt = Literal["shp", "gpkg", "geojson", "fgb", "csv", "kml"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from belcheer.api import data, stac
+from belcheer.api.auth import User
+from belcheer.api.deps import base_url, current_user, workspace
 from fastapi import APIRouter, Depends, Request
 
 from belcheer.errors import NotFoundError
 from belcheer.workspace import Workspace
-
-from belcheer.api import data, stac
-from belcheer.api.auth import User
-from belcheer.api.deps import base_url, current_user, workspace
 
 router = APIRouter(prefix="/stac", tags=["stac"])
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from belcheer.api import data, tiles
+from belcheer.api.auth import User
+from belcheer.api.deps import base_url, current_user, settings, workspace
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from belcheer.workspace import Workspace
-
-from belcheer.api import data, tiles
-from belcheer.api.auth import User
-from belcheer.api.deps import base_url, current_user, settings, workspace
 
 router = APIRouter(tags=["tiles"])
 
@@ -29,7 +28,8 @@ def tile(request: Request, product_id: str, z: int = Path(ge=0, le=30), x: int =
     headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Authorization"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    body = tiles.render_tile(product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
+    with request.app.state.tile_slots:
+        body = tiles.render_tile(product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
     return Response(body, media_type=tiles.FORMATS[fmt][1], headers=headers)
 
 
