@@ -5,6 +5,8 @@ All outputs are in EPSG:32648 (UTM 48N) metres unless a column says lon/lat (WGS
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 from exactextract import exact_extract
+from rasterio.shutil import copy as rio_copy
 
 from belcheer.fileio import atomic_path
 from belcheer.simulate.spectra import BANDS, WAVELENGTHS_NM, Cover, ndvi
@@ -29,44 +32,61 @@ def biomass_from_ndvi(ndvi_value: np.ndarray | float) -> np.ndarray | float:
     return BIOMASS_A * np.exp(BIOMASS_B * np.asarray(ndvi_value))
 
 
-def _profile(geobox, count: int, dtype: str, nodata=None) -> dict:
-    h, w = geobox.shape
-    return {"driver": "COG", "width": w, "height": h, "count": count, "dtype": dtype,
-            "crs": str(geobox.crs), "transform": geobox.transform, "compress": "zstd",
-            "nodata": nodata, "blocksize": 512, "BIGTIFF": "IF_SAFER", "level": 1}
-
-
 #: GDAL block cache while writing, MB: GDAL's default (5 % of RAM) balloons memory on big hosts
 _GDAL_ENV = {"GDAL_CACHEMAX": 64}
 
 
+@contextlib.contextmanager
+def _cog_writer(path: Path, geobox, count: int, dtype: str, nodata=None) -> Iterator:
+    """Yield an open, tiled GeoTIFF dataset; on exit copy it to ``path`` as a COG (ZSTD).
+
+    Written through a temporary GeoTIFF on disk because rasterio's direct COG writing keeps
+    the whole raster in memory until it closes."""
+    h, w = geobox.shape
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": dtype,
+               "crs": str(geobox.crs), "transform": geobox.transform, "nodata": nodata,
+               "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"}
+    with rasterio.Env(**_GDAL_ENV), atomic_path(path) as tmp:
+        staging = tmp.with_name(tmp.name + ".staging.tif")
+        try:
+            with rasterio.open(staging, "w", **profile) as dst:
+                yield dst
+            rio_copy(staging, tmp, driver="COG", COMPRESS="ZSTD", LEVEL=1, BLOCKSIZE=512,
+                     BIGTIFF="IF_SAFER")
+        finally:
+            staging.unlink(missing_ok=True)
+
+
 def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox, scale: float) -> Path:
     """Five-band float32 reflectance COG (band descriptions blue…nir, ``wavelength_nm`` tags)."""
-    with rasterio.Env(**_GDAL_ENV), atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **_profile(geobox, len(BANDS), "float32")) as dst:
-            for i, b in enumerate(BANDS, 1):
-                dst.write((reflectance_u16[i - 1] / np.float32(scale)).astype(np.float32), i)
-                dst.set_band_description(i, b)
-                dst.update_tags(i, name=b, wavelength_nm=WAVELENGTHS_NM[b], units="reflectance")
-            dst.update_tags(kind="reflectance", source="belcheer.simulate truth",
-                            bands=",".join(BANDS),
-                            wavelengths_nm=",".join(f"{WAVELENGTHS_NM[b]:g}" for b in BANDS))
+    with _cog_writer(path, geobox, len(BANDS), "float32") as dst:
+        for i, b in enumerate(BANDS, 1):
+            dst.write(reflectance_u16[i - 1] / np.float32(scale), i)
+            dst.set_band_description(i, b)
+            dst.update_tags(i, name=b, wavelength_nm=WAVELENGTHS_NM[b], units="reflectance")
+        dst.update_tags(kind="reflectance", source="belcheer.simulate truth",
+                        bands=",".join(BANDS),
+                        wavelengths_nm=",".join(f"{WAVELENGTHS_NM[b]:g}" for b in BANDS))
     return path
 
 
-def ndvi_of_truth(reflectance_u16: np.ndarray, scale: float) -> np.ndarray:
-    """Per-pixel NDVI of the truth, float32."""
-    return ndvi(reflectance_u16[BANDS.index("red")] / np.float32(scale),
-                reflectance_u16[BANDS.index("nir")] / np.float32(scale))
+def ndvi_of_truth(reflectance_u16: np.ndarray, scale: float, block_rows: int = 512) -> np.ndarray:
+    """Per-pixel NDVI of the truth, float32 (computed in row blocks to bound temporaries)."""
+    red, nir = reflectance_u16[BANDS.index("red")], reflectance_u16[BANDS.index("nir")]
+    out = np.empty(red.shape, np.float32)
+    for r0 in range(0, red.shape[0], block_rows):
+        sl = slice(r0, r0 + block_rows)
+        out[sl] = ndvi(red[sl] / np.float32(scale), nir[sl] / np.float32(scale))
+    return out
 
 
 def write_single_cog(path: Path, data: np.ndarray, geobox, description: str, nodata=None,
                      **tags) -> Path:
-    with rasterio.Env(**_GDAL_ENV), atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **_profile(geobox, 1, str(data.dtype), nodata)) as dst:
-            dst.write(data, 1)
-            dst.set_band_description(1, description)
-            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+    """One-band COG of ``data`` on ``geobox`` with a band description and dataset tags."""
+    with _cog_writer(path, geobox, 1, str(data.dtype), nodata) as dst:
+        dst.write(data, 1)
+        dst.set_band_description(1, description)
+        dst.update_tags(**{k: str(v) for k, v in tags.items()})
     return path
 
 
