@@ -246,3 +246,16 @@ def test_real_farm_parcels(real_data: Path) -> None:
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 test_real_farm_parcels = pytest.mark.real(test_real_farm_parcels)
+
+
+def test_normalising_twice_is_stable() -> None:
+    from belcheer.zoning import normalise_parcels
+
+    frame = scene_parcels(ORIGIN, n=2)
+
+    once = normalise_parcels(frame).frame
+    twice = normalise_parcels(once).frame
+    assert set(twice.columns) == set(once.columns) | {"src_area_ha"}
+    np.testing.assert_allclose(twice["area_ha"], once["area_ha"])
+    thrice = normalise_parcels(twice).frame
+    assert list(thrice.columns) == list(twice.columns)

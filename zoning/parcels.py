@@ -379,6 +379,8 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
     for c in extra:
         # a source column named like a model column we compute (area_ha) is kept beside it
         name = c if c not in out.columns and c not in PARCEL_COLUMNS else f"src_{c}"
+        if name in out.columns or name in columns and name != c:
+            continue  # re-normalising a normalised table: its old area_ha is recomputed, not kept twice
         out[name] = frame[c]
     gdf = gpd.GeoDataFrame(out, geometry=frame.geometry.values, crs=frame.crs)
     gdf = _geometry_checks(gdf, gdf["parcel_id"], report)
