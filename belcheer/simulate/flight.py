@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ from belcheer.simulate.cameras import CameraModel
 #: top-of-atmosphere-like spectral scale per band, W m⁻² nm⁻¹, times sin(elevation)·τ below
 _E_SCALE = {"blue": 2.00, "green": 1.86, "red": 1.55, "rededge": 1.42, "nir": 1.02}
 _TAU = 0.78
+#: UTM easting/northing (metres) → WGS 84 lon/lat (degrees)
+LonLatOf = Callable[[float, float], tuple[float, float]]
 #: Mongolia's legal time zone (UTC+8), used for EXIF DateTimeOriginal as drones write local time
 LOCAL_UTC_OFFSET_H = 8
 
@@ -101,7 +104,7 @@ def clear_sky_irradiance(elevation_deg: float) -> dict[str, float]:
     return {b: v * s * _TAU for b, v in _E_SCALE.items()}
 
 
-def fly(plan: FlightPlan, cam: CameraModel, start_utc: _dt.datetime, lonlat_of, ground_alt_m: float,
+def fly(plan: FlightPlan, cam: CameraModel, start_utc: _dt.datetime, lonlat_of: LonLatOf, ground_alt_m: float,
         rng: np.random.Generator, *, gps_sigma_h_m: float = 2.0, gps_sigma_v_m: float = 3.0,
         baro_sigma_m: float = 0.3, attitude_sigma_deg: float = 1.0,
         attitude_record_sigma_deg: float = 0.5, panel_xy: tuple[float, float] | None = None,

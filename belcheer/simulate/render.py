@@ -14,7 +14,7 @@ from belcheer.errors import ConfigError
 from belcheer.simulate.cameras import CameraModel, ray_grid, rotation_world_from_camera
 from belcheer.simulate.flight import Shot
 from belcheer.simulate.scene import SCALE, Truth
-from belcheer.simulate.spectra import BANDS
+from belcheer.simulate.spectra import BANDS, ENDMEMBERS
 
 
 def ground_points(cam: CameraModel, shot: Shot, ground_alt_m: float,
@@ -60,8 +60,6 @@ def panel_scene(cam: CameraModel, albedo: dict[str, float], rng: np.random.Gener
     """Reflectance (band, row, col) of the panel capture: a grey Lambertian panel of known
     ``albedo`` in a black frame, centred, on textured steppe soil, seen from 1 m."""
     h, w = cam.height_px, cam.width_px
-    from belcheer.simulate.spectra import ENDMEMBERS
-
     soil = ENDMEMBERS["soil"]
     tex = 1 + 0.05 * cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 2)
     out = np.empty((len(cam.bands), h, w), np.float32)

@@ -26,6 +26,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 from rasterio import features
 from scipy import ndimage
+from shapely.geometry import box
 
 from belcheer.simulate.layout import Layout
 from belcheer.simulate.spectra import ENDMEMBERS, Cover, crop_cover, green_fraction
@@ -68,7 +69,6 @@ def _material_raster(layout: Layout, geobox: GeoBox) -> tuple[np.ndarray, np.nda
     shapes += [(layout.pond, _WATER)]
     shapes += [(g, _FELT) for g in layout.gers]
     shapes += [(r, _ROOF) for r in layout.roofs]
-    from shapely.geometry import box
     s = layout.target_size_m / 2
     for x, y in layout.checkpoints.values():
         shapes += [(box(x - s - 0.3, y - s - 0.3, x + s + 0.3, y + s + 0.3), _TWHITE),

@@ -14,9 +14,12 @@ import numpy as np
 import pandas as pd
 import rasterio
 from exactextract import exact_extract
+from odc.geo.geobox import GeoBox
 from rasterio.shutil import copy as rio_copy
+from shapely.geometry import box
 
 from belcheer.fileio import atomic_path
+from belcheer.simulate.flight import LonLatOf
 from belcheer.simulate.spectra import BANDS, WAVELENGTHS_NM, Cover, ndvi
 
 #: biomass–NDVI relation of the simulated field quadrats, kg dry matter per hectare:
@@ -37,7 +40,7 @@ _GDAL_ENV = {"GDAL_CACHEMAX": 64}
 
 
 @contextlib.contextmanager
-def _cog_writer(path: Path, geobox, count: int, dtype: str, nodata=None) -> Iterator:
+def _cog_writer(path: Path, geobox: GeoBox, count: int, dtype: str, nodata=None) -> Iterator:
     """Yield an open, tiled GeoTIFF dataset; on exit copy it to ``path`` as a COG (ZSTD).
 
     Written through a temporary GeoTIFF on disk because rasterio's direct COG writing keeps
@@ -57,7 +60,7 @@ def _cog_writer(path: Path, geobox, count: int, dtype: str, nodata=None) -> Iter
             staging.unlink(missing_ok=True)
 
 
-def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox, scale: float) -> Path:
+def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox: GeoBox, scale: float) -> Path:
     """Five-band float32 reflectance COG (band descriptions blue…nir, ``wavelength_nm`` tags)."""
     with _cog_writer(path, geobox, len(BANDS), "float32") as dst:
         for i, b in enumerate(BANDS, 1):
@@ -80,7 +83,7 @@ def ndvi_of_truth(reflectance_u16: np.ndarray, scale: float, block_rows: int = 5
     return out
 
 
-def write_single_cog(path: Path, data: np.ndarray, geobox, description: str, nodata=None,
+def write_single_cog(path: Path, data: np.ndarray, geobox: GeoBox, description: str, nodata=None,
                      **tags) -> Path:
     """One-band COG of ``data`` on ``geobox`` with a band description and dataset tags."""
     with _cog_writer(path, geobox, 1, str(data.dtype), nodata) as dst:
@@ -109,8 +112,8 @@ def parcel_truth(parcels: gpd.GeoDataFrame, reflectance_path: Path, ndvi_path: P
     return out
 
 
-def quadrats(parcels: gpd.GeoDataFrame, ndvi_img: np.ndarray, landcover: np.ndarray, geobox,
-             n: int, rng: np.random.Generator, lonlat_of) -> pd.DataFrame:
+def quadrats(parcels: gpd.GeoDataFrame, ndvi_img: np.ndarray, landcover: np.ndarray,
+             geobox: GeoBox, n: int, rng: np.random.Generator, lonlat_of: LonLatOf) -> pd.DataFrame:
     """Field biomass samples: 1 m × 1 m quadrats on pasture, aligned to the truth grid, with the
     quadrat's true mean NDVI, true biomass and the 'measured' (noisy) dry weight, kg DM/ha."""
     res = float(geobox.resolution.x)
@@ -118,7 +121,7 @@ def quadrats(parcels: gpd.GeoDataFrame, ndvi_img: np.ndarray, landcover: np.ndar
     k = int(round(1.0 / res))
     past = parcels[parcels.land_use == "pasture"]
     minx, miny, maxx, maxy = past.total_bounds
-    rows = []
+    rows: list[dict[str, object]] = []
     tries = 0
     while len(rows) < n and tries < 50 * n:
         tries += 1
@@ -126,8 +129,6 @@ def quadrats(parcels: gpd.GeoDataFrame, ndvi_img: np.ndarray, landcover: np.ndar
         c0 = int((x - left) / res)
         r0 = int((top - y) / res)
         x0, y1 = left + c0 * res, top - r0 * res
-        from shapely.geometry import box
-
         sq = box(x0, y1 - k * res, x0 + k * res, y1)
         hit = past[past.contains(sq)]
         if hit.empty:
