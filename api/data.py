@@ -123,6 +123,20 @@ def parcel_report(ws: Workspace, survey: str | None = None) -> gpd.GeoDataFrame:
     return gdf
 
 
+def report_for(ws: Workspace, user: User, survey: str | None) -> gpd.GeoDataFrame:
+    """The parcel report as this user may see it: of ``survey`` (checked visible), else of the
+    latest survey they may see (the public: published surveys only; officers: any)."""
+    if survey is not None:
+        visible_survey(ws, user, survey)
+    elif not user.at_least("officer"):
+        hidden = {r.name for r in ws.catalog.surveys()} - {r.name for r in visible_surveys(ws, user)}
+        if hidden:
+            survey = latest_survey(ws, user)
+            if survey is None:
+                return load_parcels(ws)  # attributes only: no statistics are public yet
+    return parcel_report(ws, survey=survey)
+
+
 def save_parcels(ws: Workspace, gdf: gpd.GeoDataFrame, source: str, user: User) -> int:
     """Store ``gdf`` as a new version of the parcel layer; returns the version number."""
     fn = _zoning("save_parcels")

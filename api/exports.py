@@ -139,6 +139,26 @@ def clip_to_cog(product: Product, root: Path, geometry: BaseGeometry, geometry_c
                       f"{product.name}-clip.tif")
 
 
+def prescription_zones(product: Product, root: Path, n_zones: int = 3, method: str = "kmeans",
+                       max_pixels: int = 2048 * 2048) -> gpd.GeoDataFrame:
+    """Management-zone polygons of one index product (zoning stage), in the product's CRS.
+
+    Large rasters are read from an overview so at most ``max_pixels`` are classified: zones for
+    machinery are tens of metres wide, far coarser than drone pixels.
+    """
+    from belcheer.zoning import management_zones, zone_polygons
+
+    path = product_path(product, root)
+    with rasterio.open(path) as src:
+        scale = max(1.0, (src.width * src.height / max_pixels) ** 0.5)
+        shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
+        values = src.read(1, out_shape=shape, masked=True).astype("float64").filled(np.nan)
+        transform = src.transform * src.transform.scale(src.width / shape[1], src.height / shape[0])
+        crs = src.crs
+    zones = management_zones(values, method=method, n_classes=n_zones, mask=np.isfinite(values))
+    return zone_polygons(zones, values, transform, crs)
+
+
 def report_table(gdf: gpd.GeoDataFrame) -> pd.DataFrame:
     """The attribute table without geometry (for summaries)."""
     return pd.DataFrame(gdf.drop(columns=gdf.geometry.name))

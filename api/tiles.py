@@ -156,8 +156,7 @@ def render_tile(product: Product, root: Path, z: int, x: int, y: int, fmt: str,
     if fmt not in FORMATS:
         raise NotFoundError(f"tile format {fmt!r} is not served; use png or webp")
     check_tile_index(z, x, y)
-    path = product_path(product, root)
-    _checked(str(path), path.stat().st_mtime_ns, max_raster_bytes)
+    path = check_product(product, root, max_raster_bytes)
     style = style_for(product, path)
     with Reader(str(path), tms=TMS) as src:
         try:
@@ -189,6 +188,13 @@ def encode(img: ImageData, colormap: dict | None, fmt: str) -> bytes:
         # level 2: tiles ~5 % larger than zlib's default and encoded several times faster
         pic.save(out, "PNG", compress_level=2)
     return out.getvalue()
+
+
+def check_product(product: Product, root: Path, max_raster_bytes: int) -> Path:
+    """The product's path, after its header passed the driver allow-list and size limit."""
+    path = product_path(product, root)
+    _checked(str(path), path.stat().st_mtime_ns, max_raster_bytes)
+    return path
 
 
 @lru_cache(maxsize=256)

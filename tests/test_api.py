@@ -372,3 +372,16 @@ def test_herder_page_weight(client, ws):
             total += len(r.content)
     assert total < 1.5 * 1024 * 1024
     del morecantile
+
+
+def test_prescription_zones_export(client, ws, tmp_path):
+    r = client.get(f"/export/zones/{pid(ws, 'ndvi')}.shp", params={"n_zones": 3, "method": "quantile"})
+    assert r.status_code == 200, r.text
+    zipfile.ZipFile(io.BytesIO(r.content)).extractall(tmp_path)
+    zones = pyogrio.read_dataframe(next(tmp_path.glob("*.shp")))
+    assert sorted(zones["zone"].unique()) == [1, 2, 3]
+    # zone means rise with the zone id, and the zones cover the raster's valid area (≈ 6.3 ha)
+    means = zones.groupby("zone")["mean"].mean()
+    assert means.is_monotonic_increasing
+    assert zones.to_crs(32648).area.sum() / 1e4 == pytest.approx(256 * (256 - 8) / 1e4, rel=0.02)
+    assert client.get(f"/export/zones/{pid(ws, 'orthomosaic')}.shp").status_code == 422

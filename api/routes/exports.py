@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from belcheer.api import data, exports
+from belcheer.api import data, exports, tiles
 from belcheer.api.auth import User
-from belcheer.api.deps import current_user, workspace
+from belcheer.api.deps import current_user, settings, workspace
 from belcheer.api.routes.features import _report
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from belcheer.errors import InputError, NotFoundError
 from belcheer.workspace import Workspace
@@ -58,16 +58,17 @@ def export_raster(product_id: str, parcel: str, ws: Workspace = Depends(workspac
     return _send(exports.clip_to_cog(product, ws.root, hit.geometry.iloc[0], 4326))
 
 
-@router.get("/zones/{survey}.{fmt}", response_class=Response)
-def export_zones(survey: str, fmt: Fmt, n_zones: int = 3, index: str = "ndvi",
-                 crs: Literal["4326", "utm"] = "utm", ws: Workspace = Depends(workspace),
-                 user: User = Depends(current_user)) -> Response:
-    """Management zones of a survey as a prescription map (polygons with zone ids)."""
-    data.visible_survey(ws, user, survey)
-    fn = data._zoning("management_zones")
-    if fn is None:
-        raise NotFoundError("management zones are not available in this installation yet")
-    zones = fn(ws, survey, index=index, n_zones=n_zones)
-    if not hasattr(zones, "geometry"):
-        raise NotFoundError("the zoning stage returned no zone polygons for this survey")
-    return _send(exports.export_parcels(zones, fmt, _epsg(ws, crs, survey), name=f"zones-{survey}"))
+@router.get("/zones/{product_id}.{fmt}", response_class=Response)
+def export_zones(product_id: str, fmt: Fmt, n_zones: int = Query(3, ge=2, le=9),
+                 method: Literal["kmeans", "jenks", "quantile"] = "kmeans",
+                 crs: Literal["4326", "utm"] = "4326", ws: Workspace = Depends(workspace),
+                 user: User = Depends(current_user), cfg=Depends(settings)) -> Response:
+    """A management-zone prescription map of an index product: polygons with zone id, mean value
+    and hectares (Shapefile zip for machinery terminals, or any other vector format)."""
+    product = data.visible_product(ws, user, product_id)
+    if product.kind.value not in ("index", "biomass"):
+        raise InputError(f"zones are made from an index or biomass product, not {product.kind.value!r}")
+    tiles.check_product(product, ws.root, cfg.max_raster_bytes)
+    zones = exports.prescription_zones(product, ws.root, n_zones, method)
+    epsg = 4326 if crs == "4326" else product.epsg
+    return _send(exports.export_parcels(zones, fmt, epsg, name=f"zones-{product.name}"))

@@ -41,18 +41,7 @@ def parcels_collection(request: Request, ws: Workspace = Depends(workspace)) -> 
 
 
 def _report(ws: Workspace, user: User, survey: str | None):
-    if survey is not None:
-        data.visible_survey(ws, user, survey)
-    elif user.at_least("officer"):
-        survey = None
-    else:
-        # public readers see statistics of published surveys only
-        names = {r.name for r in data.visible_surveys(ws, user)}
-        if {r.name for r in ws.catalog.surveys()} - names:
-            survey = data.latest_survey(ws, user)
-            if survey is None:
-                return data.load_parcels(ws)
-    return data.parcel_report(ws, survey=survey)
+    return data.report_for(ws, user, survey)
 
 
 @router.get("/collections/parcels/items", responses={200: {"content": {GEOJSON: {}, "text/html": {}}}})

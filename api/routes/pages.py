@@ -75,11 +75,11 @@ def messages() -> dict:
 def share_png(parcel: str, lang: Literal["mn", "en"] = "mn", survey: str | None = None,
               ws: Workspace = Depends(workspace), user: User = Depends(current_user)) -> Response:
     """A PNG map of one parcel with its condition in words and a legend, for sharing."""
-    report = data.parcel_report(ws, survey=survey or data.latest_survey(ws, user))
+    report = data.report_for(ws, user, survey)
     hit = report[report["parcel_id"].astype(str) == parcel]
     if hit.empty:
         raise NotFoundError(f"no parcel with id {parcel!r}")
-    name = survey or data.latest_survey(ws, user)
+    name = survey or (str(hit["survey"].iloc[0]) if "survey" in hit and hit["survey"].iloc[0] else None)
     product = snapshot.pick_product(ws.catalog.products(name)) if name else None
     props = data.feature_properties(hit.iloc[0])
     png = snapshot.parcel_png(gpd.GeoSeries(hit.geometry.values, crs=4326), props, product, ws.root, lang)
