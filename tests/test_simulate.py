@@ -460,3 +460,29 @@ def test_radiometric_forward_models_invert():
     assert img.shape == (1067, 1600, 3) and img[533, 800, 1] > img[533, 800, 2]
     est = rgb_reflectance(img, 0.9, vp)
     assert np.allclose(est.reshape(3, -1).mean(axis=1), (0.05, 0.09, 0.04), rtol=0.03)
+
+
+@pytest.mark.parametrize(("camera", "area_ha", "low", "high"),
+                         [("rgb", 3.0, 30, 60), ("rededge", 2.0, 30, 60),
+                          ("rgb", 10.0, 100, 160), ("rededge", 5.0, 100, 160)])
+def test_flight_plan_sizes_and_coverage(camera, area_ha, low, high):
+    """Default flights hold 30–60 captures, the benchmark areas ≥ 100, and the nominal
+    footprints cover the whole area with the planned overlaps."""
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
+    from belcheer.simulate.flight import plan_flight
+    from belcheer.simulate.run import DEFAULT_ALTITUDE_M
+
+    cam = CAMERAS[camera]
+    alt = DEFAULT_ALTITUDE_M[camera]
+    half = math.sqrt(area_ha * 1e4) / 2
+    plan = plan_flight((0.0, 0.0), half, cam, alt)
+    n = len(plan.line_x) * len(plan.stations)
+    assert low <= n <= high
+    fw, fh = cam.footprint_m(alt)
+    assert np.diff(plan.line_x).max() <= fw * (1 - 0.65) + 1e-9
+    assert np.diff(plan.stations).max() <= fh * (1 - 0.75) + 1e-9
+    cover = unary_union([box(x - fw / 2, y - fh / 2, x + fw / 2, y + fh / 2)
+                         for x in plan.line_x for y in plan.stations])
+    assert cover.contains(box(-half, -half, half, half))
