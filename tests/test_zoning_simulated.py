@@ -45,7 +45,8 @@ def test_landcover_from_simulated_training(sim, workspace) -> None:
         ndvi, t = src.read(1), src.transform
     add_survey(workspace, "sim", str(sim.date), ndvi, t)
     import_parcels(workspace, sim.parcels_path)
-    res = landcover_raster(workspace, "sim", gpd.read_file(sim.training_path))
+    # classified on a ≈0.3 m grid (250k pixels) to keep the test quick
+    res = landcover_raster(workspace, "sim", gpd.read_file(sim.training_path), max_pixels=250_000)
     assert res.method == "rf" and res.n_test_polygons >= 1 and 0.0 <= res.accuracy <= 1.0
     assert workspace.product("sim", "landcover").kind.value == "landcover"
     rep = parcel_report(workspace, "sim")

@@ -137,11 +137,12 @@ MAX_CLASSIFY_PIXELS = 25_000_000
 
 def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
                      indices: tuple[str, ...] = ("ndvi",), class_field: str = "class",
-                     method: str | None = None, name: str = "landcover", seed: int = 0) -> LandcoverResult:
+                     method: str | None = None, name: str = "landcover", seed: int = 0,
+                     max_pixels: int = MAX_CLASSIFY_PIXELS) -> LandcoverResult:
     """Classify a survey's index products (stacked on the first one's grid) into land cover,
     write a LANDCOVER COG (uint8, 0 = nodata) and store each parcel's class shares in the
-    catalog (index name ``landcover``). Stacks larger than :data:`MAX_CLASSIFY_PIXELS` are
-    classified on a proportionally decimated grid (the product then has coarser pixels)."""
+    catalog (index name ``landcover``). Stacks larger than ``max_pixels`` are classified on a
+    proportionally decimated grid (pixel-averaged; the product then has coarser pixels)."""
     import math
 
     import rasterio
@@ -155,9 +156,9 @@ def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
 
     prods = [ws.product(survey, i) for i in indices]
     with rasterio.open(prods[0].path) as ref:
-        f = max(1.0, math.sqrt(ref.width * ref.height / MAX_CLASSIFY_PIXELS))
+        f = max(1.0, math.sqrt(ref.width * ref.height / max_pixels))
         h, w = int(ref.height / f), int(ref.width / f)
-        transform = ref.transform * ref.transform.scale(ref.width / w, ref.height / h)
+        transform = ref.transform @ ref.transform.scale(ref.width / w, ref.height / h)
         crs = ref.crs
         layers = []
         for p in prods:
