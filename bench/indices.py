@@ -16,7 +16,13 @@ window so generation never holds it in memory) is generated in a temporary folde
 * ``rasterio loop``: a plain single-threaded block loop writing a tiled DEFLATE GeoTIFF.
 
 Throughput is megapixels per second of output raster; ratios are printed against gdal_calc.
-Usage: ``python bench/indices.py [--sizes 10000 20000] [--keep]``
+
+``--accuracy`` instead runs the whole chain on a simulated RedEdge-M survey — simulate → ingest →
+calibrate (panel + DLS) → orthomosaic with the calibration as per-frame correction →
+compute_survey — and prints the reflectance RMSE per band and the NDVI RMSE against the
+simulator's truth (targets ≤ 0.02 and ≤ 0.03). Too slow for the test suite (minutes).
+
+Usage: ``python bench/indices.py [--sizes 10000 20000] [--keep] [--skip-peers] [--accuracy]``
 """
 
 from __future__ import annotations
@@ -154,15 +160,61 @@ def bench(n: int, tmp: Path, skip_peers: bool = False) -> list[tuple[str, float,
     return rows
 
 
+def accuracy(tmp: Path, seed: int = 3, area_ha: float = 0.3) -> None:
+    """Reflectance and NDVI of the mosaic against the simulator's truth, on the mosaic's grid."""
+    import numpy as np
+    import rasterio
+    from belcheer.indices import calibrate, compute_survey
+    from belcheer.ingest import ingest
+    from belcheer.orthomosaic import mosaic
+    from rasterio.warp import Resampling, reproject
+
+    from belcheer import open_workspace
+    from belcheer.simulate import simulate
+    from belcheer.simulate.run import PANEL_ALBEDO
+
+    t = time.perf_counter()
+    sim = simulate(tmp / "sim", camera="rededge", seed=seed, area_ha=area_ha)
+    ws = open_workspace(tmp / "ws")
+    survey = ingest(ws, sim.frames_dir, survey="sim", panels=["IMG_0000"], quality=False)
+    cal = calibrate(survey, panel_albedo=PANEL_ALBEDO)
+    prod = mosaic(ws, "sim", correction=cal)
+    (ndvi,) = compute_survey(ws, "sim", ["ndvi"])
+    print(f"simulate → ndvi in {time.perf_counter() - t:.0f} s; calibration {cal.method}")
+
+    def against_truth(path: Path, band: int, truth: Path, truth_band: int) -> tuple[float, float, int]:
+        with rasterio.open(path) as m, rasterio.open(truth) as tr:
+            got = m.read(band)
+            ref = np.full(got.shape, np.nan, np.float32)
+            reproject(rasterio.band(tr, truth_band), ref, dst_transform=m.transform, dst_crs=m.crs,
+                      src_nodata=tr.nodata, dst_nodata=np.nan, resampling=Resampling.average)
+        ok = np.isfinite(got) & np.isfinite(ref)
+        d = got[ok] - ref[ok]
+        return float(np.sqrt(np.mean(d * d))), float(np.mean(d)), int(ok.sum())
+
+    with rasterio.open(sim.reflectance_path) as tr:
+        truth_band = {d: i + 1 for i, d in enumerate(tr.descriptions)}
+    for i, b in enumerate(prod.bands, 1):
+        rmse, bias, n = against_truth(prod.path, i, sim.reflectance_path, truth_band[b.name])
+        print(f"  reflectance {b.name:8s} RMSE {rmse:.4f}  bias {bias:+.4f}  ({n} px; target ≤ 0.02)")
+    rmse, bias, n = against_truth(ndvi.path, 1, sim.ndvi_path, 1)
+    print(f"  NDVI                 RMSE {rmse:.4f}  bias {bias:+.4f}  ({n} px; target ≤ 0.03)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000])
     ap.add_argument("--tmp", type=Path, default=None, help="scratch folder (needs ~3 GB per 10k²)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--skip-peers", action="store_true", help="time belcheer only")
+    ap.add_argument("--accuracy", action="store_true",
+                    help="simulated survey end to end: reflectance/NDVI RMSE against the truth")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="belcheer-bench-indices-", dir=a.tmp))
     try:
+        if a.accuracy:
+            accuracy(tmp)
+            return
         for n in a.sizes:
             print(f"\n== {n}×{n} ({os.cpu_count()} CPUs)")
             rows = {r[0]: r for r in bench(n, tmp, a.skip_peers)}

@@ -129,7 +129,7 @@ def bands_of_file(path: Path) -> tuple[Band, ...]:
         for i in range(1, src.count + 1):
             tags = src.tags(i)
             desc = (src.descriptions[i - 1] or tags.get("name") or "").strip().lower()
-            c = tags.get("center_nm") or tags.get("wavelength")
+            c = tags.get("center_nm") or tags.get("wavelength_nm") or tags.get("wavelength")
             out.append(Band(name=desc, center_nm=float(c) if c else None))
         if not any(b.name or b.center_nm for b in out) and src.dtypes[0] == "uint8" and src.count in (3, 4):
             return (Band("red", 650, label="R"), Band("green", 550, label="G"),
