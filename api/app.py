@@ -6,8 +6,6 @@ Routes only wire; raster, vector and job logic live in the flat modules beside t
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -83,9 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ws = ws
     app.state.runner = JobRunner(ws)
     app.state.secret = secret_key(settings, ws)
-    # tiles are rendered a few at a time (first come, first served) rather than all at once:
-    # under load every request then waits its turn instead of all of them slowing down together
-    app.state.tile_slots = threading.BoundedSemaphore(max(2, (os.cpu_count() or 2) + 1))
 
     @app.exception_handler(BelcheerError)
     async def _belcheer_error(request: Request, exc: BelcheerError) -> JSONResponse:

@@ -101,6 +101,11 @@ def build_workspace(root: Path, **settings_kw) -> tuple[Workspace, Settings]:
                          "median": float(np.nanmedian(vals)), "std": float(np.nanstd(vals)),
                          "count": float(np.isfinite(vals).sum()), "valid_fraction": 1.0})
         ws.catalog.put_stats(survey, ws.catalog.survey(survey).date, "ndvi", rows, parcel_version=1)
+    # a soum boundary around the survey (the web map draws it when present)
+    soum = gpd.GeoDataFrame({"name": ["Батсүмбэр"]}, geometry=[parcels.to_crs(4326).union_all().envelope.buffer(0.001)],
+                            crs=4326)
+    ws.path("boundaries").mkdir(exist_ok=True)
+    soum.to_file(ws.path("boundaries", "soum.geojson"), driver="GeoJSON", engine="pyogrio")
     from belcheer.api.auth import add_user
 
     add_user(ws, "admin", PASSWORD, "admin")

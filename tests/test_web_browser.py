@@ -69,6 +69,7 @@ def test_web_map_draws_tiles_and_shows_parcel_stats(server, browser, artifacts):
     page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
     page.wait_for_timeout(500)
     assert not errors, errors
+    assert page.locator("#cb-soums").is_checked()  # the workspace's soum boundary is drawn
     assert tiles and all(s == 200 for s in tiles), tiles
     shot = page.locator("#map").screenshot(path=str(artifacts / "web-map-en.png"))
     img = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)

@@ -65,6 +65,17 @@ def herder_page(request: Request, lang: Literal["mn", "en"] | None = None,
         "lang": lang, "messages": catalogue()[lang], "parcel": parcel or ""})
 
 
+@router.get("/boundaries/{level}.geojson", responses={200: {"content": {"application/geo+json": {}}}})
+def boundaries(level: Literal["soum", "aimag"], ws: Workspace = Depends(workspace)) -> Response:
+    """Administrative boundaries for the map, if the workspace has them
+    (``boundaries/soum.geojson`` / ``boundaries/aimag.geojson``, EPSG:4326)."""
+    path = ws.path("boundaries", f"{level}.geojson")
+    if not path.is_file():
+        raise NotFoundError(f"no {level} boundaries in this workspace; copy a GeoJSON to {path}")
+    return Response(path.read_bytes(), media_type="application/geo+json",
+                    headers={"Cache-Control": "public, max-age=86400"})
+
+
 @router.get("/messages.json")
 def messages() -> dict:
     """Every user-facing string, Mongolian (``mn``) and English (``en``)."""

@@ -28,8 +28,7 @@ def tile(request: Request, product_id: str, z: int = Path(ge=0, le=30), x: int =
     headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Authorization"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    with request.app.state.tile_slots:
-        body = tiles.render_tile(product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
+    body = tiles.render_tile(product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
     return Response(body, media_type=tiles.FORMATS[fmt][1], headers=headers)
 
 

@@ -107,6 +107,18 @@ async function addParcels(map) {
   return fc;
 }
 
+async function addBoundaries(map) {
+  const r = await fetch("/boundaries/soum.geojson");
+  if (!r.ok) return; // optional: only when the workspace has soum boundaries
+  map.addSource("soums", { type: "geojson", data: await r.json() });
+  map.addLayer({ id: "soums-line", type: "line", source: "soums", paint: { "line-color": "#6a3d9a", "line-width": 1, "line-dasharray": [2, 2] } });
+  const li = document.createElement("li");
+  li.innerHTML = `<input type="checkbox" id="cb-soums" checked> <label for="cb-soums"></label>`;
+  li.querySelector("label").textContent = t("layer.soums");
+  li.querySelector("input").addEventListener("change", (e) => map.setLayoutProperty("soums-line", "visibility", e.target.checked ? "visible" : "none"));
+  $("layers").append(li);
+}
+
 function fitTo(map, fc) {
   let b = null;
   for (const f of fc.features) {
@@ -179,6 +191,7 @@ async function loadSurvey(name) {
   if (!map) return;
   clearSurveyLayers(map);
   addProductLayers(map);
+  await addBoundaries(map);
   const fc = await addParcels(map);
   const b = fitTo(map, fc);
   if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 30, duration: 0 });
