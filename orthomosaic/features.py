@@ -27,7 +27,7 @@ class Features:
     quality: dict[str, float]
 
 
-def detect(capture: Capture, max_side: int = 1400, n_features: int = 6000) -> Features:
+def detect(capture: Capture, max_side: int = 1400, n_features: int = 5000) -> Features:
     """SIFT on the capture's grey image decimated to ``max_side`` pixels on its longest side."""
     small, factor, quality = feature_image(capture, max_side)
     kps, desc = cv2.SIFT_create(nfeatures=n_features).detectAndCompute(small, None)

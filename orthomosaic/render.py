@@ -75,8 +75,8 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
     pts = np.stack([gx - origin[0], gy - origin[1], np.broadcast_to(z, gx.shape)], axis=-1).reshape(-1, 3)
     acc = np.zeros((n_bands, h, w), np.float64)
     wsum = np.zeros((h, w), np.float64)
-    dists, samples, valids = [], [], []
-    for cam in cams:
+    dists, samples, valids, used = [], [], [], []
+    for ci, cam in enumerate(cams):
         m = cam.model
         px, depth = project(pts, cam.rotvec, cam.centre, m.f, m.cx, m.cy, m.dist)
         px = (px + 0.5) / factor - 0.5  # into the decimated image
@@ -97,12 +97,14 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
         dists.append(np.where(valid, d, np.inf))
         samples.append(np.nan_to_num(sample))
         valids.append(valid)
+        used.append(ci)
     labels = np.full((h, w), -1, np.int32)
     if not dists:
         return acc.astype(np.float32), np.zeros((h, w), bool), labels
     dstack = np.stack(dists)
     best = dstack.min(axis=0)
-    labels = np.where(np.isfinite(best), dstack.argmin(axis=0), -1).astype(np.int32)
+    # seam labels as indices into ``cams`` (not into the frames that happened to cover the tile)
+    labels = np.where(np.isfinite(best), np.asarray(used)[dstack.argmin(axis=0)], -1).astype(np.int32)
     for k, (sample, valid) in enumerate(zip(samples, valids, strict=True)):
         gap = np.where(valid, dstack[k] - np.where(np.isfinite(best), best, 0.0), np.inf)
         wgt = np.clip(1.0 - gap / max(feather_m, 1e-6), 0.0, 1.0)
@@ -131,6 +133,7 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
     nb = len(bands)
     step = max(1, max(height, width) // 1000)
     seams = np.full(((height + step - 1) // step, (width + step - 1) // step), -1, np.int32)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".mosaic-") as tmpdir:
         tmp = Path(tmpdir) / "tiles.tif"
         profile = {"driver": "GTiff", "width": width, "height": height, "count": nb, "dtype": dtype,
@@ -145,6 +148,7 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
             for start in range(0, len(windows), batch):
                 chunk = windows[start:start + batch]
                 tasks = []
+                hits = []
                 for win in chunk:
                     aff = geobox.affine
                     x0 = aff.c + win.col_off * aff.a
@@ -153,11 +157,13 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
                     y1 = y0 + win.height * aff.e
                     hit = tree.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)),
                                      predicate="intersects")
-                    sel = [cams[int(k)] for k in sorted(hit)]
+                    hits.append(np.array(sorted(int(k) for k in hit), dtype=np.int32))
+                    sel = [cams[int(k)] for k in hits[-1]]
                     tasks.append(dask.delayed(render_tile)(win, geobox, origin, sel, ground, read,
                                                            factor, nb, feather_m))
                 results = compute(*tasks, scheduler=scheduler)
-                for win, (vals, ok, lab) in zip(chunk, results, strict=True):
+                for win, hit, (vals, ok, lab) in zip(chunk, hits, results, strict=True):
+                    lab = np.where(lab >= 0, hit[np.clip(lab, 0, None)] if hit.size else -1, -1)
                     if dtype == "uint8":
                         data = np.clip(np.round(vals), 0, 255).astype(np.uint8)
                     elif dtype == "uint16":
