@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from belcheer.config import Settings
+from belcheer.errors import AuthError
 from belcheer.workspace import Workspace
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
@@ -34,10 +35,15 @@ def base_url(request: Request) -> str:
 
 def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:
     """The user named by the bearer token (or the ``belcheer_token`` cookie), else anonymous."""
-    token = token or request.cookies.get("belcheer_token")
-    if not token:
+    if token:
+        return user_from_token(request.app.state.ws, token, request.app.state.secret)
+    cookie = request.cookies.get("belcheer_token")
+    if not cookie:
         return ANONYMOUS
-    return user_from_token(request.app.state.ws, token, request.app.state.secret)
+    try:
+        return user_from_token(request.app.state.ws, cookie, request.app.state.secret)
+    except AuthError:
+        return ANONYMOUS  # a stale session cookie must not lock a visitor out of public pages
 
 
 def require(role: str) -> Callable[..., User]:

@@ -315,6 +315,13 @@ def test_expired_token_is_refused(client, ws):
     tok = issue_token(User("officer", "officer"), client.app.state.secret, minutes=-1)
     r = client.get("/jobs", headers={"Authorization": f"Bearer {tok}"})
     assert r.status_code == 401 and "expired" in r.json()["detail"]
+    # a stale session cookie leaves the visitor anonymous instead of locking them out
+    client.cookies.set("belcheer_token", tok)
+    try:
+        assert client.get("/surveys").status_code == 200
+        assert client.get("/jobs").status_code == 401
+    finally:
+        client.cookies.clear()
 
 
 @pytest.mark.parametrize("body, reason", [
