@@ -150,6 +150,12 @@ def _albedos(survey: Survey, panel_albedo: float | Sequence[float] | Mapping[str
     return values
 
 
+def _xmp_albedo(capture: Capture) -> bool:
+    """True when every band of the panel capture carries the panel albedo in its XMP."""
+    return all(floats(vendor_value(f, "Albedo", "PanelAlbedo"))
+               for f in capture.frames if calibratable(f))
+
+
 def _measure(capture: Capture, region: tuple[int, int, int, int] | None
              ) -> dict[str, tuple[PanelMeasurement, float]]:
     out = {}
@@ -195,7 +201,13 @@ def calibrate(survey: Survey, *, method: Method = "auto",
     flight_frames = [f for c in flights for f in c.frames if calibratable(f)]
     has_sensor = bool(flight_frames) and all(sensor_irradiance(f) is not None for f in flight_frames)
     panels = sorted(survey.panel_captures, key=lambda c: (c.time is None, c.time, c.id))
+    notes: list[str] = []
     if method == "auto":
+        if panels and has_sensor and panel_albedo is None and not _xmp_albedo(panels[0]):
+            # without the panel's albedo the panel cannot set the level: fall back, and say so
+            panels = []
+            notes.append("panel capture ignored: no --panel-albedo given (see the panel's "
+                         "calibration sheet); reflectance from the sunlight sensor only")
         method = "both" if panels and has_sensor else "panel" if panels else "sensor" \
             if has_sensor else "none"  # type: ignore[assignment]
         if method == "none":
@@ -209,7 +221,7 @@ def calibrate(survey: Survey, *, method: Method = "auto",
         raise ProcessingError(f"method {method!r} needs sunlight-sensor irradiance in every flight "
                               "frame, which this survey lacks; use --method panel")
 
-    meta: dict[str, Any] = {"survey": survey.name, "method": method, "absolute": True}
+    meta: dict[str, Any] = {"survey": survey.name, "method": method, "absolute": True, "notes": notes}
     cal = Calibration(method=method, metadata=meta)
     if method == "sensor":
         meta["sensor"] = _sensor_summary(flight_frames)

@@ -80,6 +80,9 @@ def test_tutorial_flight_panel_vs_sensor(tutorial: Survey) -> None:
     panel = calibrate(tutorial, method="panel", panel_albedo=0.49)
     sensor = calibrate(tutorial, method="sensor")
     assert sensor.method == "sensor" and sensor.metadata["absolute"]
+    # auto without the panel's albedo: the sensor alone, with a note saying why
+    auto = calibrate(tutorial)
+    assert auto.method == "sensor" and "no --panel-albedo" in auto.metadata["notes"][0]
     diff = panel.metadata["panel_vs_sensor"]
     assert diff["capture"] == "IMG_0001" and set(diff["bands"]) == set(BANDS)
     cap = tutorial.capture("IMG_0001")
