@@ -90,7 +90,10 @@ def run_one(method: str, raster: str, parcels: str, workers: int, scheduler: str
         n = len(sub)
     dt = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return {"method": method, "seconds": dt, "parcels": n, "rss_mb": rss_mb, "means": means}
+    # largest finished child (process-pool workers, once the pool has shut down)
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    return {"method": method, "seconds": dt, "parcels": n, "rss_mb": rss_mb, "child_rss_mb": child_mb,
+            "means": means}
 
 
 def _sub(method: str, raster: Path, parcels: Path, args: argparse.Namespace) -> dict:
@@ -115,13 +118,14 @@ def bench_case(tmp: Path, n: int, size: int, args: argparse.Namespace) -> None:
     rs_diffs = [abs(bc["means"][k] - v) for k, v in rs["means"].items() if v is not None]
     print(f"exactextract (1 call)     {ee['seconds']:8.1f} s   peak RSS {ee['rss_mb']:7.0f} MB")
     print(f"belcheer ({args.scheduler}, {args.workers} w) {bc['seconds']:8.1f} s   peak RSS {bc['rss_mb']:7.0f} MB"
+          f" (largest worker {bc['child_rss_mb']:.0f} MB)"
           f"   time ×{bc['seconds'] / ee['seconds']:.2f} of exactextract")
     print(f"rasterstats ({rs['parcels']} parcels) {rs['seconds']:8.1f} s → scaled to {n:,}: {rs_full:.0f} s"
           f"   belcheer is ×{rs_full / bc['seconds']:.0f} faster")
     print(f"max |mean − exactextract| = {max(diffs):.2e} over {len(diffs)} parcels; "
           f"vs rasterstats (centre-in-pixel, not exact) median {np.median(rs_diffs):.2e}")
-    print("note: with 'processes' the RSS shown is the parent's; each worker holds one window "
-          "(≤ ~(2048+parcel)² × 4 B) at a time")
+    print("note: worker RSS counts pages shared with the parent (fork); each worker holds one "
+          "window (≤ ~(2048+parcel)² × 4 B) at a time")
 
 
 def main() -> None:
