@@ -90,6 +90,8 @@ def test_missing_parcels_nodata_and_crs_mismatch(tmp_path: Path) -> None:
     assert 0.3 < s.loc["P02", "valid_fraction"] < 0.7
     assert s.loc["P02", "mean"] == pytest.approx(values["P02"], abs=0.01)
     assert s.loc["P06", "valid_fraction"] > 0.999
+    empty = zonal_stats(path2, both.iloc[:0])  # no parcels: an empty table, not an error
+    assert empty.empty and list(empty.columns) == ["parcel_id", *DEFAULT_STATS]
     # parcels declared in the wrong CRS (metres read as lon/lat would be; here: UTM 47N) miss entirely
     wrong = parcels.set_crs(32647, allow_override=True)
     with pytest.raises(CRSError) as exc:

@@ -183,7 +183,8 @@ def zonal_stats(raster: str | Any, parcels: gpd.GeoDataFrame, *, stats: Sequence
         col = _column(s)
         result[s] = raw[col].to_numpy(dtype="float64") if col in raw.columns else np.nan
     if "count" in ops:
-        count = raw["count"].fillna(0).to_numpy(dtype="float64")
+        count = (raw["count"].fillna(0).to_numpy(dtype="float64") if "count" in raw.columns
+                 else np.zeros(len(ids)))
         if "count" in stats:
             result["count"] = count
         if "valid_fraction" in stats:
