@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -159,7 +158,7 @@ def render_tile(product: Product, root: Path, z: int, x: int, y: int, fmt: str,
     check_tile_index(z, x, y)
     path = check_product(product, root, max_raster_bytes)
     style = style_for(product, path)
-    with Reader(str(path), dataset=_OPEN.get(path), tms=TMS) as src:
+    with Reader(str(path), tms=TMS) as src:
         try:
             img = src.tile(x, y, z, indexes=style.indexes)  # checks the tile overlaps the product
         except TileOutsideBounds as exc:
@@ -189,29 +188,6 @@ def encode(img: ImageData, colormap: dict | None, fmt: str) -> bytes:
         # level 2: tiles ~5 % larger than zlib's default and encoded several times faster
         pic.save(out, "PNG", compress_level=2)
     return out.getvalue()
-
-
-class _OpenDatasets(threading.local):
-    """Open datasets of this thread, by (path, mtime): a tile server reads the same few COGs over
-    and over, so each worker thread keeps its handles instead of re-opening per tile. A changed
-    file (new mtime) gets a new handle; the cache is small and cleared when full."""
-
-    def __init__(self) -> None:
-        self.handles: dict[tuple[str, int], rasterio.DatasetReader] = {}
-
-    def get(self, path: Path) -> rasterio.DatasetReader:
-        key = (str(path), path.stat().st_mtime_ns)
-        ds = self.handles.get(key)
-        if ds is None or ds.closed:
-            if len(self.handles) >= 16:
-                for old in self.handles.values():
-                    old.close()
-                self.handles.clear()
-            ds = self.handles[key] = rasterio.open(path)
-        return ds
-
-
-_OPEN = _OpenDatasets()
 
 
 def check_product(product: Product, root: Path, max_raster_bytes: int) -> Path:

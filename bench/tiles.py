@@ -146,7 +146,7 @@ class RSSWatch:
         self._t.join()
 
 
-async def hammer(urls: list[str], clients: int) -> tuple[list[float], int, float]:
+async def hammer(urls: list[str], clients: int, label: str = "") -> tuple[list[float], int, float]:
     """Fetch every URL with ``clients`` concurrent workers; returns latencies (s), errors, wall time."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for u in urls:
@@ -178,7 +178,7 @@ async def hammer(urls: list[str], clients: int) -> tuple[list[float], int, float
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - t0
     if errors:
-        print("   responses:", dict(statuses))
+        print(f"   {label} responses:", dict(statuses))
     return latencies, errors, wall
 
 
@@ -202,7 +202,7 @@ def compare(servers: dict[str, tuple[subprocess.Popen, list[str]]], clients: int
         n = len(next(iter(servers.values()))[1])
         for i in range(0, n, chunk):
             for name, (_, urls) in servers.items():
-                lat, err, wall = asyncio.run(hammer(urls[i:i + chunk], clients))
+                lat, err, wall = asyncio.run(hammer(urls[i:i + chunk], clients, name))
                 a = acc[name]
                 acc[name] = (a[0] + lat, a[1] + err, a[2] + wall)
     finally:
