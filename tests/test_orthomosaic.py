@@ -168,3 +168,49 @@ def test_brighton_beach_mosaic(real_data, workspace, artifacts):
     preview = Path(product.metadata["preview"])
     assert preview.stat().st_size > 10_000
     (artifacts / "orthomosaic-brighton-preview.png").write_bytes(preview.read_bytes())
+
+
+@pytest.mark.slow
+def test_synthetic_survey_checkpoints_against_truth(tmp_path):
+    """A simulated RGB flight with known truth: tie-point geometry, camera positions and the
+    surveyed checkerboard targets found in the mosaic."""
+    import cv2
+    import pandas as pd
+
+    from belcheer.ingest import scan
+    from belcheer.orthomosaic import build_orthomosaic
+    from belcheer.orthomosaic.accuracy import checkpoint_errors
+    from belcheer.simulate import simulate
+
+    sim = simulate(tmp_path / "sim", camera="rgb", seed=1, area_ha=0.3, altitude_m=60)
+    survey = scan(sim.frames_dir)
+    res = build_orthomosaic(survey, tmp_path / "sim.tif")
+    rep = res.report
+    assert len(rep["frames_used"]) == sim.n_captures and len(rep["blocks"]) == 1
+    assert rep["reprojection_mean_px"] <= 0.5
+    assert rep["gsd_m"] == pytest.approx(sim.gsd_m, rel=0.1)
+    gps_sigma = 2.0  # the simulator's horizontal GPS σ per axis, metres
+    poses = pd.read_csv(sim.poses_path).set_index("capture_id")
+    solved = np.array([rep["camera_positions_utm"][c][:2] for c in poses.index if c in rep["camera_positions_utm"]])
+    true = poses.loc[[c for c in poses.index if c in rep["camera_positions_utm"]], ["x", "y"]].to_numpy()
+    gps = poses.loc[[c for c in poses.index if c in rep["camera_positions_utm"]], ["gps_x", "gps_y"]].to_numpy()
+    cam_err = np.linalg.norm(solved - true, axis=1)
+    # the adjustment is much closer to the truth than the GPS it started from
+    assert cam_err.mean() < 0.5 * np.linalg.norm(gps - true, axis=1).mean()
+    assert cam_err.max() < gps_sigma
+
+    cp = pd.read_csv(sim.checkpoints_path)
+    errs = checkpoint_errors(res.path, list(zip(cp.id, cp.x, cp.y, cp.size_m, strict=True)))
+    assert len(errs) == len(cp) and min(e.score for e in errs) > 0.7
+    d = np.array([[e.dx, e.dy] for e in errs])
+    abs_rmse = float(np.sqrt((d ** 2).sum(axis=1).mean()))
+    assert abs_rmse <= gps_sigma
+    # internal geometry: after removing the block's similarity (shift, rotation, scale — what
+    # GPS-only georeferencing of a small block cannot pin down), targets agree within 2 GSD
+    found = np.array([[e.found_x, e.found_y] for e in errs])
+    truth = found - d
+    o = truth.mean(axis=0)
+    a, _ = cv2.estimateAffinePartial2D(found - o, truth - o, method=cv2.LMEDS)
+    fit = (found - o) @ a[:, :2].T + a[:, 2]
+    rel_rmse = float(np.sqrt(((fit - (truth - o)) ** 2).sum(axis=1).mean()))
+    assert rel_rmse <= 2 * sim.gsd_m
