@@ -214,3 +214,40 @@ def test_synthetic_survey_checkpoints_against_truth(tmp_path):
     fit = (found - o) @ a[:, :2].T + a[:, 2]
     rel_rmse = float(np.sqrt(((fit - (truth - o)) ** 2).sum(axis=1).mean()))
     assert rel_rmse <= 2 * sim.gsd_m
+
+
+def _tiny_ortho(path: Path, x0: float, value: int) -> Path:
+    from affine import Affine
+
+    data = np.full((3, 600, 600), value, np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=600, height=600, count=3, dtype="uint8",
+                       crs="EPSG:32648", transform=Affine(0.1, 0, x0, 0, -0.1, 5421700.0)) as dst:
+        dst.write(data)
+    return path
+
+
+def test_cli_merge_and_import_register_products(tmp_path, monkeypatch):
+    from belcheer import open_workspace
+    from belcheer.cli import main
+
+    a = _tiny_ortho(tmp_path / "a.tif", 584900.0, 100)
+    b = _tiny_ortho(tmp_path / "b.tif", 584950.0, 200)  # 60 m wide, 50 m east: 10 m overlap
+    ws_dir = tmp_path / "ws"
+    monkeypatch.setenv("BELCHEER_WORKSPACE", str(ws_dir))
+    assert main(["mosaic", "--from-rasters", str(a), "--from-rasters", str(b), "--survey", "merged"]) == 0
+    ws = open_workspace(ws_dir)
+    prod = ws.product("merged", "orthomosaic")
+    assert cog_validate(prod.path)[0]
+    with rasterio.open(prod.path) as src:
+        assert src.crs.to_epsg() == 32648
+        assert src.width == 1100 and src.height == 600  # 584900 … 585010 m at 0.1 m
+        assert src.read(1, window=((0, 1), (0, 1)))[0, 0] == 100
+        assert src.read(1, window=((0, 1), (1099, 1100)))[0, 0] == 200
+    assert ws.survey("merged").captures == ()  # minimal survey record created for the import
+    assert main(["import-ortho", str(a), "--survey", "other"]) == 0
+    assert ws.product("other", "orthomosaic").epsg == 32648
+    # a raster without a CRS is refused with a message saying how to fix it
+    with rasterio.open(tmp_path / "nocrs.tif", "w", driver="GTiff", width=10, height=10, count=1,
+                       dtype="uint8") as dst:
+        dst.write(np.zeros((1, 10, 10), np.uint8))
+    assert main(["import-ortho", str(tmp_path / "nocrs.tif")]) != 0
