@@ -34,6 +34,7 @@ relative units, matched by DJI's sunlight-sensor ``Irradiance`` (also relative).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -103,12 +104,24 @@ def _as_2d(dn: np.ndarray) -> np.ndarray:
 
 def radial_vignetting(shape: tuple[int, int], center: tuple[float, float],
                       polynomial: tuple[float, ...]) -> np.ndarray:
-    """MicaSense vignetting factor ``V`` (multiply DN by it), float32, for an image of ``shape``."""
+    """MicaSense vignetting factor ``V`` (multiply DN by it), float32, for an image of ``shape``.
+
+    Cached per (shape, centre, polynomial): a survey has one per band, and the orthomosaic
+    re-reads frames many times. The returned array is read-only."""
+    return _radial_vignetting(tuple(shape), tuple(float(c) for c in center),  # type: ignore[arg-type]
+                              tuple(float(k) for k in polynomial))
+
+
+@lru_cache(maxsize=32)
+def _radial_vignetting(shape: tuple[int, int], center: tuple[float, float],
+                       polynomial: tuple[float, ...]) -> np.ndarray:
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     r = np.hypot(xx - center[0], yy - center[1])
     poly = np.polynomial.polynomial.polyval(r, (1.0, *polynomial))
-    return (1.0 / poly).astype(np.float32)
+    v = (1.0 / poly).astype(np.float32)
+    v.flags.writeable = False
+    return v
 
 
 def micasense_radiance(dn: np.ndarray, *, black_level: float, exposure_s: float, gain: float,
