@@ -38,7 +38,8 @@ class PipelineParams:
     epsg: int | None = None
     resolution: float | None = None
     panels: Sequence[str] = ()
-    panel_albedo: float | None = None
+    #: one albedo for every band, or band name → albedo (from the panel's calibration sheet)
+    panel_albedo: float | Mapping[str, float] | None = None
     parcels: Path | None = None
     scheduler: str | None = None
     replace: bool = False
@@ -48,7 +49,8 @@ class PipelineParams:
         return {"survey": self.survey, "frames_dir": str(self.frames_dir) if self.frames_dir else None,
                 "indices": list(self.indices) if self.indices else None, "epsg": self.epsg,
                 "resolution": self.resolution, "panels": list(self.panels),
-                "panel_albedo": self.panel_albedo,
+                "panel_albedo": (dict(self.panel_albedo) if isinstance(self.panel_albedo, Mapping)
+                                 else self.panel_albedo),
                 "parcels": str(self.parcels) if self.parcels else None,
                 "scheduler": self.scheduler, "replace": self.replace, "options": dict(self.options)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -61,8 +62,10 @@ def register(app: typer.Typer) -> None:
         with _common.progress_bar() as cb:
             sim = simulate(sim_dir, camera=camera, seed=seed, progress=cb)
         _common.out.print(f"[bold]2/2[/] running the pipeline on {sim.frames_dir}")
+        # the simulated panel's albedo is known, as it would be from a real panel's calibration sheet
+        albedo = json.loads(sim.simulation_json.read_text(encoding="utf-8"))["camera"].get("panel_albedo")
         params = PipelineParams(survey=survey, frames_dir=sim.frames_dir, parcels=sim.parcels_path,
-                                replace=True)
+                                panel_albedo=albedo, replace=True)
         with _common.progress_bar() as cb:
             result = run_pipeline(ws, params, progress=cb)
         ws.catalog.set_published(survey, True)
