@@ -156,6 +156,14 @@ class FrameCache:
     _items: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __getstate__(self) -> dict:
+        # shipped to other processes / Dask workers: send the loader, not the decoded frames
+        return {"loader": self.loader, "size": self.size}
+
+    def __setstate__(self, state: dict) -> None:
+        self.loader, self.size = state["loader"], state["size"]
+        self._items, self._lock = OrderedDict(), threading.Lock()
+
     def get(self, capture_id: str, factor: float) -> np.ndarray:
         key = (capture_id, factor)
         with self._lock:

@@ -79,7 +79,7 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
     for ci, cam in enumerate(cams):
         m = cam.model
         px, depth = project(pts, cam.rotvec, cam.centre, m.f, m.cx, m.cy, m.dist)
-        px = (px + 0.5) / factor - 0.5  # into the decimated image
+        px = np.clip((px + 0.5) / factor - 0.5, -1e6, 1e6)  # into the decimated image
         mx = px[:, 0].reshape(h, w).astype(np.float32)
         my = px[:, 1].reshape(h, w).astype(np.float32)
         img = read(cam.capture_id, factor)
