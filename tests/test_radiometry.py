@@ -104,9 +104,13 @@ def _align(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
         a = np.nan_to_num(a.astype(np.float32))
         return (a - a.mean()) / (a.std() + 1e-9)
 
+    def half(a: np.ndarray) -> np.ndarray:  # ECC at half resolution is 4× cheaper and as good here
+        return cv2.resize(norm(a), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+
     warp = np.eye(2, 3, dtype=np.float32)
-    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
-    _, warp = cv2.findTransformECC(norm(fixed), norm(moving), warp, cv2.MOTION_AFFINE, crit, None, 5)
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 60, 1e-5)
+    _, warp = cv2.findTransformECC(half(fixed), half(moving), warp, cv2.MOTION_AFFINE, crit, None, 5)
+    warp[:, 2] *= 2.0
     return cv2.warpAffine(moving, warp, fixed.shape[::-1],
                           flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP, borderValue=float("nan"))
 
