@@ -1,7 +1,4 @@
-"""Request dependencies: the workspace, settings, job runner and the signed-in user, parsed once.
-
-They are ``async`` on purpose: FastAPI runs sync dependencies in its thread pool, and a hop
-through a busy pool per dependency adds queueing to every tile request."""
+"""Request dependencies: the workspace, settings, job runner and the signed-in user, parsed once."""
 
 from __future__ import annotations
 
@@ -19,15 +16,15 @@ from belcheer.workspace import Workspace
 oauth2 = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
 
 
-async def workspace(request: Request) -> Workspace:
+def workspace(request: Request) -> Workspace:
     return request.app.state.ws
 
 
-async def settings(request: Request) -> Settings:
+def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def runner(request: Request) -> JobRunner:
+def runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
@@ -36,7 +33,7 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-async def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:
+def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:
     """The user named by the bearer token (or the ``belcheer_token`` cookie), else anonymous."""
     if token:
         return user_from_token(request.app.state.ws, token, request.app.state.secret)
@@ -52,7 +49,7 @@ async def current_user(request: Request, token: str | None = Depends(oauth2)) ->
 def require(role: str) -> Callable[..., User]:
     """A dependency that lets through users holding at least ``role`` (401/403 otherwise)."""
 
-    async def dep(user: User = Depends(current_user)) -> User:
+    def dep(user: User = Depends(current_user)) -> User:
         return require_role(user, role)
 
     dep.__name__ = f"require_{role}"
