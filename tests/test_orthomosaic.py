@@ -307,3 +307,29 @@ def test_oblique_frames_with_dsm_match_opendronemap_cameras(real_data, tmp_path)
     diffs = np.array(diffs)
     # within consumer-GPS error of OpenDroneMap's independent solution (σ ≈ 2–5 m)
     assert diffs[:, 0].max() < 3.0 and diffs[:, 1].max() < 5.0
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_multispectral_capture_with_correction_gives_float_bands(real_data, tmp_path):
+    from belcheer.orthomosaic import build_orthomosaic
+
+    survey = _scan(real_dataset(real_data, "rededge_tutorial"))
+
+    def to_unit(frame, arr):  # stands in for the indices stage's DN → reflectance calibration
+        return arr.astype(np.float32) / 65535.0
+
+    res = build_orthomosaic(survey, tmp_path / "ms.tif", correction=to_unit)
+    rep = res.report
+    assert rep["frames_used"] == ["IMG_0001"]
+    assert [d["capture"] for d in rep["frames_dropped"]] == ["IMG_0000"]  # the panel
+    assert all(v <= 1.0 for v in rep["band_alignment_px"]["IMG_0001"].values())
+    assert cog_validate(res.path)[0]
+    with rasterio.open(res.path) as src:
+        assert src.count == 5 and set(src.dtypes) == {"float32"}
+        assert src.descriptions == ("blue", "green", "red", "nir", "rededge")
+        assert [src.tags(i)["center_nm"] for i in range(1, 6)] == ["475", "560", "668", "840", "717"]
+        data = src.read()
+    valid = np.isfinite(data).all(axis=0)
+    assert 0.3 < valid.mean() < 1.0
+    assert np.all((data[:, valid] > 0) & (data[:, valid] < 1))
