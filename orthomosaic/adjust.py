@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, triangulate_midpoint
+from belcheer.orthomosaic.pairs import PairMatch
 from scipy.optimize import least_squares
 from scipy.sparse import lil_matrix
 from scipy.spatial.transform import Rotation
 from threadpoolctl import threadpool_limits
-
-from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, triangulate_midpoint
-from belcheer.orthomosaic.pairs import PairMatch
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,7 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
     x = np.concatenate([np.hstack([rotvecs0, centres0]).ravel(), intr0.ravel(), pt0.ravel()])
     result = None
     schedule = ((50.0, 3.0), (5.0, 1.5), (2.0, 0.0))  # (robust scale px, outlier × median)
+    # the closures below are used only within their own iteration (B023 is a false alarm)
     for _pass, (f_scale, k_med) in enumerate(schedule):
         oc, op, opx = obs_cam[keep], obs_pt[keep], obs_px[keep]
         n_pts = len(pt0)
@@ -126,21 +126,21 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
         def unpack(x):
             cams = x[: n * 6].reshape(n, 6)
             intr = x[n * 6: n * 6 + g * 3].reshape(g, 3)
-            pts = x[n * 6 + g * 3:].reshape(n_pts, 3)
+            pts = x[n * 6 + g * 3:].reshape(n_pts, 3)  # noqa: B023
             return cams, intr, pts
 
         def fun(x):
             cams, intr, pts = unpack(x)
-            gi = group[oc]
-            proj = _project(pts[op], cams[oc, :3], cams[oc, 3:], intr[gi], fixed_g[gi])
-            parts = [(proj - opx).ravel()]
-            parts.append(((cams[gps_idx, 3:] - gps[gps_idx]) / sig).ravel())
-            if len(gcp_cam):
-                gg = group[gcp_cam]
-                pg = _project(gcp_world, cams[gcp_cam, :3], cams[gcp_cam, 3:], intr[gg], fixed_g[gg])
-                parts.append((pg - gcp_px).ravel())
+            gi = group[oc]  # noqa: B023
+            proj = _project(pts[op], cams[oc, :3], cams[oc, 3:], intr[gi], fixed_g[gi])  # noqa: B023
+            parts = [(proj - opx).ravel()]  # noqa: B023
+            parts.append(((cams[gps_idx, 3:] - gps[gps_idx]) / sig).ravel())  # noqa: B023
+            if len(gcp_cam):  # noqa: B023
+                gg = group[gcp_cam]  # noqa: B023
+                pg = _project(gcp_world, cams[gcp_cam, :3], cams[gcp_cam, 3:], intr[gg], fixed_g[gg])  # noqa: B023
+                parts.append((pg - gcp_px).ravel())  # noqa: B023
             # weak priors keep the intrinsics physical when the block is flat and small
-            parts.append(((intr[:, 0] - intr0[:, 0]) / (prior_f * intr0[:, 0])))
+            parts.append((intr[:, 0] - intr0[:, 0]) / (prior_f * intr0[:, 0]))
             parts.append((intr[:, 1:] - intr0[:, 1:]).ravel() / prior_k)
             return np.concatenate(parts)
 

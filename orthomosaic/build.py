@@ -12,12 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from odc.geo.geobox import GeoBox
-from shapely.ops import unary_union
-
-from belcheer.errors import NoUsableFramesError, ProcessingError
-from belcheer.grid import geobox_for_bounds
-from belcheer.models import Band, Capture, Survey
 from belcheer.orthomosaic import frames as fr
 from belcheer.orthomosaic.adjust import Adjustment, bundle_adjust
 from belcheer.orthomosaic.features import detect_all
@@ -25,6 +19,12 @@ from belcheer.orthomosaic.gcp import read_gcps
 from belcheer.orthomosaic.orientation import fix_yaw_flips, footprint, initial_orientation
 from belcheer.orthomosaic.pairs import blocks, candidate_pairs, match_all
 from belcheer.orthomosaic.render import Ground, RenderCamera, render_mosaic
+from odc.geo.geobox import GeoBox
+from shapely.ops import unary_union
+
+from belcheer.errors import NoUsableFramesError, ProcessingError
+from belcheer.grid import geobox_for_bounds
+from belcheer.models import Band, Capture, Survey
 from belcheer.progress import ProgressCallback, scaled
 from belcheer.types import FrameCorrection
 
@@ -116,8 +116,8 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     band_residuals: dict[str, dict[str, float]] = {}
     if not fr.is_rgb_capture(caps[0]):
         prog(0.03, "aligning bands")
-        from belcheer.orthomosaic.features import compute
         import dask
+        from belcheer.orthomosaic.features import compute
 
         als = compute(*[dask.delayed(fr.capture_alignment)(c) for c in caps], scheduler=scheduler)
         for c, al in zip(caps, als, strict=True):

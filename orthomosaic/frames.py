@@ -15,11 +15,17 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from belcheer.orthomosaic.bandalign import (
+    BandAlignment,
+    align_bands,
+    read_band,
+    to_uint8,
+    warp_maps,
+)
+from belcheer.orthomosaic.geometry import CameraModel
 
 from belcheer.errors import InputError
 from belcheer.models import Band, Capture, Frame
-from belcheer.orthomosaic.bandalign import BandAlignment, align_bands, read_band, to_uint8, warp_maps
-from belcheer.orthomosaic.geometry import CameraModel
 from belcheer.types import FrameCorrection
 
 #: nominal centres of an RGB camera's broad bands, nm

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, rotation_from_gimbal
 from pyproj import Transformer
 from scipy.spatial.transform import Rotation
 from shapely.geometry import Polygon
 
 from belcheer.models import Capture
-from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, rotation_from_gimbal
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,6 @@ def fix_yaw_flips(rotvecs: np.ndarray, centres: np.ndarray, cam_of: Sequence[Cam
     turns of the starting capture, the solution that turns the fewest captures wins (most
     metadata is right). Returns corrected rotation vectors and the indices of turned captures.
     """
-    n = len(rotvecs)
     good = sorted((m for m in matches if m.inliers >= min_inliers), key=lambda m: -m.inliers)
     if not good:
         return rotvecs.copy(), []

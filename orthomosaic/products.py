@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from belcheer.orthomosaic.build import MosaicResult, build_orthomosaic
+from belcheer.orthomosaic.render import write_cog
 
 from belcheer.errors import CRSError, InputError, NotFoundError
 from belcheer.fileio import atomic_path, write_json_atomic
 from belcheer.grid import geobox_of_file
 from belcheer.models import Band, Product, ProductKind, Survey
-from belcheer.orthomosaic.build import MosaicResult, build_orthomosaic
-from belcheer.orthomosaic.render import write_cog
 from belcheer.progress import ProgressCallback
 from belcheer.types import FrameCorrection
 from belcheer.workspace import Workspace
@@ -55,11 +55,11 @@ def write_report(result: MosaicResult, report_dir: Path, stem: str = "orthomosai
         ov = np.zeros((*s.shape, 4), np.float32)
         ov[edge] = (1.0, 1.0, 0.0, 1.0)
         ax.imshow(ov, extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest")
-    for cid, text in report.get("footprints_wkt", {}).items():
+    for _cid, text in report.get("footprints_wkt", {}).items():
         poly = wkt.loads(text)
         x, y = poly.exterior.xy
         ax.plot(x, y, color="cyan", lw=0.6)
-    for cid, (x, y) in report.get("nadir_points_utm", {}).items():
+    for _cid, (x, y) in report.get("nadir_points_utm", {}).items():
         ax.plot(x, y, "r+", ms=5)
     ax.set_title(f"{report.get('survey', '')}: {len(report.get('frames_used', []))} frames, "
                  f"mean residual {report.get('reprojection_mean_px')} px — footprints (cyan), seams (yellow)",
