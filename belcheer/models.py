@@ -19,14 +19,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
 
+class FrozenMap(dict[str, Any]):
+    """A read-only dict: immutable like ``MappingProxyType`` but picklable, so frames and
+    products can be shipped to Dask process and distributed workers."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("this mapping is read-only")
+
+    __setitem__ = __delitem__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+    __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMap, (dict(self),))
+
+
 def _frozen_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
+    return value if isinstance(value, FrozenMap) else FrozenMap(value or {})
 
 
 class Severity(str, Enum):

@@ -158,3 +158,15 @@ def test_cli_help_lists_commands():
     from belcheer.cli import main
 
     assert main(["--help"]) == 0
+
+
+def test_domain_objects_pickle_for_process_workers(tmp_path):
+    import pickle
+
+    survey = _survey(tmp_path)
+    back = pickle.loads(pickle.dumps(survey))
+    assert back == survey
+    frame = back.captures[0].frames[0]
+    assert frame.radiometry.extra["DLS:Yaw"] == 0.3
+    with pytest.raises(TypeError, match="read-only"):
+        frame.tags["CaptureId"] = "changed"
