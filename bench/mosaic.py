@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,14 +23,18 @@ PY = sys.executable
 
 
 def _child(code: str) -> tuple[float, float, str]:
-    """Run ``code`` in a fresh interpreter; wall seconds, peak RSS (MB) and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run ``code`` in a fresh interpreter; wall seconds, its own peak RSS (MB) and stdout."""
     t = time.perf_counter()
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
-    wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024.0, out.stdout.strip()
+    with tempfile.TemporaryFile(mode="w+") as out:
+        proc = subprocess.Popen([PY, "-c", code], stdout=out, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            raise RuntimeError(f"benchmark child failed with exit code {proc.returncode}")
+        out.seek(0)
+        return wall, usage.ru_maxrss / 1024.0, out.read().strip()
 
 
 def belcheer_run(frames: Path, out: Path, resolution: float | None) -> tuple[float, float, dict]:
