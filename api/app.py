@@ -6,6 +6,7 @@ Routes only wire; raster, vector and job logic live in the flat modules beside t
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -110,3 +111,39 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     # keep-alive longer than uvicorn's 5 s default: a map keeps reusing its connections for tiles
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False,
                 timeout_keep_alive=30)
+
+
+def serve_in_background(workspace: str | Path, host: str = "127.0.0.1", port: int | None = None) -> str:
+    """Serve ``workspace`` from a daemon thread (for notebooks) and return its base URL.
+
+    One server per workspace and process: calling again returns the running one's URL. With no
+    ``port`` a free loopback port is chosen.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    root = Path(workspace).resolve()
+    if root in _BACKGROUND:
+        return _BACKGROUND[root]
+    if port is None:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+    app = create_app(Settings(workspace=root))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    threading.Thread(target=server.run, name=f"belcheer-serve-{port}", daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise RuntimeError(f"the map server did not start on {host}:{port}")
+    _BACKGROUND[root] = f"http://{host}:{port}"
+    return _BACKGROUND[root]
+
+
+#: servers started by serve_in_background, by workspace (one per process: a notebook kernel
+#: re-running a cell must not start a second server)
+_BACKGROUND: dict[Path, str] = {}

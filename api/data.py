@@ -1,7 +1,7 @@
 """What the API reads from and writes to the workspace, through the stages' public functions.
 
-The zoning stage owns parcels and their statistics (``belcheer.zoning``); until a function of it
-exists in this checkout, a minimal equivalent over the catalog is used so the server still works.
+The zoning stage owns parcels and their statistics: everything parcel-related is delegated to
+``belcheer.zoning``; this module adds only who may see what.
 """
 
 from __future__ import annotations
@@ -14,25 +14,13 @@ import numpy as np
 import pandas as pd
 from belcheer.api.auth import User
 
+from belcheer import zoning
 from belcheer.catalog import SurveyRecord
 from belcheer.errors import NotFoundError
-from belcheer.fileio import atomic_path
-from belcheer.models import LIVESTOCK, PARCEL_COLUMNS, Product
+from belcheer.models import PARCEL_COLUMNS, Product
 from belcheer.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-#: sheep units per head (Mongolian convention: bod mal → bog mal)
-SHEEP_UNITS = {"camel": 5.0, "horse": 7.0, "cattle": 6.0, "sheep": 1.0, "goat": 0.9}
-
-
-def _zoning(name: str):
-    try:
-        from belcheer import zoning
-    except ImportError:
-        return None
-    return getattr(zoning, name, None)
-
 
 # -- surveys ------------------------------------------------------------------------------
 def visible_surveys(ws: Workspace, user: User) -> list[SurveyRecord]:
@@ -61,65 +49,21 @@ def latest_survey(ws: Workspace, user: User) -> str | None:
     return recs[-1].name if recs else None
 
 
-# -- parcels ------------------------------------------------------------------------------
-def _empty_parcels() -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in PARCEL_COLUMNS},
-                            geometry=gpd.GeoSeries([], crs=4326), crs=4326)
-
-
+# -- parcels (owned by the zoning stage) -------------------------------------------------
 def load_parcels(ws: Workspace) -> gpd.GeoDataFrame:
     """The current parcel layer in EPSG:4326 (empty if none was imported)."""
-    fn = _zoning("load_parcels")
-    if fn is not None:
-        try:
-            return fn(ws)
-        except NotFoundError:
-            return _empty_parcels()
-    pv = ws.catalog.current_parcel_version()
-    if pv is None:
-        return _empty_parcels()
-    gdf = gpd.read_file(pv.path, engine="pyogrio")
-    gdf["parcel_id"] = gdf["parcel_id"].astype(str)
-    return gdf.to_crs(4326)
-
-
-def registered_su(gdf: pd.DataFrame) -> pd.Series:
-    """Registered livestock of each parcel in sheep units."""
-    total = pd.Series(0.0, index=gdf.index)
-    for animal in LIVESTOCK:
-        if animal in gdf:
-            total += pd.to_numeric(gdf[animal], errors="coerce").fillna(0) * SHEEP_UNITS[animal]
-    return total
+    if ws.catalog.current_parcel_version() is None:
+        return gpd.GeoDataFrame({c: pd.Series(dtype="object") for c in PARCEL_COLUMNS},
+                                geometry=gpd.GeoSeries([], crs=4326), crs=4326)
+    return zoning.load_parcels(ws)
 
 
 def parcel_report(ws: Workspace, survey: str | None = None) -> gpd.GeoDataFrame:
     """Parcels with their latest statistics, condition class, capacity and stocking balance (EPSG:4326)."""
-    fn = _zoning("parcel_report")
-    if fn is not None:
-        if ws.catalog.current_parcel_version() is None:
-            return _empty_parcels()
-        gdf = fn(ws, survey=survey)
-        gdf = gdf.to_crs(4326) if gdf.crs is not None and gdf.crs.to_epsg() != 4326 else gdf
-        gdf["parcel_id"] = gdf["parcel_id"].astype(str)
-        return gdf
-    gdf = load_parcels(ws)
-    if gdf.empty:
-        return gdf
-    gdf = gdf.copy()
-    rows = ws.catalog.stats(survey=survey)
-    if rows:
-        df = pd.DataFrame(rows).sort_values(["date", "survey"], na_position="first")
-        latest = df.groupby(["parcel_id", "index_name"]).tail(1)
-        wide = latest.pivot(index="parcel_id", columns="index_name", values="mean")
-        wide.columns = [f"{c}_mean" for c in wide.columns]
-        gdf = gdf.merge(wide, left_on="parcel_id", right_index=True, how="left")
-        for extra in ("condition_class", "capacity_su"):
-            if extra in latest:
-                vals = latest.dropna(subset=[extra]).groupby("parcel_id")[extra].last()
-                gdf[extra] = gdf["parcel_id"].map(vals)
-    gdf["registered_su"] = registered_su(gdf)
-    if "capacity_su" in gdf:
-        gdf["balance_su"] = pd.to_numeric(gdf["capacity_su"], errors="coerce") - gdf["registered_su"]
+    if ws.catalog.current_parcel_version() is None:
+        return load_parcels(ws)
+    gdf = zoning.parcel_report(ws, survey=survey)
+    gdf["parcel_id"] = gdf["parcel_id"].astype(str)
     return gdf
 
 
@@ -139,31 +83,13 @@ def report_for(ws: Workspace, user: User, survey: str | None) -> gpd.GeoDataFram
 
 def save_parcels(ws: Workspace, gdf: gpd.GeoDataFrame, source: str, user: User) -> int:
     """Store ``gdf`` as a new version of the parcel layer; returns the version number."""
-    fn = _zoning("save_parcels")
-    if fn is not None:
-        return int(fn(ws, gdf, source=source, user=user.username or None))
-    n = len(ws.catalog.parcel_versions()) + 1
-    target = ws.path("parcels", f"parcels-v{n}.gpkg")
-    with atomic_path(target) as tmp:
-        gdf.to_file(tmp, driver="GPKG", engine="pyogrio")
-    return ws.catalog.add_parcel_version(target, source, len(gdf), {"by": user.username}).version
+    return int(zoning.save_parcels(ws, gdf, source=source, user=user.username or None))
 
 
 def normalise(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """New parcels mapped to the parcel model (coded columns defaulted, area in hectares)."""
-    fn = _zoning("normalise_parcels")
-    if fn is not None:
-        return fn(gdf, source="api").frame
-    gdf = gdf.copy()
-    gdf["area_ha"] = area_ha(gdf.geometry)
-    return gdf
-
-
-def area_ha(geoms: gpd.GeoSeries) -> pd.Series:
-    """Areas in hectares, computed in the local UTM zone."""
-    if geoms.empty:
-        return pd.Series([], dtype="float64")
-    return geoms.to_crs(geoms.estimate_utm_crs()).area / 1e4
+    """New parcels mapped to the parcel model (coded columns defaulted, area in hectares in
+    each parcel's own UTM zone)."""
+    return zoning.normalise_parcels(gdf, source="api").frame
 
 
 def feature_properties(row: pd.Series) -> dict[str, Any]:

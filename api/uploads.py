@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
-from belcheer.api import data, safety
+from belcheer.api import safety
 from belcheer.api.auth import User
 from fastapi import UploadFile
 
+from belcheer import zoning
 from belcheer.config import Settings
 from belcheer.errors import InputError
 from belcheer.workspace import Workspace
@@ -62,15 +62,6 @@ def _vector_suffix(head: bytes) -> str:
     raise InputError("a parcel layer must be a GeoPackage, a GeoJSON file or a zipped Shapefile")
 
 
-def _read_vector(path: Path, layer: str | None) -> gpd.GeoDataFrame:
-    import pyogrio
-
-    try:
-        return gpd.read_file(path, layer=layer, engine="pyogrio")
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-        raise InputError(f"cannot read the parcel layer: {exc}") from exc
-
-
 def receive_parcel_file(ws: Workspace, cfg: Settings, up: UploadFile, user: User,
                         layer: str | None = None, id_field: str | None = None) -> dict[str, Any]:
     """Import an uploaded parcel layer as a new parcel version; returns version and count."""
@@ -88,25 +79,10 @@ def receive_parcel_file(ws: Workspace, cfg: Settings, up: UploadFile, user: User
             if len(shps) != 1:
                 raise InputError("the zip must hold exactly one .shp (with its .dbf, .shx and .prj)")
             path = shps[0]
-        fn = data._zoning("import_parcels")
-        if fn is not None:
-            result = fn(ws, path, layer=layer, id_field=id_field, user=user.username)
-            version = getattr(result, "version", result)
-            ws.catalog.audit(user.username, "parcels.import", "parcels", None,
-                             {"file": up.filename, "version": str(version)})
-            return {"version": version if isinstance(version, int) else str(version)}
-        gdf = _read_vector(path, layer)
-        if id_field:
-            gdf = gdf.rename(columns={id_field: "parcel_id"})
-        if "parcel_id" not in gdf:
-            raise InputError("the layer has no parcel_id column; name the id column with id_field")
-        if gdf.crs is None:
-            raise InputError("the parcel layer has no CRS; add a .prj or save it with one")
-        gdf["parcel_id"] = gdf["parcel_id"].astype(str)
-        version = data.save_parcels(ws, gdf.to_crs(4326), source=up.filename or "upload", user=user)
+        result = zoning.import_parcels(ws, path, layer=layer, id_field=id_field, user=user.username)
         ws.catalog.audit(user.username, "parcels.import", "parcels", None,
-                         {"file": up.filename, "version": version, "count": len(gdf)})
-        return {"version": version, "count": int(len(gdf))}
+                         {"file": up.filename, "version": result.version, "count": len(result.frame)})
+        return {"version": result.version, "count": int(len(result.frame)), "report": result.report}
 
 
 def remove_tree(path: Path) -> None:

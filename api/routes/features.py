@@ -141,7 +141,7 @@ def edit_parcel(parcel_id: str, doc: dict = Body(..., description="GeoJSON Featu
         if col in sent and col not in ("geometry", "parcel_id", "area_ha"):
             updated.loc[hit[0], col] = row[col]
     updated.loc[hit[0], "geometry"] = row.geometry
-    updated.loc[hit[0], "area_ha"] = float(data.area_ha(new.geometry).iloc[0])
+    updated.loc[hit[0], "area_ha"] = float(data.normalise(new)["area_ha"].iloc[0])
     version = data.save_parcels(ws, updated, source="api", user=user)
     ws.catalog.audit(user.username, "parcel.edit", f"parcel:{parcel_id}", _props(before),
                      _props(updated.loc[hit[0]]))
