@@ -86,7 +86,8 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
                   models: Sequence[CameraModel], group: np.ndarray, matches: Sequence[PairMatch],
                   ground_z: float, *, sigma_h: float = 3.0, sigma_v: float = 6.0,
                   gcps: Sequence[GroundControl] = (), refine_intrinsics: bool = True,
-                  outlier_px: float = 4.0, max_nfev: int = 30) -> Adjustment:
+                  outlier_px: float = 4.0, max_nfev: int = 30,
+                  sigma_attitude_deg: float = 15.0) -> Adjustment:
     """Solve poses, tie points and intrinsics from pairwise matches.
 
     ``gps`` (n, 3) local-frame positions, NaN rows for captures without GPS (they are placed by
@@ -106,6 +107,8 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
     intr0 = np.array([[mo.f, mo.dist[0], mo.dist[1]] for mo in models])
     fixed_g = np.array([[mo.cx, mo.cy, mo.dist[2], mo.dist[3], mo.dist[4]] for mo in models])
     has_gps = np.isfinite(gps).all(axis=1)
+    r0_inv = Rotation.from_rotvec(rotvecs0).inv()
+    sig_att = np.deg2rad(sigma_attitude_deg)
     sig = np.array([sigma_h, sigma_h, sigma_v])
 
     # fixed intrinsics = priors so tight the solver cannot move them
@@ -139,12 +142,14 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
                 gg = group[gcp_cam]  # noqa: B023
                 pg = _project(gcp_world, cams[gcp_cam, :3], cams[gcp_cam, 3:], intr[gg], fixed_g[gg])  # noqa: B023
                 parts.append((pg - gcp_px).ravel())  # noqa: B023
+            # weak attitude prior: a weakly tied frame cannot spin away on a few bad matches
+            parts.append((r0_inv * Rotation.from_rotvec(cams[:, :3])).as_rotvec().ravel() / sig_att)
             # weak priors keep the intrinsics physical when the block is flat and small
             parts.append((intr[:, 0] - intr0[:, 0]) / (prior_f * intr0[:, 0]))
             parts.append((intr[:, 1:] - intr0[:, 1:]).ravel() / prior_k)
             return np.concatenate(parts)
 
-        n_res = 2 * n_obs + 3 * len(gps_idx) + 2 * len(gcp_cam) + 3 * g
+        n_res = 2 * n_obs + 3 * len(gps_idx) + 2 * len(gcp_cam) + 3 * n + 3 * g
         n_par = len(x)
         sp = lil_matrix((n_res, n_par), dtype=np.int8)
         r = np.arange(n_obs)
@@ -169,6 +174,11 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
                 sp[row, n * 6 + group[c] * 3 + k] = 1
                 sp[row + 1, n * 6 + group[c] * 3 + k] = 1
             row += 2
+        for c in range(n):  # attitude priors
+            for k in range(3):
+                for kk in range(3):
+                    sp[row + k, c * 6 + kk] = 1
+            row += 3
         for gidx in range(g):  # focal priors
             sp[row, n * 6 + gidx * 3] = 1
             row += 1
