@@ -116,13 +116,11 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     band_residuals: dict[str, dict[str, float]] = {}
     if not fr.is_rgb_capture(caps[0]):
         prog(0.03, "aligning bands")
-        import dask
-        from belcheer.orthomosaic.features import compute
+        from belcheer.orthomosaic.rig import rig_alignment
 
-        als = compute(*[dask.delayed(fr.capture_alignment)(c) for c in caps], scheduler=scheduler)
-        for c, al in zip(caps, als, strict=True):
-            alignment[c.id] = al
-            band_residuals[c.id] = {b: round(a.residual_px, 3) for b, a in al.items()}
+        # one rigid rig: solved on a sample of captures, used for all (see orthomosaic/rig.py)
+        rig, band_residuals = rig_alignment(caps, scheduler=scheduler)
+        alignment = {c.id: rig for c in caps}
 
     prog(0.1, "detecting features")
     feats = detect_all(caps, scheduler=scheduler) if len(caps) > 1 else []

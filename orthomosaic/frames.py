@@ -8,10 +8,12 @@ capture then behaves as one distortion-free pinhole camera with the primary band
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,7 +27,7 @@ from belcheer.orthomosaic.bandalign import (
 from belcheer.orthomosaic.geometry import CameraModel
 
 from belcheer.errors import InputError
-from belcheer.models import Band, Capture, Frame
+from belcheer.models import Band, Camera, Capture, Frame, Intrinsics
 from belcheer.types import FrameCorrection
 
 #: nominal centres of an RGB camera's broad bands, nm
@@ -122,10 +124,21 @@ def read_capture(capture: Capture, alignment: dict[str, BandAlignment] | None,
         raw = read_band(fr.path)
         val = np.asarray(correction(fr, raw), dtype=np.float32) if correction else raw.astype(np.float32)
         al = alignment[fr.band.name] if alignment else BandAlignment(fr.band.name, np.eye(3), 0, 0, "none")
-        mx, my = warp_maps(al, fr, primary, shape)
+        mx, my = _band_maps(al.band, al.homography.tobytes(), fr.intrinsics, shape)
         layers.append(cv2.remap(val, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                 borderValue=np.nan))
     return _decimate(np.dstack(layers), factor)
+
+
+@functools.lru_cache(maxsize=12)
+def _band_maps(band: str, homography: bytes, intrinsics: Intrinsics | None,
+               shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`warp_maps` cached by band, homography and lens: with one rig alignment per survey
+    every capture of a band shares the same maps, which are costly (a projection per pixel)."""
+    h = np.frombuffer(homography, dtype=np.float64).reshape(3, 3)
+    stub = Frame(path=Path(band), capture_id="", band=Band(band), band_index=0,
+                 camera=Camera("", ""), intrinsics=intrinsics, pose=None, time=None)
+    return warp_maps(BandAlignment(band, h, 0.0, 0, "cached"), stub, None, shape)
 
 
 def feature_image(capture: Capture, max_side: int = 1400) -> tuple[np.ndarray, float, dict[str, float]]:
