@@ -6,7 +6,10 @@ with GPS priors (SciPy) → ground plane or DSM → tile-by-tile orthorectificat
 
 from __future__ import annotations
 
+from belcheer.orthomosaic.bandalign import BandAlignment, align_bands, undistort_band
 from belcheer.orthomosaic.build import MosaicResult, build_orthomosaic
 from belcheer.orthomosaic.products import import_ortho, merge_rasters, mosaic, write_report
+from belcheer.orthomosaic.rig import rig_alignment
 
-__all__ = ["MosaicResult", "build_orthomosaic", "import_ortho", "merge_rasters", "mosaic", "write_report"]
+__all__ = ["BandAlignment", "MosaicResult", "align_bands", "rig_alignment", "undistort_band",
+            "build_orthomosaic", "import_ortho", "merge_rasters", "mosaic", "write_report"]

@@ -18,7 +18,7 @@ from belcheer.zoning.condition import (
                                      condition_raster,
                                      load_thresholds,
 )
-from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover, landcover_raster
+from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover, landcover_raster, landcover_raster
 from belcheer.zoning.parcels import (
                                      ParcelImport,
                                      import_parcels,
@@ -30,14 +30,14 @@ from belcheer.zoning.parcels import (
 from belcheer.zoning.report import parcel_report
 from belcheer.zoning.rollup import assign_units, rollup
 from belcheer.zoning.stats import DEFAULT_STATS, survey_stats, zonal_stats
-from belcheer.zoning.zones import export_prescription, management_zones, zone_polygons
+from belcheer.zoning.zones import export_prescription, management_zones, parcel_zones, zone_polygons
 
 __all__ = [
     "BiomassModel", "CLASS_NAMES", "CapacityParams", "ChangeResult", "DEFAULT_STATS", "LANDCOVER_CLASSES",
     "ParcelImport", "assign_units", "biomass_raster", "calibrate_biomass", "calibrate_survey",
     "capacity_table", "carrying_capacity", "change", "class_label", "classify_landcover",
-    "condition_class", "condition_raster", "export_prescription", "import_parcels", "landcover_raster", "load_model",
+    "condition_class", "condition_raster", "export_prescription", "import_parcels", "landcover_raster", "landcover_raster", "load_model",
     "load_parcels", "load_thresholds", "management_zones", "normalise_parcels", "parcel_change",
-    "parcel_report", "read_parcels", "read_samples", "rollup", "save_parcels", "sheep_units",
+    "parcel_report", "parcel_zones", "read_parcels", "read_samples", "rollup", "save_parcels", "sheep_units",
     "survey_stats", "zonal_stats", "zone_polygons",
 ]
