@@ -83,7 +83,12 @@ def _decimate(img: np.ndarray, factor: float) -> np.ndarray:
     if factor <= 1:
         return img
     h, w = img.shape[:2]
-    return cv2.resize(img, (int(round(w / factor)), int(round(h / factor))), interpolation=cv2.INTER_AREA)
+    size = (int(round(w / factor)), int(round(h / factor)))
+    if img.ndim == 3 and img.shape[2] > 4:
+        # OpenCV resizes at most 4 channels at once: a 5- or 10-band capture goes band by band
+        return np.dstack([cv2.resize(img[..., i], size, interpolation=cv2.INTER_AREA)
+                          for i in range(img.shape[2])])
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
 def read_rgb(frame: Frame) -> np.ndarray:

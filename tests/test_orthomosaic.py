@@ -331,3 +331,13 @@ def test_multispectral_capture_with_correction_gives_float_bands(real_data, tmp_
     valid = np.isfinite(data).all(axis=0)
     assert 0.3 < valid.mean() < 1.0
     assert np.all((data[:, valid] > 0) & (data[:, valid] < 1))
+
+
+def test_decimate_handles_more_than_four_bands():
+    # a 5-band multispectral capture rendered at ≥ 2 × GSD is decimated before mosaicking
+    from belcheer.orthomosaic.frames import _decimate
+
+    img = np.dstack([np.full((40, 60), float(b), np.float32) for b in range(5)])
+    small = _decimate(img, 2.0)
+    assert small.shape == (20, 30, 5)
+    assert [float(small[..., b].mean()) for b in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
