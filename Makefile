@@ -43,11 +43,12 @@ serve: install
 	$(BIN)/belcheer --workspace $(DEMO_WS) serve --host $(HOST) --port $(PORT)
 
 test: install
-	@$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 --nbmake --nbmake-timeout=900 \
+	  tests notebooks $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; exit $$rc
 
 test-fast: install
-	$(BIN)/python -m pytest -n 2 -m "not slow and not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not slow and not browser" tests $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check belcheer ingest orthomosaic indices zoning api tests bench
