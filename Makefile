@@ -53,8 +53,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check belcheer ingest orthomosaic indices zoning api tests bench
 
+# peer tools: Debian libimage-exiftool-perl and gdal-bin, and `pip install titiler.application`
 bench: install
-	$(BIN)/python bench/ingest.py
+	@for b in ingest indices zonal tiles simulate mosaic; do \
+	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit $$?; done
 
 # refresh the constraints file from the current environment (run after changing dependencies)
 lock: $(BIN)/python
