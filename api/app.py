@@ -6,19 +6,19 @@ Routes only wire; raster, vector and job logic live in the flat modules beside t
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from belcheer.api.auth import secret_key
-from belcheer.api.jobs import JobRunner
-from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from belcheer.api.auth import secret_key
+from belcheer.api.jobs import JobRunner
+from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
 from belcheer.config import Settings
 from belcheer.errors import BelcheerError, TooLargeError
 from belcheer.workspace import open_workspace

@@ -12,9 +12,9 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from belcheer.api.auth import User
 
 from belcheer import zoning
+from belcheer.api.auth import User
 from belcheer.catalog import SurveyRecord
 from belcheer.errors import NotFoundError
 from belcheer.models import PARCEL_COLUMNS, Product

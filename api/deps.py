@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from belcheer.api.auth import ANONYMOUS, User, require_role, user_from_token
-from belcheer.api.jobs import JobRunner
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from belcheer.api.auth import ANONYMOUS, User, require_role, user_from_token
+from belcheer.api.jobs import JobRunner
 from belcheer.config import Settings
 from belcheer.errors import AuthError
 from belcheer.workspace import Workspace

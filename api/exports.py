@@ -21,13 +21,13 @@ import pandas as pd
 import pyogrio
 import rasterio
 import rasterio.mask
-from belcheer.api.tiles import product_path
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
+from belcheer.api.tiles import product_path
 from belcheer.errors import InputError
 from belcheer.models import Product
 

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 import geopandas as gpd
 import pandas as pd
 import shapely
-from belcheer.api.data import feature_properties
 from shapely.geometry import box, mapping, shape
 
+from belcheer.api.data import feature_properties
 from belcheer.errors import InputError, NotFoundError
 from belcheer.models import PARCEL_COLUMNS
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from belcheer.api.messages import catalogue, lang_or_default, t
 from fastapi.templating import Jinja2Templates
+
+from belcheer.api.messages import catalogue, lang_or_default, t
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"

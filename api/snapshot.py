@@ -14,10 +14,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on a server
 import matplotlib.pyplot as plt  # noqa: E402
-from belcheer.api.messages import class_label, t  # noqa: E402
-from belcheer.api.tiles import CONDITION_COLORS, legend, read_area  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from belcheer.api.messages import class_label, t  # noqa: E402
+from belcheer.api.tiles import CONDITION_COLORS, legend, read_area  # noqa: E402
 from belcheer.models import Product, ProductKind  # noqa: E402
 
 #: which product a herder's map shows, best first

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pystac
 import rasterio
-from belcheer.api.tiles import product_path
 from pystac.extensions.eo import Band as EOBand
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -22,6 +21,7 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.warp import transform_bounds
 from shapely.geometry import box, mapping
 
+from belcheer.api.tiles import product_path
 from belcheer.catalog import SurveyRecord
 from belcheer.models import Product, ProductKind
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from belcheer.api import data
 
+from belcheer.api import data
 from belcheer.catalog import STAT_COLUMNS, SurveyRecord
 from belcheer.errors import NotFoundError
 from belcheer.workspace import Workspace

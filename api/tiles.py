@@ -19,14 +19,14 @@ from typing import Any
 import morecantile
 import numpy as np
 import rasterio
-from belcheer.api.messages import class_label, t
-from belcheer.api.safety import check_raster
 from PIL import Image
 from rio_tiler.colormap import apply_cmap, cmap
 from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
+from belcheer.api.messages import class_label, t
+from belcheer.api.safety import check_raster
 from belcheer.errors import InputError, NotFoundError
 from belcheer.fileio import confined
 from belcheer.models import Product, ProductKind

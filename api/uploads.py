@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from belcheer.api import safety
-from belcheer.api.auth import User
 from fastapi import UploadFile
 
 from belcheer import zoning
+from belcheer.api import safety
+from belcheer.api.auth import User
 from belcheer.config import Settings
 from belcheer.errors import InputError
 from belcheer.workspace import Workspace

@@ -164,12 +164,12 @@ def accuracy(tmp: Path, seed: int = 3, area_ha: float = 0.3) -> None:
     """Reflectance and NDVI of the mosaic against the simulator's truth, on the mosaic's grid."""
     import numpy as np
     import rasterio
-    from belcheer.indices import calibrate, compute_survey
-    from belcheer.ingest import ingest
-    from belcheer.orthomosaic import mosaic
     from rasterio.warp import Resampling, reproject
 
     from belcheer import open_workspace
+    from belcheer.indices import calibrate, compute_survey
+    from belcheer.ingest import ingest
+    from belcheer.orthomosaic import mosaic
     from belcheer.simulate import simulate
     from belcheer.simulate.run import PANEL_ALBEDO
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from belcheer.errors import ConfigError, InputError, ProcessingError
 from belcheer.indices.panel import PanelMeasurement, measure_panel
 from belcheer.indices.radiometry import (
     camera_family,
@@ -30,8 +32,6 @@ from belcheer.indices.radiometry import (
     sensor_irradiance,
     vendor_value,
 )
-
-from belcheer.errors import ConfigError, InputError, ProcessingError
 from belcheer.models import Capture, Frame, Survey
 
 Method = Literal["auto", "panel", "sensor", "both"]

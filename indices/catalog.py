@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 
-from belcheer.indices.formula import Formula, parse
-
 from belcheer.errors import BandError, FormulaError, InputError
+from belcheer.indices.formula import Formula, parse
 from belcheer.models import Band
 
 #: catalogue band codes a drone camera can provide, with our canonical band names

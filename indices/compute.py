@@ -25,12 +25,12 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import xarray as xr
-from belcheer.indices.catalog import DRONE_BANDS, IndexDef, band_mapping, lookup, require_bands
-from belcheer.indices.formula import Formula, parse
 from rasterio.windows import Window
 
 from belcheer.errors import BandError, ConfigError, FormulaError, InputError
 from belcheer.fileio import atomic_path
+from belcheer.indices.catalog import DRONE_BANDS, IndexDef, band_mapping, lookup, require_bands
+from belcheer.indices.formula import Formula, parse
 from belcheer.models import Band, Product
 from belcheer.progress import ProgressCallback, no_progress
 

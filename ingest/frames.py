@@ -46,7 +46,6 @@ from belcheer.ingest.xmp import (
     parse_packet,
     scalar,
 )
-
 from belcheer.models import Band, Camera, Frame, Intrinsics, Pose, Problem, Radiometry, Severity
 
 #: extensions scanned as frames (case-insensitive); other files are counted and skipped

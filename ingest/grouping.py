@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from belcheer.ingest.cameras import MAVIC3M_SUFFIX, MICASENSE_NUMBER, P4M_DIGIT, SEQUOIA_SUFFIX
-
 from belcheer.models import Capture, Frame, Problem, Severity
 
 

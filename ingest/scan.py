@@ -21,17 +21,17 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from pyproj import CRS, Transformer
+
+from belcheer.crs import utm_epsg
+from belcheer.errors import ConflictError, CRSError, InputError, NoUsableFramesError
+from belcheer.fileio import safe_name, write_json_atomic
 from belcheer.ingest import validate
 from belcheer.ingest.footprint import footprint, gsd_m
 from belcheer.ingest.frames import IMAGE_SUFFIXES, read_frame
 from belcheer.ingest.grouping import group_captures
 from belcheer.ingest.panels import Height, detect_panels, heights_above_ground
 from belcheer.ingest.summary import summarize
-from pyproj import CRS, Transformer
-
-from belcheer.crs import utm_epsg
-from belcheer.errors import ConflictError, CRSError, InputError, NoUsableFramesError
-from belcheer.fileio import safe_name, write_json_atomic
 from belcheer.models import Capture, Frame, Problem, Severity, Survey
 from belcheer.progress import ProgressCallback, track
 from belcheer.workspace import Workspace

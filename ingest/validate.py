@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from belcheer.ingest.panels import Height
-
 from belcheer.models import Capture, Problem, Severity
 
 OBLIQUE_DEG = 15.0

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, triangulate_midpoint
-from belcheer.orthomosaic.pairs import PairMatch
 from scipy.optimize import least_squares
 from scipy.sparse import lil_matrix
 from scipy.spatial.transform import Rotation
 from threadpoolctl import threadpool_limits
+
+from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, triangulate_midpoint
+from belcheer.orthomosaic.pairs import PairMatch
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from odc.geo.geobox import GeoBox
+from shapely.ops import unary_union
+
+from belcheer.errors import NoUsableFramesError, ProcessingError
+from belcheer.grid import geobox_for_bounds
+from belcheer.models import Band, Capture, Survey
 from belcheer.orthomosaic import frames as fr
 from belcheer.orthomosaic.adjust import Adjustment, bundle_adjust
 from belcheer.orthomosaic.features import detect_all
@@ -19,12 +25,6 @@ from belcheer.orthomosaic.gcp import read_gcps
 from belcheer.orthomosaic.orientation import fix_yaw_flips, footprint, initial_orientation
 from belcheer.orthomosaic.pairs import blocks, candidate_pairs, match_all
 from belcheer.orthomosaic.render import Ground, RenderCamera, render_mosaic
-from odc.geo.geobox import GeoBox
-from shapely.ops import unary_union
-
-from belcheer.errors import NoUsableFramesError, ProcessingError
-from belcheer.grid import geobox_for_bounds
-from belcheer.models import Band, Capture, Survey
 from belcheer.progress import ProgressCallback, scaled
 from belcheer.types import FrameCorrection
 

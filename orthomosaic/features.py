@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import cv2
 import dask
 import numpy as np
-from belcheer.orthomosaic.frames import feature_image
 
 from belcheer.models import Capture
+from belcheer.orthomosaic.frames import feature_image
 
 
 @dataclass(frozen=True)

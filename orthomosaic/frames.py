@@ -17,6 +17,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from belcheer.errors import InputError
+from belcheer.models import Band, Camera, Capture, Frame, Intrinsics
 from belcheer.orthomosaic.bandalign import (
     BandAlignment,
     align_bands,
@@ -25,9 +28,6 @@ from belcheer.orthomosaic.bandalign import (
     warp_maps,
 )
 from belcheer.orthomosaic.geometry import CameraModel
-
-from belcheer.errors import InputError
-from belcheer.models import Band, Camera, Capture, Frame, Intrinsics
 from belcheer.types import FrameCorrection
 
 #: nominal centres of an RGB camera's broad bands, nm

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from belcheer.orthomosaic.adjust import GroundControl
 from pyproj import CRS, Transformer
 
 from belcheer.errors import InputError
 from belcheer.models import Capture
+from belcheer.orthomosaic.adjust import GroundControl
 
 
 def _crs(line: str) -> CRS:

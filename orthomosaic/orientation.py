@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, rotation_from_gimbal
 from pyproj import Transformer
 from scipy.spatial.transform import Rotation
 from shapely.geometry import Polygon
 
 from belcheer.models import Capture
+from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, rotation_from_gimbal
 
 
 @dataclass(frozen=True)

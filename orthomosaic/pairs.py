@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import cv2
 import dask
 import numpy as np
-from belcheer.orthomosaic.features import Features, compute
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
+
+from belcheer.orthomosaic.features import Features, compute
 
 
 @dataclass(frozen=True)

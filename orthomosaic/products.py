@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from belcheer.orthomosaic.build import MosaicResult, build_orthomosaic
-from belcheer.orthomosaic.render import write_cog
 
 from belcheer.errors import CRSError, InputError, NotFoundError
 from belcheer.fileio import atomic_path, write_json_atomic
 from belcheer.grid import geobox_of_file
 from belcheer.models import Band, Product, ProductKind, Survey
+from belcheer.orthomosaic.build import MosaicResult, build_orthomosaic
+from belcheer.orthomosaic.render import write_cog
 from belcheer.progress import ProgressCallback
 from belcheer.types import FrameCorrection
 from belcheer.workspace import Workspace

@@ -17,8 +17,6 @@ import cv2
 import dask
 import numpy as np
 import rasterio
-from belcheer.orthomosaic.features import compute
-from belcheer.orthomosaic.geometry import CameraModel, project
 from odc.geo.geobox import GeoBox
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
@@ -27,6 +25,8 @@ from shapely.geometry.base import BaseGeometry
 
 from belcheer.fileio import atomic_path
 from belcheer.models import Band
+from belcheer.orthomosaic.features import compute
+from belcheer.orthomosaic.geometry import CameraModel, project
 from belcheer.progress import ProgressCallback, no_progress
 
 

@@ -17,8 +17,12 @@ import dask
 import numpy as np
 
 from belcheer.models import Capture
-from belcheer.orthomosaic.bandalign import (BandAlignment, alignment_residual, read_band,
-                                            undistort_band)
+from belcheer.orthomosaic.bandalign import (
+    BandAlignment,
+    alignment_residual,
+    read_band,
+    undistort_band,
+)
 from belcheer.orthomosaic.features import compute
 from belcheer.orthomosaic.frames import capture_alignment, primary_frame
 

@@ -10,10 +10,11 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
-from belcheer.api import create_app
 from fastapi.testclient import TestClient
 from PIL import Image
 from test_api_helpers import HIDDEN, PARCELS, SURVEY, build_workspace, ndvi_array, token
+
+from belcheer.api import create_app
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import time
 import zipfile
 
 import pytest
-from belcheer.api import create_app
 from fastapi.testclient import TestClient
 from PIL import Image
 from test_api_helpers import SURVEY, build_workspace, token
 
 from belcheer import pipeline
+from belcheer.api import create_app
 
 
 def _jpeg(seed: int = 0) -> bytes:

@@ -24,11 +24,11 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture(scope="module")
 def real(real_data, tmp_path_factory):
-    from belcheer.api import create_app
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
     from belcheer import zoning
+    from belcheer.api import create_app
 
     folder = real_dataset(real_data, "farm_parcels_nl")
     root = tmp_path_factory.mktemp("real") / "ws"

@@ -6,9 +6,10 @@ pytest), each with a small, derandomised Hypothesis budget to keep the suite fas
 from __future__ import annotations
 
 import schemathesis
-from belcheer.api import create_app
 from hypothesis import HealthCheck, given, settings
 from test_api_helpers import build_workspace
+
+from belcheer.api import create_app
 
 #: besides every GET: sign-in and adding parcels take bodies worth fuzzing
 WRITES = {"/token", "/collections/parcels/items"}

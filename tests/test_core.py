@@ -17,8 +17,20 @@ from belcheer.errors import ConflictError, CRSError, NotFoundError, UnsafePathEr
 from belcheer.fileio import atomic_path, confined, safe_name, write_json_atomic
 from belcheer.grid import geobox_for_bounds
 from belcheer.manifest import read_manifest, write_manifest
-from belcheer.models import (Band, Camera, Capture, Frame, Intrinsics, Pose, Problem, Product,
-                             ProductKind, Radiometry, Severity, Survey)
+from belcheer.models import (
+    Band,
+    Camera,
+    Capture,
+    Frame,
+    Intrinsics,
+    Pose,
+    Problem,
+    Product,
+    ProductKind,
+    Radiometry,
+    Severity,
+    Survey,
+)
 
 STAGES = ["belcheer", "belcheer.ingest", "belcheer.orthomosaic", "belcheer.indices",
           "belcheer.zoning", "belcheer.api", "belcheer.cli", "belcheer.simulate"]

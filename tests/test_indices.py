@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from belcheer.indices import band_mapping, catalogue, compute, lookup
-from belcheer.indices.formula import parse
 from rasterio.transform import from_origin
 
 from belcheer.errors import BandError, FormulaError, InputError
+from belcheer.indices import band_mapping, catalogue, compute, lookup
+from belcheer.indices.formula import parse
 from belcheer.models import Band
 
 # one pixel of healthy pasture: B, G, R, RE, N reflectance

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from belcheer.indices import compute_survey
 from rasterio.transform import from_origin
 
 from belcheer.errors import BandError, NotFoundError
+from belcheer.indices import compute_survey
 from belcheer.models import Band, Product, ProductKind
 
 

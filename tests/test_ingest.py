@@ -9,6 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_ingest_helpers import BOMB_XMP, after_exif, dji_xmp, texture, write_jpeg
+
+from belcheer.cli import main
+from belcheer.errors import ConfigError, ConflictError, CRSError, NoUsableFramesError
 from belcheer.ingest import ingest, scan, summarize
 from belcheer.ingest.cameras import band_role, sensor_size_mm, wavelength_role
 from belcheer.ingest.footprint import footprint, ground_offsets, gsd_m
@@ -17,10 +21,6 @@ from belcheer.ingest.panels import Height, detect_panels, heights_above_ground
 from belcheer.ingest.quality import measure
 from belcheer.ingest.validate import altitude_outliers, duplicate_times, mixed_cameras
 from belcheer.ingest.xmp import UnsafeXMPError, numbers, parse_packet
-from test_ingest_helpers import BOMB_XMP, after_exif, dji_xmp, texture, write_jpeg
-
-from belcheer.cli import main
-from belcheer.errors import ConfigError, ConflictError, CRSError, NoUsableFramesError
 from belcheer.models import Band, Camera, Capture, Frame, Intrinsics, Pose
 
 SEQUOIA_LIKE = b"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">

@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from belcheer.ingest import ingest, scan
 from conftest import real_dataset
 from test_ingest_helpers import BOMB_XMP, dji_xmp, texture, write_jpeg
 
+from belcheer.ingest import ingest, scan
 from belcheer.models import Severity
 
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from belcheer.ingest import ingest, scan, summarize
 from conftest import real_dataset
 
 from belcheer.cli import main
 from belcheer.errors import NoUsableFramesError
+from belcheer.ingest import ingest, scan, summarize
 from belcheer.models import Severity
 
 pytestmark = pytest.mark.real

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from belcheer.orthomosaic.geometry import CameraModel, project, rays_to_plane, rotation_from_gimbal
 from pyproj import Transformer
 from rio_cogeo.cogeo import cog_validate
 from scipy.spatial.transform import Rotation
 
 from belcheer.errors import ProcessingError
+from belcheer.orthomosaic.geometry import CameraModel, project, rays_to_plane, rotation_from_gimbal
 from tests.conftest import real_dataset
 
 # --- pure geometry ------------------------------------------------------------------------------
@@ -176,10 +176,10 @@ def test_synthetic_survey_checkpoints_against_truth(tmp_path):
     surveyed checkerboard targets found in the mosaic."""
     import cv2
     import pandas as pd
+
     from belcheer.ingest import scan
     from belcheer.orthomosaic import build_orthomosaic
     from belcheer.orthomosaic.accuracy import checkpoint_errors
-
     from belcheer.simulate import simulate
 
     sim = simulate(tmp_path / "sim", camera="rgb", seed=1, area_ha=0.3, altitude_m=60)
@@ -256,6 +256,7 @@ def test_cli_merge_and_import_register_products(tmp_path, monkeypatch):
 @pytest.mark.real
 def test_black_and_blurry_frames_are_dropped_with_reasons(real_data, tmp_path):
     import cv2
+
     from belcheer.orthomosaic import build_orthomosaic
 
     survey = _scan(real_dataset(real_data, "brighton_beach_rgb"))
@@ -285,6 +286,7 @@ def test_black_and_blurry_frames_are_dropped_with_reasons(real_data, tmp_path):
 @pytest.mark.slow
 def test_oblique_frames_with_dsm_match_opendronemap_cameras(real_data, tmp_path):
     import pandas as pd
+
     from belcheer.orthomosaic import build_orthomosaic
 
     root = real_dataset(real_data, "p4p_tuniu")

@@ -10,12 +10,12 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
-from belcheer.zoning import import_parcels, load_parcels, read_parcels
-from belcheer.zoning.parcels import MAX_VERTICES, areas_ha
 from test_zoning_support import EPSG, scene_parcels
 
 from belcheer.errors import ConflictError, CRSError, InputError, TooLargeError, UnsafePathError
 from belcheer.models import PARCEL_COLUMNS
+from belcheer.zoning import import_parcels, load_parcels, read_parcels
+from belcheer.zoning.parcels import MAX_VERTICES, areas_ha
 
 ORIGIN = (600_000.0, 4_850_000.0)
 

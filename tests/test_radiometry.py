@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+
+from belcheer.errors import InputError, ProcessingError
 from belcheer.indices import calibrate, radiance
 from belcheer.indices.calibration import read_dn
 from belcheer.indices.radiometry import micasense_radiance
 from belcheer.indices.sun import horizontal_irradiance, solar_position
 from belcheer.ingest import scan
-
-from belcheer.errors import InputError, ProcessingError
 from belcheer.models import Capture, Survey
 from tests.conftest import real_dataset
 

@@ -10,10 +10,11 @@ import time
 import numpy as np
 import pytest
 import uvicorn
-from belcheer.api import create_app
-from belcheer.api.messages import catalogue, class_label
 from PIL import Image
 from test_api_helpers import PARCELS, build_workspace
+
+from belcheer.api import create_app
+from belcheer.api.messages import catalogue, class_label
 
 pytestmark = pytest.mark.browser
 

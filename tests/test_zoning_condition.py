@@ -8,6 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from test_zoning_support import add_survey, render_ndvi, scene_parcels
+
+from belcheer.errors import InputError
+from belcheer.models import ProductKind
 from belcheer.zoning import (
     CapacityParams,
     calibrate_biomass,
@@ -23,10 +27,6 @@ from belcheer.zoning import (
     sheep_units,
     survey_stats,
 )
-from test_zoning_support import add_survey, render_ndvi, scene_parcels
-
-from belcheer.errors import InputError
-from belcheer.models import ProductKind
 
 ORIGIN = (600_000.0, 4_850_000.0)
 

@@ -11,6 +11,10 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
+from test_zoning_support import EPSG, add_survey, render_ndvi, scene_parcels
+
+from belcheer.errors import InputError
+from belcheer.models import ProductKind
 from belcheer.zoning import (
     change,
     classify_landcover,
@@ -24,10 +28,6 @@ from belcheer.zoning import (
 )
 from belcheer.zoning.landcover import landcover_shares
 from belcheer.zoning.zones import parcel_zones
-from test_zoning_support import EPSG, add_survey, render_ndvi, scene_parcels
-
-from belcheer.errors import InputError
-from belcheer.models import ProductKind
 
 
 def _place_in_soum(boundaries: gpd.GeoDataFrame, soum: str, aimag: str) -> gpd.GeoDataFrame:

@@ -9,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+
 from belcheer.zoning import calibrate_biomass, read_parcels, read_samples, rollup, zonal_stats
 from belcheer.zoning.biomass import sample_raster
 
@@ -38,8 +39,9 @@ def test_parcel_means_match_simulator_truth(sim) -> None:
 @pytest.mark.slow
 def test_landcover_from_simulated_training(sim, workspace) -> None:
     import rasterio
-    from belcheer.zoning import import_parcels, landcover_raster, parcel_report
     from test_zoning_support import add_survey
+
+    from belcheer.zoning import import_parcels, landcover_raster, parcel_report
 
     with rasterio.open(sim.ndvi_path) as src:
         ndvi, t = src.read(1), src.transform

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from belcheer.zoning import DEFAULT_STATS, read_parcels, save_parcels, survey_stats, zonal_stats
-from belcheer.zoning.parcels import normalise_parcels
-from belcheer.zoning.rasterout import write_array_cog
 from test_zoning_support import EPSG, add_survey, render_ndvi, scene_parcels, true_means
 
 from belcheer.errors import CRSError, NotFoundError
+from belcheer.zoning import DEFAULT_STATS, read_parcels, save_parcels, survey_stats, zonal_stats
+from belcheer.zoning.parcels import normalise_parcels
+from belcheer.zoning.rasterout import write_array_cog
 
 ORIGIN = (600_000.0, 4_850_000.0)
 

@@ -14,10 +14,10 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from affine import Affine
-from belcheer.zoning.rasterout import write_array_cog
 from rasterio.features import rasterize
 
 from belcheer.models import Product, ProductKind
+from belcheer.zoning.rasterout import write_array_cog
 
 EPSG = 32648
 

@@ -18,7 +18,7 @@ from belcheer.zoning.condition import (
                                      condition_raster,
                                      load_thresholds,
 )
-from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover, landcover_raster, landcover_raster
+from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover, landcover_raster
 from belcheer.zoning.parcels import (
                                      ParcelImport,
                                      import_parcels,

@@ -119,8 +119,9 @@ def classify_landcover(stack: Any, transform: Any, crs: Any, training: gpd.GeoDa
 
 def landcover_shares(classes: np.ndarray, transform: Any, crs: Any, parcels: gpd.GeoDataFrame) -> pd.DataFrame:
     """Per-parcel share of each land-cover class (``frac_<code>`` columns, coverage-weighted)."""
-    from belcheer.zoning.stats import zonal_stats
     from rasterio.io import MemoryFile
+
+    from belcheer.zoning.stats import zonal_stats
 
     h, w = classes.shape
     with MemoryFile() as mem:
@@ -146,13 +147,13 @@ def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
     import math
 
     import rasterio
-    from belcheer.zoning.parcels import load_parcels
-    from belcheer.zoning.rasterout import write_array_cog
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
     from belcheer.errors import NotFoundError
     from belcheer.models import Product, ProductKind
+    from belcheer.zoning.parcels import load_parcels
+    from belcheer.zoning.rasterout import write_array_cog
 
     prods = [ws.product(survey, i) for i in indices]
     with rasterio.open(prods[0].path) as ref:

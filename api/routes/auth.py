@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from belcheer.api import auth
-from belcheer.api.auth import User
-from belcheer.api.deps import current_user, require, settings, workspace
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
+from belcheer.api import auth
+from belcheer.api.auth import User
+from belcheer.api.deps import current_user, require, settings, workspace
 from belcheer.workspace import Workspace
 
 router = APIRouter(tags=["auth"])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fastapi import APIRouter, Depends, Query, Response
+
 from belcheer.api import data, exports, tiles
 from belcheer.api.auth import User
 from belcheer.api.deps import current_user, settings, workspace
 from belcheer.api.routes.features import _report
-from fastapi import APIRouter, Depends, Query, Response
-
 from belcheer.errors import InputError, NotFoundError
 from belcheer.workspace import Workspace
 

@@ -6,13 +6,13 @@ import json
 from typing import Any, Literal
 
 import pandas as pd
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+
 from belcheer.api import data, features
 from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, require, settings, workspace
 from belcheer.api.pages import templates
-from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
-
 from belcheer.errors import ConflictError, InputError, PermissionDeniedError
 from belcheer.workspace import Workspace
 

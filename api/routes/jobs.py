@@ -6,14 +6,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
-from belcheer.api import safety, uploads
-from belcheer.api.auth import User
-from belcheer.api.deps import require, runner, settings, workspace
-from belcheer.api.jobs import PIPELINE_KIND, UPLOADED, JobRunner, job_dict, job_frames_dir
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from belcheer.api import safety, uploads
+from belcheer.api.auth import User
+from belcheer.api.deps import require, runner, settings, workspace
+from belcheer.api.jobs import PIPELINE_KIND, UPLOADED, JobRunner, job_dict, job_frames_dir
 from belcheer.errors import InputError
 from belcheer.fileio import safe_name
 from belcheer.workspace import Workspace

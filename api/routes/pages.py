@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 import geopandas as gpd
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
 from belcheer.api import data, snapshot
 from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, workspace
 from belcheer.api.messages import catalogue, lang_or_default
 from belcheer.api.pages import VENDOR_DIR, templates
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
-
 from belcheer.errors import NotFoundError
 from belcheer.workspace import Workspace
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter, Depends, Request
+
 from belcheer.api import data, stac
 from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, workspace
-from fastapi import APIRouter, Depends, Request
-
 from belcheer.errors import NotFoundError
 from belcheer.workspace import Workspace
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fastapi import APIRouter, Depends, Request
+
 from belcheer.api import data, summaries
 from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, require, workspace
-from fastapi import APIRouter, Depends, Request
-
 from belcheer.workspace import Workspace
 
 router = APIRouter(tags=["statistics"])

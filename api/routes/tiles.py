@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from belcheer.api import data, tiles
-from belcheer.api.auth import User
-from belcheer.api.deps import base_url, current_user, settings, workspace
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from belcheer.api import data, tiles
+from belcheer.api.auth import User
+from belcheer.api.deps import base_url, current_user, settings, workspace
 from belcheer.workspace import Workspace
 
 router = APIRouter(tags=["tiles"])
