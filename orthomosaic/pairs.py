@@ -73,6 +73,9 @@ def match_pair(fa: Features, fb: Features, i: int, j: int, ratio: float = 0.8,
     empty = PairMatch(i, j, np.zeros((0, 2)), np.zeros((0, 2)), 0)
     if len(fa.points) < 8 or len(fb.points) < 8:
         return empty
+    # FLANN's randomised k-d trees draw from OpenCV's RNG: seed it so a survey mosaics the same
+    # way every run (the RNG is per thread, so parallel matching stays reproducible)
+    cv2.setRNGSeed(i * 100_003 + j)
     flann = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
     knn = flann.knnMatch(fa.descriptors, fb.descriptors, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
