@@ -19,8 +19,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
-from sklearn.linear_model import LinearRegression
-from sklearn.metrics import mean_squared_error, r2_score
 
 from belcheer.crs import crs_from_user
 from belcheer.errors import CRSError, InputError, NotFoundError, ProcessingError
@@ -92,6 +90,11 @@ def calibrate_biomass(index_values: Any, biomass_kg_ha: Any, *, index: str = "nd
     if ok.sum() < 3:
         raise ProcessingError(f"only {int(ok.sum())} quadrat(s) fall on valid {index} pixels; "
                               "at least 3 are needed to fit a biomass model")
+    # scikit-learn is imported here, not at module level: it takes ≈ 1.3 s to import and
+    # `import belcheer.zoning` should not pay that for every zonal-statistics or CLI call
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import mean_squared_error, r2_score
+
     reg = LinearRegression().fit(x[ok, None], y[ok])
     pred = reg.predict(x[ok, None])
     return BiomassModel(index=index, slope=float(reg.coef_[0]), intercept=float(reg.intercept_),

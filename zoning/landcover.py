@@ -14,10 +14,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from rasterio.features import rasterize
-from sklearn.cluster import KMeans
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
-from sklearn.model_selection import GroupShuffleSplit
 
 from belcheer.errors import InputError, ProcessingError
 
@@ -64,6 +60,13 @@ def classify_landcover(stack: Any, transform: Any, crs: Any, training: gpd.GeoDa
     (overall accuracy, Cohen's kappa, confusion matrix); the map uses the forest refitted on
     all polygons. Without training (or ``method="kmeans"``), k-means clusters numbered 1…k by
     the first band's centre (unlabelled: name them yourself)."""
+    # scikit-learn is imported here, not at module level: it takes ≈ 1.3 s to import and
+    # `import belcheer.zoning` should not pay that for every zonal-statistics or CLI call
+    from sklearn.cluster import KMeans
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
+    from sklearn.model_selection import GroupShuffleSplit
+
     x = np.asarray(stack, dtype="float64")
     if x.ndim == 2:
         x = x[None]

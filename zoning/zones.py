@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import mapclassify
 import numpy as np
 import pandas as pd
 import pyogrio
 import rasterio
 import shapely
 from rasterio.features import geometry_mask, shapes, sieve
-from sklearn.cluster import KMeans
 
 from belcheer.errors import InputError, ProcessingError
 from belcheer.fileio import atomic_path
@@ -60,6 +58,10 @@ def management_zones(values: Any, *, method: str = "kmeans", n_classes: int = 5,
     rng = np.random.default_rng(seed)
     sample = feats[rng.choice(len(feats), min(FIT_SAMPLE, len(feats)), replace=False)]
     if method == "kmeans":
+        # imported here, not at module level: scikit-learn and mapclassify (which pulls in
+        # matplotlib) take ≈ 2 s to import, a cost `import belcheer.zoning` should not carry
+        from sklearn.cluster import KMeans
+
         mu, sd = sample.mean(axis=0), sample.std(axis=0)
         sd[sd == 0] = 1.0
         km = KMeans(n_clusters=n_classes, n_init=4, random_state=seed).fit((sample - mu) / sd)
@@ -68,6 +70,8 @@ def management_zones(values: Any, *, method: str = "kmeans", n_classes: int = 5,
         order = np.argsort(np.argsort(centre))  # rank of each cluster by its first-index centre
         zone = order[labels] + 1
     else:
+        import mapclassify  # lazily, see the k-means branch
+
         x = feats[:, 0]
         if method == "jenks":
             qs = np.quantile(x, np.linspace(0.0, 1.0, JENKS_SAMPLE), method="inverted_cdf")
