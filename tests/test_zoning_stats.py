@@ -133,3 +133,110 @@ def test_survey_stats_stores_time_series(workspace, tmp_path: Path) -> None:
     assert series[0]["mean"] == pytest.approx(values["P03"], abs=0.01)
     assert series[1]["mean"] - series[0]["mean"] == pytest.approx(-0.1, abs=1e-4)
     assert series[0]["p90"] is not None and series[0]["valid_fraction"] > 0.99
+
+
+def _many_parcels(tmp_path: Path, n: int = 300, size: int = 1200):
+    """``n`` random heptagons (radius 8–30 m) on a noisy 1 m float32 raster with a NaN strip,
+    tiled 128² so that parcels straddle many compressed tiles."""
+    from affine import Affine
+
+    rng = np.random.default_rng(7)
+    t = Affine(1.0, 0, ORIGIN[0], 0, -1.0, ORIGIN[1] + size)
+    arr = (0.4 + 0.2 * np.sin(np.arange(size)[None, :] / 90.0) + rng.normal(0, 0.05, (size, size))).astype("float32")
+    arr[500:520, :] = np.nan
+    path = tmp_path / "noise.tif"
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="float32",
+                       crs=f"EPSG:{EPSG}", transform=t, nodata=float("nan"), tiled=True, blockxsize=128,
+                       blockysize=128, compress="deflate") as dst:
+        dst.write(arr, 1)
+    cx = ORIGIN[0] + rng.uniform(20, size - 20, n)
+    cy = ORIGIN[1] + rng.uniform(20, size - 20, n)
+    ang = np.sort(rng.uniform(0, 2 * np.pi, (n, 7)), axis=1)
+    rad = rng.uniform(8, 30, (n, 1)) * rng.uniform(0.7, 1.0, (n, 7))
+    geoms = [shapely.Polygon(np.c_[x, y]).buffer(0) for x, y in
+             zip(cx[:, None] + rad * np.cos(ang), cy[:, None] + rad * np.sin(ang), strict=True)]
+    # one parcel off the raster, and one id used twice: rows must still come back in order
+    geoms.append(shapely.box(ORIGIN[0] - 500, ORIGIN[1], ORIGIN[0] - 400, ORIGIN[1] + 100))
+    ids = [f"q{i}" for i in range(n)] + ["off"]
+    ids[5] = ids[6]
+    return path, gpd.GeoDataFrame({"parcel_id": ids}, geometry=geoms, crs=EPSG)
+
+
+@pytest.mark.parametrize("scheduler,workers,block_px", [("synchronous", None, 2048), ("threads", 2, 300),
+                                                        ("processes", 2, 256), ("processes", 3, 100),
+                                                        (None, None, 2048)])
+def test_results_do_not_depend_on_scheduler_or_split(tmp_path: Path, scheduler, workers, block_px) -> None:
+    path, parcels = _many_parcels(tmp_path)
+    ours = zonal_stats(path, parcels, scheduler=scheduler, workers=workers, block_px=block_px)
+    ref = exactextract.exact_extract(
+        str(path), parcels.iloc[:-1],
+        ["mean", "median", "stdev", "min", "max", "quantile(q=0.1)", "quantile(q=0.25)", "quantile(q=0.75)",
+         "quantile(q=0.9)", "count"], output="pandas")
+    assert ours["parcel_id"].tolist() == parcels["parcel_id"].tolist()
+    on = ours.iloc[:-1]
+    for mine, theirs in [("mean", "mean"), ("median", "median"), ("std", "stdev"), ("min", "min"),
+                         ("max", "max"), ("p10", "quantile_10"), ("p25", "quantile_25"), ("p75", "quantile_75"),
+                         ("p90", "quantile_90"), ("count", "count")]:
+        np.testing.assert_allclose(on[mine].to_numpy(), ref[theirs].to_numpy(), atol=1e-6, rtol=0, err_msg=mine)
+    off = ours.iloc[-1]
+    assert np.isnan(off["mean"]) and off["count"] == 0 and off["valid_fraction"] == 0
+    # the NaN strip (pixel-aligned) removes exactly the parcels' area inside it
+    strip = shapely.box(ORIGIN[0], ORIGIN[1] + 680, ORIGIN[0] + 1200, ORIGIN[1] + 700)
+    geoms = parcels.geometry.iloc[:-1].to_numpy()
+    inside = shapely.area(shapely.intersection(geoms, strip)) / shapely.area(geoms)
+    assert (inside > 0.05).sum() > 3
+    np.testing.assert_allclose(on["valid_fraction"].to_numpy(), 1 - inside, atol=1e-9)
+
+
+def test_chunks_are_compact_and_balanced() -> None:
+    from belcheer.zoning.stats import _bisect, _spatial_order
+
+    rng = np.random.default_rng(3)
+    col, row = rng.uniform(0, 8000, 4000), rng.uniform(0, 4000, 4000)
+    work = rng.uniform(1, 3, 4000)
+    parts = _bisect(col, row, work, 4)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(4000))
+    shares = np.array([work[p].sum() for p in parts]) / work.sum()
+    np.testing.assert_allclose(shares, 0.25, atol=0.01)
+    # 8000 × 4000 is cut across its long side into two 4000² halves, each of which is halved
+    # again: four 4000 × 2000 (or 2000 × 4000) parts, never thin 8000 × 1000 strips
+    for p in parts:
+        w, h = np.ptp(col[p]), np.ptp(row[p])
+        assert max(w, h) < 4100 and min(w, h) < 2100
+    # serpentine block order: consecutive blocks are neighbours (no jump across the raster)
+    o = _spatial_order(col, row, 1000)
+    bc, br = np.floor(col[o] / 1000), np.floor(row[o] / 1000)
+    step = np.abs(np.diff(bc)) + np.abs(np.diff(br))
+    assert step.max() == 1
+
+
+def test_auto_scheduler_stays_in_process_for_small_jobs_and_threads() -> None:
+    import threading
+
+    from belcheer.zoning.stats import PARALLEL_MIN_PX, _auto_scheduler
+
+    assert _auto_scheduler("a.tif", PARALLEL_MIN_PX / 10, 2) == "synchronous"
+    assert _auto_scheduler("a.tif", PARALLEL_MIN_PX * 10, 1) == "synchronous"
+    assert _auto_scheduler("/vsimem/a.tif", PARALLEL_MIN_PX * 10, 2) == "synchronous"
+    import sys
+
+    big = _auto_scheduler("a.tif", PARALLEL_MIN_PX * 10, 2)
+    assert big == ("processes" if sys.platform.startswith("linux") else "synchronous")
+    # never fork from a background thread (the API's jobs): another thread may hold GDAL's locks
+    seen = []
+    th = threading.Thread(target=lambda: seen.append(_auto_scheduler("a.tif", PARALLEL_MIN_PX * 10, 2)))
+    th.start()
+    th.join()
+    assert seen == ["synchronous"]
+
+
+def test_import_does_not_load_scikit_learn_or_matplotlib() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, belcheer.zoning; "
+            "print(sorted(m for m in ('sklearn', 'matplotlib', 'mapclassify') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"

@@ -1,30 +1,35 @@
 """Exact, coverage-weighted zonal statistics per parcel, with the ``exactextract`` library.
 
-Parcels are reprojected to the raster's CRS, split spatially into groups (by the raster block
-of their centroid), and each group is run through exactextract on an in-memory window of the
-raster that just covers it. The windows lie on the raster's own pixel grid, so the numbers are
-exactly those of one exactextract call over the whole file; memory is bounded by the window
-size times the number of workers. Groups run as Dask tasks (threads by default; exactextract
-holds the GIL while it computes, so ``scheduler="processes"`` or a distributed cluster is
-what gives real parallelism on large jobs).
+Parcels are reprojected to the raster's CRS (only when the CRSs differ), cut into a few compact
+chunks of about equal work (a k-d split of their centres, two per worker), and ordered within
+each chunk by the ``block_px`` raster block of their centre (a serpentine over the blocks).
+Each chunk is one ``exact_extract`` call that reads the raster itself, parcel by parcel,
+through GDAL's block cache: consecutive parcels share compressed tiles, so a tile is decoded
+about once, tiles no parcel touches are never decoded, and memory is bounded by the block cache
+(capped in each worker process) plus exactextract's own ``max_cells_in_memory`` limit, not by
+the raster's size. The numbers are those of one exactextract call over the whole file.
+
+exactextract holds the GIL while it computes, so threads overlap little more than reading; real
+parallelism comes from worker processes (forked on Linux: they start in milliseconds and inherit
+the parcels instead of receiving them pickled) or a Dask distributed cluster.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import dask
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
 import shapely
 from exactextract import exact_extract
-from exactextract.raster import NumPyRasterSource
-from rasterio.windows import Window
+from exactextract.feature import Feature, FeatureSource
+from exactextract.raster import RasterioRasterSource
 
 from belcheer.errors import CRSError, InputError, NotFoundError
 from belcheer.models import ProductKind
@@ -39,8 +44,24 @@ DEFAULT_STATS: tuple[str, ...] = ("mean", "median", "std", "min", "max", "p10", 
 _OPS: dict[str, str] = {"mean": "mean", "median": "median", "std": "stdev", "min": "min", "max": "max",
                         "sum": "sum", "count": "count", "majority": "majority", "minority": "minority",
                         "variety": "variety"}
-#: Target window edge, pixels, of one group (windows grow to hold the group's largest parcel).
+#: Edge, pixels, of the raster blocks that order parcels spatially (consecutive parcels share
+#: compressed tiles, so each tile is decoded once while it is still in the block cache).
 BLOCK_PX = 2048
+#: Jobs whose parcels' bounding boxes cover fewer pixels than this run in the calling process
+#: when no scheduler is named: forking workers and collecting their tables costs ≈ 0.1–0.2 s,
+#: about what exactextract needs for this many pixels.
+PARALLEL_MIN_PX = 2_000_000
+#: Chunks per worker process: more than one so a worker slowed by other load on the machine
+#: does not leave the other idle at the end; few, because each chunk boundary re-decodes the
+#: tiles the two chunks share.
+CHUNKS_PER_WORKER = 2
+#: GDAL block cache of each worker process, bytes. Parcels arrive in spatial order, so the
+#: cache only has to hold the tiles of about one row of blocks (BLOCK_PX × the raster's width);
+#: bounded so that workers × cache stays well under the memory target.
+WORKER_CACHE_BYTES = 256 * 2**20
+#: Per-parcel fixed cost in the work estimate, in pixel equivalents (feature set-up,
+#: coverage fractions of the boundary, output row).
+_PARCEL_COST_PX = 500
 
 
 def _op(stat: str) -> str:
@@ -60,72 +81,188 @@ def _column(stat: str) -> str:
     return op
 
 
-def _extract_group(raster: str, band: int, wkb: list[bytes], ids: list[str], window: tuple[int, int, int, int],
-                   ops: list[str], categorical: bool) -> pd.DataFrame:
-    """Run exactextract for one group of parcels on one raster window (pure of side effects)."""
-    col_off, row_off, width, height = window
-    with rasterio.open(raster) as src:
-        arr = src.read(band, window=Window(col_off, row_off, width, height))
-        t = src.window_transform(Window(col_off, row_off, width, height))
-        nodata = src.nodata
-        wkt = src.crs.to_wkt()
-    if nodata is not None and np.issubdtype(arr.dtype, np.integer):
-        nodata = int(nodata)  # exactextract wants the nodata value in the raster's own type
-    xmin, ymax = t.c, t.f
-    xmax, ymin = xmin + width * t.a, ymax + height * t.e
-    rsrc = NumPyRasterSource(arr, xmin, ymin, xmax, ymax, nodata=nodata, srs_wkt=wkt)
-    feats = gpd.GeoDataFrame({"parcel_id": ids}, geometry=shapely.from_wkb(wkb), crs=wkt)
+class _WkbFeature(Feature):
+    """One parcel handed to exactextract as WKB plus its row number. exactextract's GeoDataFrame
+    source turns every geometry into a GeoJSON string that C++ parses again; WKB skips that."""
+
+    def __init__(self, row: int | None = None, wkb: bytes | None = None) -> None:
+        Feature.__init__(self)
+        self._props: dict[str, Any] = {} if row is None else {"_row": row}
+        self._wkb = wkb
+
+    def geometry(self) -> bytes | None:
+        return self._wkb
+
+    def set_geometry(self, wkb: bytes | None) -> None:
+        self._wkb = wkb
+
+    def set_geometry_format(self) -> str:
+        return "wkb"
+
+    def get(self, name: str) -> Any:
+        return self._props[name]
+
+    def set(self, name: str, value: Any) -> None:
+        self._props[name] = value
+
+    def fields(self) -> list[str]:
+        return list(self._props)
+
+
+class _WkbSource(FeatureSource):
+    """Parcels (WKB, in the raster's CRS) with their row numbers in the caller's table."""
+
+    def __init__(self, rows: np.ndarray, wkb: np.ndarray, srs_wkt: str) -> None:
+        super().__init__()
+        self._rows, self._wkb, self._wkt = rows, wkb, srs_wkt
+
+    def count(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[_WkbFeature]:
+        for r, w in zip(self._rows.tolist(), self._wkb, strict=True):
+            yield _WkbFeature(r, w)
+
+    def srs_wkt(self) -> str:
+        return self._wkt
+
+
+def _extract(raster: str, band: int, rows: np.ndarray, wkb: np.ndarray, ops: list[str],
+             categorical: bool) -> pd.DataFrame:
+    """One exactextract call over the parcels ``rows`` (their WKB in the raster's CRS), reading
+    the raster through exactextract's own rasterio source (nodata, scale and offset handled
+    there). Returns exactextract's table with a ``_row`` column."""
     all_ops = list(ops) + (["unique", "frac"] if categorical else [])
-    return exact_extract(rsrc, feats, all_ops, include_cols=["parcel_id"], output="pandas")
+    with rasterio.open(raster) as src:
+        features = _WkbSource(rows, wkb, src.crs.to_wkt())
+        return exact_extract(RasterioRasterSource(src, band), features, all_ops, include_cols=["_row"],
+                             output="pandas")
 
 
-def _groups(geoms: np.ndarray, transform: Any, shape: tuple[int, int],
-            block_px: int) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
-    """Parcels (positions) grouped by the raster block of their centroid, with each group's window."""
-    inv = ~transform
-    bounds = shapely.bounds(geoms)
-    cx = (bounds[:, 0] + bounds[:, 2]) / 2
-    cy = (bounds[:, 1] + bounds[:, 3]) / 2
-    col, row = inv @ (cx, cy)
-    key = (np.floor(np.asarray(row) / block_px).astype(np.int64) * 1_000_003
-           + np.floor(np.asarray(col) / block_px).astype(np.int64))
+#: The job of a pool's workers: set in the parent only while it forks them (so they inherit it
+#: without pickling), or by the pool initializer (spawned workers).
+_JOB: dict[str, Any] = {}
+#: Held while _JOB is set for a fork, so two threads starting pools cannot mix their jobs.
+_FORK_LOCK = threading.Lock()
+
+
+def _init_worker(job: dict[str, Any] | None, cache_bytes: int) -> None:
+    if job is not None:
+        _JOB.update(job)
+    # the cache, not the raster, bounds a worker's memory (see WORKER_CACHE_BYTES)
+    rasterio.env.set_gdal_config("GDAL_CACHEMAX", cache_bytes)
+
+
+def _run_chunk(span: tuple[int, int]) -> pd.DataFrame:
+    a, b = span
+    j = _JOB
+    return _extract(j["raster"], j["band"], j["rows"][a:b], j["wkb"][a:b], j["ops"], j["categorical"])
+
+
+def _centres(geoms: np.ndarray, transform: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Column and row (pixels) of the centre of each geometry's bounding box."""
+    b = shapely.bounds(geoms)
+    col, row = ~transform @ ((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2)
+    return np.asarray(col, dtype="float64"), np.asarray(row, dtype="float64")
+
+
+def _spatial_order(col: np.ndarray, row: np.ndarray, block_px: int) -> np.ndarray:
+    """Positions ordered by the ``block_px`` block of their centre: blocks row by row, alternate
+    rows right to left (a serpentine, so consecutive blocks are always neighbours), and within
+    a block by row then column."""
+    brow = np.floor(row / block_px)
+    bcol = np.floor(col / block_px)
+    bcol = np.where(brow % 2 == 1, -bcol, bcol)
+    return np.lexsort((col, row, bcol, brow))
+
+
+def _bisect(col: np.ndarray, row: np.ndarray, work: np.ndarray, n: int) -> list[np.ndarray]:
+    """Split positions into ≤ ``n`` compact parts of about equal total ``work``: halve along the
+    longer side of the extent, recursively (a k-d split). Compact parts share few compressed
+    tiles along their borders, and a tile that two parts touch is decoded twice."""
+    idx = np.arange(len(work))
+    if n <= 1 or len(idx) <= 1:
+        return [idx] if len(idx) else []
+    key = col if np.ptp(col) >= np.ptp(row) else row
+    srt = np.argsort(key, kind="stable")
+    cum = np.cumsum(work[srt], dtype="float64")
+    n1 = n // 2
+    cut = int(np.clip(np.searchsorted(cum, cum[-1] * n1 / n, side="right"), 1, len(idx) - 1))
     out = []
-    for k in np.unique(key):
-        idx = np.flatnonzero(key == k)
-        b = bounds[idx]
-        # pixel window covering every parcel of the group, clipped to the raster, on its grid
-        c0, r0 = inv @ (b[:, 0].min(), b[:, 3].max())
-        c1, r1 = inv @ (b[:, 2].max(), b[:, 1].min())
-        c0, c1 = sorted((c0, c1))
-        r0, r1 = sorted((r0, r1))
-        c0 = max(int(math.floor(c0)) - 1, 0)
-        r0 = max(int(math.floor(r0)) - 1, 0)
-        c1 = min(int(math.ceil(c1)) + 1, shape[1])
-        r1 = min(int(math.ceil(r1)) + 1, shape[0])
-        if c1 <= c0 or r1 <= r0:
-            continue
-        out.append((idx, (c0, r0, c1 - c0, r1 - r0)))
+    for part, k in ((srt[:cut], n1), (srt[cut:], n - n1)):
+        out += [part[sub] for sub in _bisect(col[part], row[part], work[part], k)]
     return out
 
 
-def _compute(tasks: list[Any], scheduler: str | None, workers: int | None = None) -> list[Any]:
-    if not tasks:
-        return []
-    sched = scheduler or "threads"
-    if sched.startswith(("tcp://", "tls://", "inproc://")):
-        from distributed import Client
+def _can_fork() -> bool:
+    """Forked workers are safe when the parent is single-threaded in practice: another thread
+    could hold a lock (GDAL's block cache, a logging handler) that the child would inherit
+    locked. The API runs jobs in background threads; scripts and notebooks call from the main
+    thread."""
+    return sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
 
-        with Client(sched) as client:
-            return list(client.gather(client.compute(tasks)))
-    kw: dict[str, Any] = {"scheduler": sched}
-    if workers:
-        kw["num_workers"] = workers
-    if sched == "processes" and sys.platform.startswith("linux"):
-        # fork: workers start in milliseconds instead of re-importing geopandas & co (spawn);
-        # tasks open their own raster handles, so nothing GDAL-held is shared across the fork
-        with dask.config.set({"multiprocessing.context": "fork"}):
-            return list(dask.compute(*tasks, **kw))
-    return list(dask.compute(*tasks, **kw))
+
+def _auto_scheduler(raster: str, work_px: float, workers: int) -> str:
+    if raster.startswith("/vsimem/") or workers < 2 or work_px < PARALLEL_MIN_PX or not _can_fork():
+        return "synchronous"
+    return "processes"
+
+
+def _run_local(scheduler: str, job: dict[str, Any], spans: list[tuple[int, int]],
+               workers: int) -> list[pd.DataFrame]:
+    if scheduler == "synchronous" or len(spans) == 1:
+        return [_extract(job["raster"], job["band"], job["rows"][a:b], job["wkb"][a:b], job["ops"],
+                         job["categorical"]) for a, b in spans]
+    if scheduler == "threads":
+        from concurrent.futures import ThreadPoolExecutor
+
+        # exactextract holds the GIL while it computes; threads only overlap the tile decoding
+        # (rasterio releases the GIL there)
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda s: _extract(job["raster"], job["band"], job["rows"][s[0]:s[1]],
+                                                    job["wkb"][s[0]:s[1]], job["ops"], job["categorical"]),
+                                 spans))
+    if scheduler != "processes":
+        raise InputError(f"unknown scheduler {scheduler!r}; use synchronous, threads, processes "
+                         "or a tcp:// address of a Dask cluster")
+    import multiprocessing
+
+    n = min(workers, len(spans))
+    if sys.platform.startswith("linux"):
+        # fork: workers start in milliseconds and inherit _JOB instead of re-importing geopandas
+        # & co and unpickling the parcels (spawn). Each task opens its own raster handle, so
+        # nothing GDAL-held is shared across the fork. Pool() forks all its workers before it
+        # returns, so _JOB can be emptied right after.
+        with _FORK_LOCK:
+            _JOB.update(job)
+            try:
+                pool = multiprocessing.get_context("fork").Pool(n, initializer=_init_worker,
+                                                                initargs=(None, WORKER_CACHE_BYTES))
+            finally:
+                _JOB.clear()
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(n, initializer=_init_worker,
+                                                         initargs=(job, WORKER_CACHE_BYTES))
+    with pool:
+        # imap, chunksize 1: chunks go out in order as workers free up
+        return list(pool.imap(_run_chunk, spans, chunksize=1))
+
+
+def _run_distributed(address: str, job: dict[str, Any], spans: list[tuple[int, int]]) -> list[pd.DataFrame]:
+    import dask
+    from distributed import Client
+
+    tasks = [dask.delayed(_extract)(job["raster"], job["band"], job["rows"][a:b], job["wkb"][a:b],
+                                    job["ops"], job["categorical"]) for a, b in spans]
+    with Client(address) as client:
+        return list(client.gather(client.compute(tasks)))
+
+
+def _cluster_workers(address: str) -> int:
+    from distributed import Client
+
+    with Client(address) as client:
+        return max(sum(client.nthreads().values()), 1)
 
 
 def zonal_stats(raster: str | Any, parcels: gpd.GeoDataFrame, *, stats: Sequence[str] = DEFAULT_STATS,
@@ -139,6 +276,12 @@ def zonal_stats(raster: str | Any, parcels: gpd.GeoDataFrame, *, stats: Sequence
     ``categorical=True`` also ``frac_<class>`` columns (share of the valid area in each class)
     and ``majority``. Parcels missing the raster get NaN statistics, count 0, valid_fraction 0.
     Raises CRSError if no parcel overlaps the raster at all (almost always a wrong CRS).
+
+    ``scheduler``: None picks one — worker processes (``workers``, default the number of cores)
+    when the job covers ≥ ``PARALLEL_MIN_PX`` pixels, the machine has ≥ 2 cores and the call
+    comes from the main thread on Linux; otherwise the calling process. Or name one:
+    ``"synchronous"``, ``"threads"``, ``"processes"``, or a ``tcp://`` Dask cluster address.
+    ``block_px`` is the edge of the raster blocks that order parcels spatially (pixels).
     """
     raster = str(raster)
     if "parcel_id" not in parcels.columns:
@@ -150,38 +293,62 @@ def zonal_stats(raster: str | Any, parcels: gpd.GeoDataFrame, *, stats: Sequence
             raise CRSError(f"raster {raster} has no CRS; it cannot be matched to parcels")
         if not 1 <= band <= src.count:
             raise InputError(f"raster {raster} has {src.count} band(s); band {band} does not exist")
-        rcrs, transform, shape, rbounds = src.crs, src.transform, src.shape, src.bounds
+        rcrs, transform, rbounds = src.crs, src.transform, src.bounds
         pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
     ids = parcels["parcel_id"].astype(str).to_numpy()
-    local = parcels.to_crs(rcrs.to_wkt())
-    geoms = local.geometry.values
+    ops = list(dict.fromkeys(_op(s) for s in stats if s != "valid_fraction"))
+    if "valid_fraction" in stats and "count" not in ops:
+        ops.append("count")
+    # only the geometries are reprojected (not the attribute table), and only when needed
+    geoms = parcels.geometry
+    if not geoms.crs.equals(rcrs.to_wkt()):
+        geoms = geoms.to_crs(rcrs.to_wkt())
+    geoms = np.asarray(geoms.values, dtype=object)
     rbox = shapely.box(*rbounds)
     hits = shapely.intersects(geoms, rbox) & ~shapely.is_empty(geoms)
     if len(parcels) and not hits.any():
-        pb = np.round(local.total_bounds, 3).tolist()
+        pb = np.round(shapely.total_bounds(geoms), 3).tolist()
         gb = np.round(parcels.to_crs(4326).total_bounds, 5).tolist()
         raise CRSError(f"no parcel overlaps raster {raster}: raster CRS {rcrs.to_string()} bounds "
                        f"{[round(v, 3) for v in rbounds]}, parcels (CRS {parcels.crs.to_string()}) fall at "
                        f"{pb} in the raster CRS ({gb} lon/lat). Check that both CRSs are declared correctly "
                        "(e.g. --crs when importing parcels) and that the survey covers the parcels")
-    ops = list(dict.fromkeys(_op(s) for s in stats if s != "valid_fraction"))
-    if "valid_fraction" in stats and "count" not in ops:
-        ops.append("count")
     pos = np.flatnonzero(hits)
-    groups = _groups(geoms[pos], transform, shape, block_px)
-    wkb = shapely.to_wkb(geoms)
-    tasks = [dask.delayed(_extract_group)(raster, band, list(wkb[pos[idx]]), list(ids[pos[idx]]),
-                                          window, ops, categorical)
-             for idx, window in groups]
-    parts = _compute(tasks, scheduler, workers)
-    raw = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"parcel_id": []})
+    bb = shapely.bounds(geoms[pos])
+    work = (bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1]) / pixel_area + _PARCEL_COST_PX
+    distributed = bool(scheduler) and scheduler.startswith(("tcp://", "tls://", "inproc://"))
+    sched = scheduler or _auto_scheduler(raster, float(work.sum()), workers or os.cpu_count() or 1)
+    n_workers = (workers or _cluster_workers(sched)) if distributed else (workers or os.cpu_count() or 1)
+    if sched == "synchronous":
+        n_chunks = 1
+    elif sched == "threads":
+        # threads take turns in one GIL-bound exactextract: more chunks would only add borders
+        n_chunks = n_workers
+    else:
+        n_chunks = CHUNKS_PER_WORKER * n_workers
+    col, row = _centres(geoms[pos], transform)
+    # compact chunks, each in serpentine block order, laid end to end: chunk i is spans[i]
+    chunks = [c[_spatial_order(col[c], row[c], block_px)] for c in _bisect(col, row, work, n_chunks)]
+    order = pos[np.concatenate(chunks)] if chunks else pos
+    edges = np.cumsum([0] + [len(c) for c in chunks])
+    spans = [(int(a), int(z)) for a, z in zip(edges[:-1], edges[1:], strict=True)]
+    job = {"raster": raster, "band": band, "rows": order, "wkb": shapely.to_wkb(geoms[order]),
+           "ops": ops, "categorical": categorical}
+    if not spans:
+        parts: list[pd.DataFrame] = []
+    elif distributed:
+        parts = _run_distributed(sched, job, spans)
+    else:
+        parts = _run_local(sched, job, spans, n_workers)
+    raw = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"_row": []})
+    # exactextract's rows back into the caller's order; parcels off the raster stay NaN
+    raw = raw.set_index("_row").reindex(np.arange(len(ids)))
     result = pd.DataFrame({"parcel_id": ids})
-    raw = raw.set_index("parcel_id").reindex(ids)
     for s in stats:
         if s == "valid_fraction":
             continue
-        col = _column(s)
-        result[s] = raw[col].to_numpy(dtype="float64") if col in raw.columns else np.nan
+        name = _column(s)
+        result[s] = raw[name].to_numpy(dtype="float64") if name in raw.columns else np.nan
     if "count" in ops:
         count = (raw["count"].fillna(0).to_numpy(dtype="float64") if "count" in raw.columns
                  else np.zeros(len(ids)))
