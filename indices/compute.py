@@ -1,46 +1,63 @@
-"""Indices over a reflectance/orthomosaic COG: one Dask graph, every band read once, one COG per index.
+"""Indices over a reflectance/orthomosaic COG: one Dask pass, every band read once, one COG per index.
 
-The source is opened lazily with rioxarray in chunks aligned to its internal tiles. Each index
-is a ``map_blocks`` over the band arrays it needs; all indices go to ``dask.array.store`` in one
-call, so shared band chunks are read once. Blocks are written by window into a tiled GeoTIFF
-(any scheduler: threads, processes or a ``tcp://`` dask.distributed cluster — writes are
-serialised with a file lock beside the output), which is then copied to a COG with overviews.
-The full raster is never in memory. Outputs are float32 with NaN nodata, in the source's CRS.
+The raster is cut into blocks aligned to the output's 512-px tiles (1024 × 1024 px for a tiled
+source). One task per block reads the bands every requested index needs in a single windowed
+read, evaluates all the indices in float32, and compresses their tiles and the overview tiles
+the block covers (:mod:`belcheer.indices.cog`), so decoding, arithmetic and compression all run
+on the scheduler's workers: threads, processes or a ``tcp://`` dask.distributed cluster. The
+compressed tiles stream to one :class:`~belcheer.indices.cog.Assembler` per index in the calling
+process, which writes the COG (IFDs, overviews, full resolution) once every block is in. The
+full raster is never in memory: a few blocks in flight and a row of partial overview tiles.
+Outputs are float32 with NaN nodata, in the source's CRS and grid.
+
+Without an output folder, indices come back as lazy DataArrays over the raster opened with
+rioxarray (chunks aligned to its tiles).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import rasterio
-import rasterio.shutil
-import xarray as xr
 from rasterio.windows import Window
 
 from belcheer.errors import BandError, ConfigError, FormulaError, InputError
 from belcheer.fileio import atomic_path
 from belcheer.indices.catalog import DRONE_BANDS, IndexDef, band_mapping, lookup, require_bands
+from belcheer.indices.cog import (
+    TILE,
+    Assembler,
+    compress_tiles,
+    decimate,
+    overview_shapes,
+    template_tags,
+)
 from belcheer.indices.formula import Formula, parse
 from belcheer.models import Band, Product
 from belcheer.progress import ProgressCallback, no_progress
 
-#: Dask chunk edge in tiles of the source (2 × 512 px by default): big enough to amortise task
-#: overhead, small enough that 5 bands × 2 workers stay in tens of MB
+if TYPE_CHECKING:
+    import xarray as xr
+
+#: block edge, px (a multiple of the 512-px output tile): 2 × 2 output tiles and exactly one tile
+#: of the first overview per task, enough to amortise task overhead (~ms) against ~0.1 s of
+#: work, small enough that 5 bands and three indices stay ~50 MB per worker
+CHUNK_PX = 1024
+#: rows per strip when evaluating formulas (temporaries of 128 × 1024 float32 = 0.5 MB)
+STRIP_ROWS = 128
+#: rioxarray chunk edge in tiles of the source, for the lazy DataArray results
 CHUNK_TILES = 2
+#: blocks in flight per worker when results travel back (processes, distributed): keeps workers
+#: busy while the caller stores tiles, and bounds memory however slow the disk is
+IN_FLIGHT_PER_WORKER = 2
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,39}")
-#: GDAL block cache while computing, MB: the default (5 % of RAM) lets a big raster's decoded
-#: blocks pile up to gigabytes; blocks are read once here, so a small cache loses nothing
-GDAL_CACHE_MB = 256
 #: extra names allowed in user formulas besides the band codes
 BAND_ALIASES: dict[str, str] = {v: k for k, v in DRONE_BANDS.items()}
 
@@ -163,58 +180,106 @@ def open_source(path: Path) -> tuple[xr.DataArray, dict[str, Any]]:
     return arr, info  # type: ignore[return-value]
 
 
-# -- writing -----------------------------------------------------------------------------------
+# -- blocks ------------------------------------------------------------------------------------
 
-class WindowWriter:
-    """A ``dask.array.store`` target writing blocks into band 1 of an existing tiled GeoTIFF.
+@dataclass(frozen=True)
+class BlockPlan:
+    """Everything a worker needs to turn one block of the source into compressed tiles.
 
-    Picklable (holds only paths), so process and distributed workers can write too; writes are
-    serialised with an exclusive ``flock`` on a sidecar lock file.
+    Plain and picklable (paths, numbers, parsed formulas), so process and distributed workers
+    receive it with each task; they open the source themselves.
     """
 
-    def __init__(self, path: Path, lock_path: Path) -> None:
-        self.path, self.lock_path = str(path), str(lock_path)
-        self.shape: tuple[int, int] | None = None
-        self.dtype = np.dtype("float32")
-        self.ndim = 2
+    path: str
+    read: tuple[int, ...]          # 1-based bands read in one call: one per code, then alpha
+    codes: tuple[str, ...]         # band code of each read band (alpha excluded)
+    alpha: bool                    # last band read is an alpha mask (0 = outside)
+    nodata: float | None
+    scale: float
+    jobs: tuple[IndexJob, ...]
+    levels: tuple[tuple[int, int], ...]   # (height, width) of full resolution and each overview
+    chunk: tuple[int, int]         # block height and width, px, multiples of the tile
 
-    def __setitem__(self, key: tuple[slice, slice], value: np.ndarray) -> None:
-        ys, xs = key
-        win = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
-        with open(self.lock_path, "a") as lk:
-            fcntl.flock(lk, fcntl.LOCK_EX)
-            try:
-                with rasterio.open(self.path, "r+") as dst:
-                    dst.write(np.asarray(value, dtype=np.float32), 1, window=win)
-            finally:
-                fcntl.flock(lk, fcntl.LOCK_UN)
+    def origins(self) -> list[tuple[int, int]]:
+        """Top-left corner (row, col) of every block, row-major."""
+        (h, w), (cy, cx) = self.levels[0], self.chunk
+        return [(y, x) for y in range(0, h, cy) for x in range(0, w, cx)]
 
 
-def _create_tiled(path: Path, info: Mapping[str, Any]) -> None:
-    h, w = info["shape"]
-    profile = {"driver": "GTiff", "height": h, "width": w, "count": 1, "dtype": "float32",
-               "crs": info["crs"], "transform": info["transform"], "nodata": float("nan"),
-               "tiled": True, "blockxsize": 512, "blockysize": 512, "sparse_ok": True,
-               "bigtiff": "IF_SAFER"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.open(path, "w", **profile):
-            pass
+#: per index of a block: full tiles (level, tile row, tile col, bytes) and the overview piece
+#: (level, row px, col px, float32) too small to be a whole tile, for the assembler to complete
+BlockOut = list[tuple[list[tuple[int, int, int, bytes]], tuple[int, int, int, np.ndarray] | None]]
 
 
-def to_cog(tmp: Path, target: Path, *, description: str, tags: Mapping[str, str]) -> None:
-    """Copy a tiled GeoTIFF to a COG (ZSTD level 1 + float predictor, overviews) atomically.
+def compute_block(bp: BlockPlan, y: int, x: int) -> BlockOut:
+    """Read block (``y``, ``x``), evaluate every index and compress what can be compressed here."""
+    (h, w), (cy, cx) = bp.levels[0], bp.chunk
+    win = Window(x, y, min(cx, w - x), min(cy, h - y))
+    # opened per block: ~2 ms against ~100 ms of work, and no handle outlives the computation
+    # (a cached one would keep a replaced mosaic's old inode, and its disk space, alive)
+    with rasterio.open(bp.path) as src:
+        raw = src.read(list(bp.read), window=win)
+    values = [np.empty(raw.shape[1:], np.float32) for _ in bp.jobs]
+    # evaluated in strips of rows: a formula's temporaries then stay in the CPU cache, twice as
+    # fast as whole-block arrays (same operations in the same order, so the same values)
+    for r in range(0, raw.shape[1], STRIP_ROWS):
+        rows = slice(r, r + STRIP_ROWS)
+        arrays = {c: _to_float(raw[i, rows], bp.nodata, bp.scale) for i, c in enumerate(bp.codes)}
+        for job, v in zip(bp.jobs, values, strict=True):
+            v[rows] = evaluate_block(job, arrays)
+            if bp.alpha:
+                v[rows][raw[-1, rows] == 0] = np.nan
+    out: BlockOut = []
+    for v in values:
+        out.append(_pyramid(v, y, x, bp.levels))
+    return out
 
-    ZSTD at level 1 compresses about as well as DEFLATE on float rasters at ~4× the speed; every
-    GDAL ≥ 2.3 (rasterio, rio-tiler, QGIS) reads it."""
-    with rasterio.open(tmp, "r+") as src:
-        src.set_band_description(1, description)
-        src.update_tags(**{k: str(v) for k, v in tags.items()})
-    with atomic_path(target) as out, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-        rasterio.shutil.copy(tmp, out, driver="COG", COMPRESS="ZSTD", LEVEL=1, PREDICTOR="YES",
-                             BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
-                             NUM_THREADS=os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS"),
-                             BIGTIFF="IF_SAFER")
+
+def _pyramid(v: np.ndarray, y: int, x: int, levels: Sequence[tuple[int, int]]
+             ) -> tuple[list[tuple[int, int, int, bytes]], tuple[int, int, int, np.ndarray] | None]:
+    """Compress ``v`` (origin ``y``, ``x``) and its overview levels while they are whole tiles."""
+    tiles: list[tuple[int, int, int, bytes]] = []
+    lv = 0
+    while True:
+        (lh, lw), (h, w) = levels[lv], v.shape
+        whole = (y % TILE == 0 and x % TILE == 0 and (h % TILE == 0 or y + h == lh)
+                 and (w % TILE == 0 or x + w == lw))
+        if not whole:  # part of a tile: the assembler pastes it with its neighbours
+            return tiles, (lv, y, x, v)
+        nx = -(-w // TILE)
+        for k, data in enumerate(compress_tiles(v)):
+            tiles.append((lv, y // TILE + k // nx, x // TILE + k % nx, data))
+        if lv + 1 == len(levels):
+            return tiles, None
+        v, y, x, lv = decimate(v), y // 2, x // 2, lv + 1
+
+
+class Sink:
+    """The caller's side: hands each block's tiles and pieces to the assemblers (thread-safe)."""
+
+    def __init__(self, assemblers: Sequence[Assembler]) -> None:
+        self.assemblers = list(assemblers)
+
+    def push(self, out: BlockOut) -> None:
+        for asm, (tiles, piece) in zip(self.assemblers, out, strict=True):
+            for lv, ty, tx, data in tiles:
+                asm.add_tile(lv, ty, tx, data)
+            if piece is not None:
+                asm.add_piece(*piece)
+
+
+def _compute_and_push(bp: BlockPlan, y: int, x: int, sink: Sink) -> None:
+    sink.push(compute_block(bp, y, x))
+
+
+def _chunk(info: Mapping[str, Any]) -> tuple[int, int]:
+    """Block shape: tile-aligned, a whole number of the source's tiles where it can be, and the
+    full width for a striped source (a strip is decoded whole whatever part is read)."""
+    (by, bx), w = info["block"], info["shape"][1]
+    up = lambda n: -(-n // TILE) * TILE  # noqa: E731 - round up to whole output tiles
+    if bx >= w and w > CHUNK_PX:
+        return up(max(by, TILE)), up(w)
+    return up(max(by, CHUNK_PX)), up(max(bx, CHUNK_PX))
 
 
 # -- scheduling --------------------------------------------------------------------------------
@@ -248,42 +313,69 @@ def _scheduler(scheduler: str | Any | None) -> Iterator[tuple[str, Any]]:
                       "tcp://host:8786")
 
 
-def _run(stored: Any, kind: str, sched: Any, progress: ProgressCallback, message: str) -> None:
-    graph: dict[Any, Any] = {}
-    for part in (stored if isinstance(stored, tuple | list) else (stored,)):
-        graph.update(dict(part.__dask_graph__()))
-    store_keys = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("store-map")]
-    total = max(len(store_keys), 1)
-    if kind == "distributed":
-        from distributed import wait
+def _execute(bp: BlockPlan, kind: str, sched: Any, sink: Sink, progress: ProgressCallback,
+             message: str) -> None:
+    """Run every block. Local threads push their results themselves (no copy); process and
+    distributed workers return them, a bounded number in flight, and the caller pushes."""
+    origins = bp.origins()
+    total = len(origins)
+    if kind == "local" and sched in ("threads", "synchronous"):
+        import dask.local
+        import dask.threaded
+        from dask.callbacks import Callback
 
-        with sched.as_current():  # wait() looks up the current client
-            futures = sched.get(graph, store_keys, sync=False)
-            pending = set(futures)
-            while pending:
-                _, pending = wait(list(pending), return_when="FIRST_COMPLETED")
-                progress((total - len(pending)) / total, message)
-            for f in futures:
-                f.result()  # re-raises a worker's error here
-        return
-    from dask.callbacks import Callback
+        graph = {("belcheer-index-block", i): (_compute_and_push, bp, y, x, sink)
+                 for i, (y, x) in enumerate(origins)}
+        done = [0]
 
-    done = [0]
-
-    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        if isinstance(key, tuple) and str(key[0]).startswith("store-map"):
+        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
             done[0] += 1
             progress(done[0] / total, message)
 
-    import dask.local
-    import dask.multiprocessing
-    import dask.threaded
+        # named directly: dask.base.get_scheduler() would import distributed (~1.5 s) for a client
+        get = dask.threaded.get if sched == "threads" else dask.local.get_sync
+        with Callback(posttask=posttask):
+            get(graph, list(graph))
+        return
+    if kind == "local":  # processes
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    # named directly: dask.base.get_scheduler() would import distributed (~1.5 s) to look for a client
-    get = {"threads": dask.threaded.get, "processes": dask.multiprocessing.get,
-           "synchronous": dask.local.get_sync}[sched]
-    with Callback(posttask=posttask):
-        get(graph, store_keys)
+        import dask
+
+        workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+        ctx = multiprocessing.get_context(dask.config.get("multiprocessing.context", "spawn"))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            _stream(origins, lambda y, x: pool.submit(compute_block, bp, y, x),
+                    lambda fs: wait(fs, return_when=FIRST_COMPLETED),
+                    IN_FLIGHT_PER_WORKER * workers, sink, progress, message)
+        return
+    from distributed import wait as dwait
+
+    workers = max(sum(sched.nthreads().values()), 1)
+    with sched.as_current():  # wait() looks up the current client
+        _stream(origins, lambda y, x: sched.submit(compute_block, bp, y, x, pure=False),
+                lambda fs: dwait(fs, return_when="FIRST_COMPLETED"),
+                IN_FLIGHT_PER_WORKER * workers, sink, progress, message)
+
+
+def _stream(origins: Iterable[tuple[int, int]], submit: Callable[[int, int], Any],
+            wait_first: Callable[[set[Any]], Any], in_flight: int, sink: Sink,
+            progress: ProgressCallback, message: str) -> None:
+    """Keep ``in_flight`` blocks submitted; push each result as it arrives (errors re-raised)."""
+    todo = list(origins)
+    total, done = len(todo), 0
+    todo.reverse()
+    pending: set[Any] = set()
+    while todo or pending:
+        while todo and len(pending) < in_flight:
+            pending.add(submit(*todo.pop()))
+        finished, pending = wait_first(pending)
+        pending = set(pending)
+        for f in finished:
+            sink.push(f.result())  # re-raises a worker's error here
+            done += 1
+            progress(done / total, message)
 
 
 # -- public ------------------------------------------------------------------------------------
@@ -301,7 +393,7 @@ def compute(source: Product | str | os.PathLike[str] | xr.DataArray, indices: Se
     DataArrays are returned. ``relative`` is recorded in the COG tags (RGB-derived indices).
     """
     cb = progress or no_progress
-    if isinstance(source, xr.DataArray):
+    if not isinstance(source, Product | str | os.PathLike):
         if out_dir is not None:
             raise ConfigError("write a DataArray to disk with .rio.to_raster(); out_dir is for files")
         return _compute_dataarray(source, indices, formulas)
@@ -314,58 +406,76 @@ def compute(source: Product | str | os.PathLike[str] | xr.DataArray, indices: Se
     if not path.is_file():
         raise InputError(f"raster {path} does not exist")
     jobs, mapping = plan(indices, formulas, bands)
+    if out_dir is None:
+        return _lazy_file(path, jobs, mapping)
+    with rasterio.open(path) as src:
+        info = {"nodata": src.nodata, "crs": src.crs, "transform": src.transform,
+                "shape": (src.height, src.width), "scale": float(src.scales[0] or 1.0),
+                "block": src.block_shapes[0]}
+    alpha = _alpha_band(path)
+    needed = tuple(sorted({c for j in jobs for c in j.codes}))
+    h, w = info["shape"]
+    bp = BlockPlan(path=str(path), read=tuple(mapping[c] + 1 for c in needed) + ((alpha,) if alpha else ()),
+                   codes=needed, alpha=alpha is not None, nodata=info["nodata"], scale=info["scale"],
+                   # the catalogue entry (read-only mappings) stays home: workers get plain jobs
+                   jobs=tuple(replace(j, definition=None) for j in jobs),
+                   levels=((h, w), *overview_shapes(h, w)), chunk=_chunk(info))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    assemblers: list[Assembler] = []
+    results: dict[str, Path] = {}
+    try:
+        assemblers = [Assembler(out_dir, h, w) for _ in jobs]
+        with _scheduler(scheduler) as (kind, sched):
+            _execute(bp, kind, sched, Sink(assemblers), lambda f, m: cb(0.9 * f, m),
+                     f"computing {', '.join(j.name for j in jobs)}")
+        for i, (j, asm) in enumerate(zip(jobs, assemblers, strict=True)):
+            cb(0.9 + 0.1 * i / len(jobs), f"writing {j.name} COG")
+            target = out_dir / f"{j.name.lower()}.tif"
+            tags = {"formula": j.formula.text, "index": j.name, "relative": str(bool(relative)),
+                    "constants": ",".join(f"{k}={v:g}" for k, v in j.constants.items())}
+            with atomic_path(target) as tmp:
+                asm.write(tmp, template_tags(h, w, info["crs"], info["transform"], j.name, tags))
+            results[j.name] = target
+    finally:
+        for asm in assemblers:
+            asm.close()
+    cb(1.0, "indices done")
+    return results
+
+
+def _lazy_file(path: Path, jobs: Sequence[IndexJob], mapping: Mapping[str, int]
+               ) -> dict[str, xr.DataArray]:
+    """Lazy DataArrays of the indices over a raster opened with rioxarray."""
+    import dask.array as da
+    import xarray as xr
+
     arr, info = open_source(path)
     alpha = _alpha_band(path)
     needed = sorted({c for j in jobs for c in j.codes})
     band_arrays = {c: arr.data[mapping[c]] for c in needed}
     alpha_arr = arr.data[alpha - 1] if alpha else None
-    sources = []
+    out: dict[str, xr.DataArray] = {}
+    tmpl = arr.isel(band=0, drop=True)
     for j in jobs:
         ins = [band_arrays[c] for c in j.codes] + ([alpha_arr] if alpha_arr is not None else [])
-        # the catalogue entry (read-only mappings) stays home: workers get a plain, picklable job
-        sources.append(da.map_blocks(_index_block, *ins, job=replace(j, definition=None), codes=j.codes, nodata=info["nodata"],
-                                     scale=info["scale"], has_alpha=alpha_arr is not None,
-                                     dtype=np.float32, meta=np.empty((0, 0), np.float32)))
-    if out_dir is None:
-        out: dict[str, xr.DataArray] = {}
-        tmpl = arr.isel(band=0, drop=True)
-        for j, s in zip(jobs, sources, strict=True):
-            out[j.name] = xr.DataArray(s, coords=tmpl.coords, dims=tmpl.dims, name=j.name,
-                                       attrs={"formula": j.formula.text, "_FillValue": np.nan})
-        return out
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmps, targets = [], []
-    for j in jobs:
-        tmp = out_dir / f".{j.name.lower()}.partial.tif"
-        _create_tiled(tmp, info)
-        tmps.append(tmp)
-        targets.append(WindowWriter(tmp, out_dir / f".{j.name.lower()}.lock"))
-    results: dict[str, Path] = {}
-    try:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), _scheduler(scheduler) as (kind, sched):
-            stored = da.store(sources, targets, lock=False, compute=False)
-            _run(stored, kind, sched, lambda f, m: cb(0.85 * f, m),
-                 f"computing {', '.join(j.name for j in jobs)}")
-        for i, (j, tmp) in enumerate(zip(jobs, tmps, strict=True)):
-            cb(0.85 + 0.15 * i / len(jobs), f"writing {j.name} COG")
-            target = out_dir / f"{j.name.lower()}.tif"
-            tags = {"formula": j.formula.text, "index": j.name, "relative": str(bool(relative)),
-                    "constants": ",".join(f"{k}={v:g}" for k, v in j.constants.items())}
-            to_cog(tmp, target, description=j.name, tags=tags)
-            results[j.name] = target
-    finally:
-        for j, tmp in zip(jobs, tmps, strict=True):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            with contextlib.suppress(FileNotFoundError):
-                (out_dir / f".{j.name.lower()}.lock").unlink()
-    cb(1.0, "indices done")
-    return results
+        s = da.map_blocks(_index_block, *ins, job=replace(j, definition=None), codes=j.codes,
+                          nodata=info["nodata"], scale=info["scale"],
+                          has_alpha=alpha_arr is not None, dtype=np.float32,
+                          meta=np.empty((0, 0), np.float32))
+        out[j.name] = xr.DataArray(s, coords=tmpl.coords, dims=tmpl.dims, name=j.name,
+                                   attrs={"formula": j.formula.text, "_FillValue": np.nan})
+    return out
 
 
 def _compute_dataarray(arr: xr.DataArray, indices: Sequence[str],
                        formulas: Mapping[str, str] | None) -> dict[str, xr.DataArray]:
+    import dask.array as da
+    import xarray as xr
+
+    if not isinstance(arr, xr.DataArray):
+        raise InputError(f"source must be a raster path, a Product or a DataArray, not "
+                         f"{type(arr).__name__}")
     if "band" not in arr.dims:
         raise InputError("the DataArray needs a 'band' dimension (band, y, x)")
     names = [str(v).lower() for v in arr["band"].values]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
@@ -130,14 +132,16 @@ def test_user_formula_and_where() -> None:
         compute(cube, [], formulas={"../evil": "N"})
 
 
-def _write_cube(path, n: int = 1024, seed: int = 1) -> None:
+def _write_cube(path, n: int = 1024, seed: int = 1, width: int | None = None,
+                tiled: bool = True) -> None:
     rng = np.random.default_rng(seed)
-    prof = dict(driver="GTiff", height=n, width=n, count=5, dtype="uint16", crs="EPSG:32648",
-                transform=from_origin(600000, 5300000, 0.05, 0.05), tiled=True, blockxsize=512,
-                blockysize=512, nodata=0)
+    w = width or n
+    prof = dict(driver="GTiff", height=n, width=w, count=5, dtype="uint16", crs="EPSG:32648",
+                transform=from_origin(600000, 5300000, 0.05, 0.05), nodata=0,
+                **(dict(tiled=True, blockxsize=512, blockysize=512) if tiled else {}))
     with rasterio.open(path, "w", **prof) as dst:
         for i, b in enumerate(MS_BANDS, 1):
-            a = rng.integers(200, 30000, (n, n), dtype=np.uint16)
+            a = rng.integers(200, 30000, (n, w), dtype=np.uint16)
             a[:7, :9] = 0  # nodata corner
             dst.write(a, i)
             dst.set_band_description(i, b.name)
@@ -169,17 +173,67 @@ def test_compute_file_writes_cogs(tmp_path) -> None:
     assert not list((tmp_path / "out").glob(".*"))  # no partial files or locks left behind
 
 
+def _nanmean2(a: np.ndarray) -> np.ndarray:
+    """2 × 2 mean ignoring NaN, odd sides padded: GDAL's AVERAGE overview, written independently."""
+    h, w = a.shape
+    p = np.full((h + h % 2, w + w % 2), np.nan, np.float32)
+    p[:h, :w] = a
+    q = p.reshape(p.shape[0] // 2, 2, p.shape[1] // 2, 2)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
+        return np.nanmean(q, axis=(1, 3)).astype(np.float32)
+
+
+def test_cog_is_valid_with_average_overviews(tmp_path) -> None:
+    # 2100 × 1300, striped: blocks span the full width, edge blocks are partial, the first
+    # overview comes from pieces and the next two cascade inside the assembler
+    from rio_cogeo.cogeo import cog_validate
+
+    src = tmp_path / "striped.tif"
+    _write_cube(src, n=2100, width=1300, seed=4, tiled=False)
+    with rasterio.open(src, "r+") as s:  # a nodata hole larger than a 2 × 2 cell
+        red = s.read(3)
+        red[100:333, 200:611] = 0
+        s.write(red, 3)
+    (path,) = compute(src, ["ndvi"], out_dir=tmp_path / "out", scheduler="threads").values()
+    valid, errors, warns = cog_validate(str(path), quiet=True)
+    assert valid and not errors and not warns, (errors, warns)
+    with rasterio.open(src) as s:
+        r, n = s.read(3).astype(np.float32), s.read(4).astype(np.float32)
+    with np.errstate(all="ignore"):
+        level = np.where((r == 0) | (n == 0), np.nan, (n - r) / (n + r)).astype(np.float32)
+    with rasterio.open(path) as o:
+        assert o.overviews(1) == [2, 4, 8]
+        assert o.tags()["index"] == "NDVI" and o.descriptions == ("NDVI",)
+        assert o.profile["compress"] == "zstd" and o.block_shapes[0] == (512, 512)
+        np.testing.assert_allclose(o.read(1), level, rtol=1e-6)
+    assert np.isnan(level[100:333, 200:611]).all()
+    for i in range(3):  # each overview is the NaN-ignoring mean of the level above
+        level = _nanmean2(level)
+        with rasterio.open(path, OVERVIEW_LEVEL=i) as ov:
+            got = ov.read(1)
+        assert got.shape == level.shape
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(level))
+        # float32 sums of four values in [-1, 1]: a few 1e-8 apart where they cancel to ~0
+        np.testing.assert_allclose(got, level, rtol=1e-6, atol=1e-7, err_msg=f"overview {i}")
+    assert 0 < np.isnan(got).sum() < 233 * 411 / 64  # the hole shrinks: partly valid cells count
+
+
 @pytest.mark.slow
-def test_distributed_matches_threads_bit_for_bit(tmp_path) -> None:
+def test_distributed_and_processes_match_threads_bit_for_bit(tmp_path) -> None:
     from distributed import LocalCluster
 
     src = tmp_path / "refl.tif"
-    _write_cube(src, n=1024, seed=3)
+    _write_cube(src, n=1536, seed=3)
     names = ["ndvi", "savi", "ndrei"]
     threaded = compute(src, names, out_dir=tmp_path / "threads", scheduler="threads")
     with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cl:
         dist = compute(src, names, out_dir=tmp_path / "dist", scheduler=cl.scheduler_address)
-    for n in threaded:
-        with rasterio.open(threaded[n]) as a, rasterio.open(dist[n]) as b:
-            x, y = a.read(1), b.read(1)
-        assert x.tobytes() == y.tobytes(), n
+    procs = compute(src, ["ndvi"], out_dir=tmp_path / "procs", scheduler="processes")
+    for other in (dist, procs):
+        for n in other:
+            for i in (None, 0, 1):  # full resolution and both overviews
+                kw = {} if i is None else {"OVERVIEW_LEVEL": i}
+                with rasterio.open(threaded[n], **kw) as a, rasterio.open(other[n], **kw) as b:
+                    x, y = a.read(1), b.read(1)
+                assert x.tobytes() == y.tobytes(), (n, i)
