@@ -240,3 +240,53 @@ def test_import_does_not_load_scikit_learn_or_matplotlib() -> None:
             "print(sorted(m for m in ('sklearn', 'matplotlib', 'mapclassify') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_scaled_and_masked_rasters_match_exactextract(tmp_path: Path) -> None:
+    """Plain reads are used only where they give exactextract's numbers; a scale/offset or a
+    mask band falls back to exactextract's own rasterio source."""
+    import rasterio
+    from affine import Affine
+
+    from belcheer.zoning.stats import _PlainSource, _source
+
+    rng = np.random.default_rng(11)
+    t = Affine(1.0, 0, ORIGIN[0], 0, -1.0, ORIGIN[1] + 200)
+    parcels = gpd.GeoDataFrame(
+        {"parcel_id": ["a", "b", "c"]},
+        geometry=[shapely.box(ORIGIN[0] + 10.3, ORIGIN[1] + 20.6, ORIGIN[0] + 90.2, ORIGIN[1] + 180.1),
+                  shapely.Point(ORIGIN[0] + 140, ORIGIN[1] + 100).buffer(45.5),
+                  shapely.box(ORIGIN[0] + 95.5, ORIGIN[1] + 5.5, ORIGIN[0] + 105.5, ORIGIN[1] + 195.5)],
+        crs=EPSG)
+    ops = ["mean", "median", "min", "max", "count"]
+    kw = dict(driver="GTiff", width=200, height=200, count=1, crs=f"EPSG:{EPSG}", transform=t, tiled=True,
+              blockxsize=64, blockysize=64)
+    scaled = tmp_path / "scaled.tif"
+    with rasterio.open(scaled, "w", dtype="int16", nodata=-1, **kw) as dst:
+        arr = rng.integers(0, 9000, (200, 200)).astype("int16")
+        arr[:, :30] = -1
+        dst.write(arr, 1)
+        dst.scales, dst.offsets = (0.0001,), (0.05,)
+    masked = tmp_path / "masked.tif"
+    with rasterio.open(masked, "w", dtype="uint8", **kw) as dst:
+        dst.write(rng.integers(1, 250, (200, 200)).astype("uint8"), 1)
+        mask = np.full((200, 200), 255, dtype="uint8")
+        mask[:, 100:] = 0  # right half masked out by the dataset's mask band, no nodata value
+        dst.write_mask(mask)
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", dtype="float32", nodata=float("nan"), **kw) as dst:
+        dst.write(rng.normal(0.5, 0.1, (200, 200)).astype("float32"), 1)
+    for path, is_plain in [(scaled, False), (masked, False), (plain, True)]:
+        with rasterio.open(path) as ds:
+            assert isinstance(_source(ds, 1), _PlainSource) is is_plain, path.name
+        ours = zonal_stats(path, parcels, stats=("mean", "median", "min", "max", "count"))
+        ref = exactextract.exact_extract(str(path), parcels, ops, output="pandas")
+        for c in ops:
+            np.testing.assert_allclose(ours[c].to_numpy(), ref[c].to_numpy(), atol=1e-6, rtol=0,
+                                       err_msg=f"{path.name} {c}")
+    # the scale and offset were applied (values 0.05…0.95, not 0…9000) and the mask honoured
+    s = zonal_stats(scaled, parcels, stats=("min", "max"))
+    assert 0.05 <= s["min"].min() and s["max"].max() <= 0.95
+    m = zonal_stats(masked, parcels, stats=("count",)).set_index("parcel_id")["count"]
+    assert m["a"] == pytest.approx(79.9 * 159.5, rel=1e-9)  # entirely in the unmasked half
+    assert m["c"] == pytest.approx(4.5 * 190, rel=1e-9)     # only its part left of column 100

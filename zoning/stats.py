@@ -29,7 +29,9 @@ import rasterio
 import shapely
 from exactextract import exact_extract
 from exactextract.feature import Feature, FeatureSource
-from exactextract.raster import RasterioRasterSource
+from exactextract.raster import RasterioRasterSource, RasterSource
+from rasterio.enums import MaskFlags
+from rasterio.windows import Window
 
 from belcheer.errors import CRSError, InputError, NotFoundError
 from belcheer.models import ProductKind
@@ -127,16 +129,58 @@ class _WkbSource(FeatureSource):
         return self._wkt
 
 
+class _PlainSource(RasterSource):
+    """A band read as plain arrays, its nodata value given to exactextract. exactextract's own
+    RasterioRasterSource reads masked arrays, which costs ≈ 10 % of the whole computation
+    (rasterio builds the mask from the nodata value, exactextract then reads the mask) for no
+    gain when the mask *is* the nodata value; ``_source`` uses this class only then."""
+
+    def __init__(self, ds: Any, band: int) -> None:
+        super().__init__()
+        self._ds, self._band = ds, band
+        nodata = ds.nodatavals[band - 1]
+        # exactextract compares nodata in the raster's own type
+        self._nodata = (nodata if nodata is None or ds.dtypes[band - 1].startswith("float")
+                        else int(nodata))
+
+    def res(self) -> tuple[float, float]:
+        t = self._ds.transform
+        return (abs(t.a), abs(t.e))
+
+    def srs_wkt(self) -> str | None:
+        return self._ds.crs.to_wkt() if self._ds.crs else None
+
+    def extent(self) -> tuple[float, float, float, float]:
+        b = self._ds.bounds
+        return (b.left, b.bottom, b.right, b.top)
+
+    def nodata_value(self) -> float | int | None:
+        return self._nodata
+
+    def read_window(self, x0: int, y0: int, nx: int, ny: int) -> np.ndarray:
+        return self._ds.read(self._band, window=Window(x0, y0, nx, ny))
+
+
+def _source(ds: Any, band: int) -> RasterSource:
+    """The cheapest exactextract raster source that gives exactextract's own results: plain
+    reads when the band's validity is its nodata value (or every pixel is valid) and it has no
+    scale/offset; otherwise exactextract's RasterioRasterSource (masks, scaling)."""
+    flags = set(ds.mask_flag_enums[band - 1])
+    plain = flags in ({MaskFlags.nodata}, {MaskFlags.all_valid})
+    if plain and ds.scales[band - 1] == 1.0 and ds.offsets[band - 1] == 0.0 and ds.transform.b == 0 \
+            and ds.transform.d == 0:
+        return _PlainSource(ds, band)
+    return RasterioRasterSource(ds, band)
+
+
 def _extract(raster: str, band: int, rows: np.ndarray, wkb: np.ndarray, ops: list[str],
              categorical: bool) -> pd.DataFrame:
-    """One exactextract call over the parcels ``rows`` (their WKB in the raster's CRS), reading
-    the raster through exactextract's own rasterio source (nodata, scale and offset handled
-    there). Returns exactextract's table with a ``_row`` column."""
+    """One exactextract call over the parcels ``rows`` (their WKB in the raster's CRS).
+    Returns exactextract's table with a ``_row`` column."""
     all_ops = list(ops) + (["unique", "frac"] if categorical else [])
     with rasterio.open(raster) as src:
         features = _WkbSource(rows, wkb, src.crs.to_wkt())
-        return exact_extract(RasterioRasterSource(src, band), features, all_ops, include_cols=["_row"],
-                             output="pandas")
+        return exact_extract(_source(src, band), features, all_ops, include_cols=["_row"], output="pandas")
 
 
 #: The job of a pool's workers: set in the parent only while it forks them (so they inherit it
