@@ -140,6 +140,11 @@ class Pose:
     yaw: float | None = None
     pitch: float | None = None
     roll: float | None = None
+    #: 1σ accuracy of the position the receiver reported, metres per horizontal axis and
+    #: vertical (MicaSense GPSXYAccuracy/GPSZAccuracy, DJI RtkStdLon/RtkStdLat/RtkStdHgt);
+    #: None where the camera does not say
+    gps_sigma_h_m: float | None = None
+    gps_sigma_v_m: float | None = None
 
     @property
     def off_nadir_deg(self) -> float | None:

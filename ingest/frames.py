@@ -347,10 +347,12 @@ def _angle(xmp: dict[str, Any], key: str) -> float | None:
 
 
 def _pose(exif: ExifInfo, xmp: dict[str, Any]) -> Pose | None:
-    lat, lon = exif.lat, exif.lon
-    if lat is None or lon is None:
-        lat = number(xmp.get("drone-dji:GpsLatitude"))
-        lon = number(xmp.get("drone-dji:GpsLongtitude") or xmp.get("drone-dji:GpsLongitude"))
+    # DJI's XMP carries 8 decimals (1 mm) where EXIF rounds to 0.01″ (≈ 0.3 m): RTK positions
+    # are only as good as the XMP copy
+    lat = number(xmp.get("drone-dji:GpsLatitude"))
+    lon = number(xmp.get("drone-dji:GpsLongtitude") or xmp.get("drone-dji:GpsLongitude"))
+    if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
+        lat, lon = exif.lat, exif.lon
     if lat is None or lon is None or (lat == 0.0 and lon == 0.0):
         return None  # (0, 0) is what cameras write before the GPS has a fix
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
@@ -369,8 +371,28 @@ def _pose(exif: ExifInfo, xmp: dict[str, Any]) -> Pose | None:
     elif yaw is None and "DLS:Yaw" in xmp:
         rad = _angle(xmp, "DLS:Yaw")
         yaw = None if rad is None else math.degrees(rad)
+    sigma_h, sigma_v = _gps_accuracy(xmp)
     return Pose(lon=float(lon), lat=float(lat), alt_abs_m=alt_abs,
-                alt_rel_m=number(xmp.get("drone-dji:RelativeAltitude")), yaw=yaw, pitch=pitch, roll=roll)
+                alt_rel_m=number(xmp.get("drone-dji:RelativeAltitude")), yaw=yaw, pitch=pitch, roll=roll,
+                gps_sigma_h_m=sigma_h, gps_sigma_v_m=sigma_v)
+
+
+def _positive(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) and v > 0 else None
+
+
+def _gps_accuracy(xmp: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Per-axis horizontal and vertical 1σ of the reported position, metres, where the camera
+    writes them. DJI RTK drones write per-axis standard deviations (RtkStdLon/Lat/Hgt); MicaSense
+    writes GPSXYAccuracy as a horizontal radius, so it is divided by √2 to give a per-axis σ."""
+    lon_sd = _positive(number(xmp.get("drone-dji:RtkStdLon")))
+    lat_sd = _positive(number(xmp.get("drone-dji:RtkStdLat")))
+    if lon_sd is not None or lat_sd is not None:
+        return (max(v for v in (lon_sd, lat_sd) if v is not None),
+                _positive(number(xmp.get("drone-dji:RtkStdHgt"))))
+    xy = _positive(number(xmp.get("Camera:GPSXYAccuracy")))
+    return (None if xy is None else xy / math.sqrt(2.0),
+            _positive(number(xmp.get("Camera:GPSZAccuracy"))))
 
 
 def _radiometry(exif: ExifInfo, xmp: dict[str, Any], bits: int | None) -> Radiometry:

@@ -143,29 +143,37 @@ def ecc_homography(mov: np.ndarray, ref: np.ndarray, init: np.ndarray | None = N
     return h / h[2, 2]
 
 
-def alignment_residual(aligned: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
-    """Median displacement (px) between SIFT matches of two already aligned images, and count.
+def alignment_residual(aligned: np.ndarray, ref: np.ndarray, grid: int = 5, window: int = 160,
+                       min_response: float = 0.05) -> tuple[float, int]:
+    """Median misregistration (px) of two already aligned images, and how many windows measured it.
 
-    Features are detected on gradient magnitude so bands of different contrast still match;
-    matches are filtered with Lowe's ratio test and a RANSAC homography (outliers excluded).
+    Measured independently of how the alignment was found: phase correlation of the gradient
+    magnitudes (robust to the bands' different contrast) in a ``grid`` × ``grid`` array of
+    ``window``-pixel windows, each giving a sub-pixel shift. Feature matches are not used:
+    on repetitive ground (look-alike shrubs) they pair look-alikes and invent misalignment.
+    Windows with a weak correlation peak (flat ground, no edges) are left out; NaN if none
+    is left.
     """
-    a = to_uint8(_gradient(aligned))
-    b = to_uint8(_gradient(ref))
-    sift = cv2.SIFT_create(nfeatures=4000)
-    ka, da = sift.detectAndCompute(a, None)
-    kb, db = sift.detectAndCompute(b, None)
-    if da is None or db is None or len(ka) < 8 or len(kb) < 8:
+    ga, gb = _gradient(aligned), _gradient(ref)
+    h, w = gb.shape
+    win = int(min(window, h // 2, w // 2))
+    if win < 16:
         return float("nan"), 0
-    knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-    if len(good) < 8:
-        return float("nan"), len(good)
-    pa = np.float32([ka[m.queryIdx].pt for m in good])
-    pb = np.float32([kb[m.trainIdx].pt for m in good])
-    _, mask = cv2.findHomography(pa, pb, cv2.USAC_MAGSAC, 3.0)
-    inl = mask.ravel().astype(bool) if mask is not None else np.ones(len(pa), bool)
-    d = np.linalg.norm(pa[inl] - pb[inl], axis=1)
-    return (float(np.median(d)) if d.size else float("nan")), int(inl.sum())
+    hann = cv2.createHanningWindow((win, win), cv2.CV_64F)
+    shifts = []
+    for cy in np.linspace(win / 2, h - win / 2, grid):
+        for cx in np.linspace(win / 2, w - win / 2, grid):
+            r0, c0 = int(cy - win / 2), int(cx - win / 2)
+            a = ga[r0:r0 + win, c0:c0 + win].astype(np.float64)
+            b = gb[r0:r0 + win, c0:c0 + win].astype(np.float64)
+            if not (np.isfinite(a).all() and np.isfinite(b).all()) or a.std() < 1e-6 or b.std() < 1e-6:
+                continue
+            (dx, dy), resp = cv2.phaseCorrelate(b, a, hann)
+            if resp >= min_response:
+                shifts.append(np.hypot(dx, dy))
+    if not shifts:
+        return float("nan"), 0
+    return float(np.median(shifts)), len(shifts)
 
 
 def _band_features(img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

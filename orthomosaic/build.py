@@ -20,6 +20,7 @@ from belcheer.grid import geobox_for_bounds
 from belcheer.models import Band, Capture, Survey
 from belcheer.orthomosaic import frames as fr
 from belcheer.orthomosaic.adjust import Adjustment, bundle_adjust
+from belcheer.orthomosaic.consistency import ground_from_matches, inconsistent_pairs
 from belcheer.orthomosaic.features import detect_all
 from belcheer.orthomosaic.gcp import read_gcps
 from belcheer.orthomosaic.orientation import fix_yaw_flips, footprint, initial_orientation
@@ -169,15 +170,37 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
                 "front and ≥ 60 % side overlap, or remove these frames")
     good = [m for m in matches if m.inliers >= MIN_INLIERS]
     prog(0.45, "adjusting the block")
-    rotvecs, turned = fix_yaw_flips(io.rotvecs, io.centres, cam_of, good, io.ground_z)
+    ground0, ground_source = io.ground_z, "cameras' height above take-off"
+    if not io.ground_known and good:
+        # the camera wrote no height above take-off: triangulate the tie points instead
+        z = ground_from_matches(good, io.rotvecs, io.centres, cam_of)
+        if z is not None:
+            ground0, ground_source = z, "triangulated tie points"
+    rotvecs, turned = fix_yaw_flips(io.rotvecs, io.centres, cam_of, good, ground0)
+    rejected: list[dict[str, Any]] = []
+    if len(good) > 2:
+        bad, resid = inconsistent_pairs(good, n, rotvecs, io.centres, cam_of, ground0)
+        rejected = [{"a": caps[good[k].i].id, "b": caps[good[k].j].id, "inliers": good[k].inliers,
+                     "offset_m": None if not np.isfinite(resid[k]) else round(float(resid[k]), 2),
+                     "reason": "matches disagree with the GPS/attitude placement of both frames "
+                               "(repetitive ground matched to the wrong place)"} for k in bad]
+        good = [m for k, m in enumerate(good) if k not in set(bad)]
+        comps = blocks(n, good, MIN_INLIERS)
+        isolated = [caps[c[0]].id for c in comps if len(c) == 1]
+        if isolated:
+            raise ProcessingError(
+                f"too little overlap: frames {', '.join(isolated)} kept no verified match with any "
+                "neighbour once pairs that disagree with their GPS/attitude placement were removed. "
+                "Fly with ≥ 70 % front and ≥ 60 % side overlap, or remove these frames")
     gcps = read_gcps(gcp, caps, epsg, io.origin) if gcp else []
     if good or gcps:
-        adj = bundle_adjust(rotvecs, io.centres, io.gps, models, group, good, io.ground_z, gcps=gcps)
+        adj = bundle_adjust(rotvecs, io.centres, io.gps, models, group, good, ground0, gcps=gcps,
+                            gps_sigma=io.gps_sigma)
     else:
         adj = Adjustment(rotvecs, io.centres.copy(), tuple(models), np.zeros((0, 3)), np.zeros(0),
                          np.zeros(0, int), np.zeros(0), 0.0, 0)
     shift = np.linalg.norm(adj.centres[:, :2] - io.gps[:, :2], axis=1)
-    ground_z = float(np.median(adj.points[:, 2])) if len(adj.points) >= 20 else io.ground_z
+    ground_z = float(np.median(adj.points[:, 2])) if len(adj.points) >= 20 else ground0
     cam_of = [adj.models[g] for g in group]
 
     # output grid
@@ -218,6 +241,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         "frames_used": [c.id for c in caps],
         "frames_dropped": dropped,
         "pairs": pairs_report,
+        "pairs_rejected": rejected,
         "blocks": [[caps[k].id for k in comp] for comp in comps],
         "georeferencing": "GPS priors + tie points" + (" + GCPs" if gcps else "")
                           + ("" if len(comps) <= 1 else "; disconnected blocks each georeferenced by GPS only"),
@@ -227,11 +251,18 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         "observations": int(adj.residuals_px.size),
         "tie_points": int(len(adj.points)),
         "gcp_residual_mean_px": float(np.mean(adj.gcp_residuals_px)) if adj.gcp_residuals_px.size else None,
+        "gcp_observations": len(gcps),
+        "gnss_shift_m": [round(float(v), 3) for v in adj.gnss_shift] if gcps else None,
         "gsd_m": round(gsd, 5),
         "resolution_m": res,
+        "gps_sigma_m": {"horizontal_median": round(float(np.median(io.gps_sigma[:, 0])), 3),
+                        "vertical_median": round(float(np.median(io.gps_sigma[:, 2])), 3),
+                        "source": "camera metadata" if any(c.pose and c.pose.gps_sigma_h_m for c in caps)
+                                  else "default (the camera writes no accuracy)"},
         "camera_shift_from_gps_m": {c.id: round(float(shift[k]), 3) for k, c in enumerate(caps)},
         "camera_shift_from_gps_mean_m": round(float(np.nanmean(shift)), 3) if np.isfinite(shift).any() else None,
         "ground_height_m": round(ground_z, 3),
+        "initial_ground_height_from": ground_source,
         "camera_positions_utm": {c.id: [round(float(adj.centres[k][0] + io.origin[0]), 3),
                                         round(float(adj.centres[k][1] + io.origin[1]), 3),
                                         round(float(adj.centres[k][2]), 3)] for k, c in enumerate(caps)},

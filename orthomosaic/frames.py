@@ -164,7 +164,10 @@ def feature_image(capture: Capture, max_side: int = 1400) -> tuple[np.ndarray, f
         if intr is not None and any(intr.distortion):
             raw = cv2.undistort(raw.astype(np.float32), np.array(intr.matrix()),
                                 np.asarray(intr.distortion, dtype=np.float64))
-        gray = to_uint8(raw)
+        # bright shrubs and stones set a plain stretch's range and leave the pasture between
+        # them flat grey: local contrast equalisation restores the texture SIFT needs, so
+        # matches are not left to a few look-alike blobs
+        gray = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(to_uint8(raw))
     factor = max(1.0, max(gray.shape) / max_side)
     small = _decimate(gray, factor)
     sharp = float(cv2.Laplacian(small, cv2.CV_64F).var())

@@ -22,7 +22,8 @@ from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, rotation_f
 @dataclass(frozen=True)
 class InitialOrientation:
     """Local frame origin (UTM metres), per-capture rotation vectors and centres, GPS positions
-    (NaN rows where missing) and the take-off ground height in the local frame's datum."""
+    (NaN rows where missing), their 1σ (east, north, up; metres; the camera's own figure where
+    it writes one, else the defaults) and the take-off ground height in the local frame's datum."""
 
     epsg: int
     origin: tuple[float, float]
@@ -31,6 +32,32 @@ class InitialOrientation:
     gps: np.ndarray
     ground_z: float
     uses_absolute_altitude: bool
+    gps_sigma: np.ndarray
+    #: True when the ground height came from the cameras' heights above take-off; False when it
+    #: is a guess (100 m below the cameras) to be replaced by triangulated tie points
+    ground_known: bool = True
+
+
+#: assumed 1σ of an autonomous GPS fix where the camera does not say (horizontal per axis,
+#: vertical), metres: consumer receivers' typical figures
+DEFAULT_GPS_SIGMA_M = (3.0, 6.0)
+#: no prior is trusted beyond this, metres: it keeps the adjustment well conditioned when a
+#: camera reports millimetres
+MIN_GPS_SIGMA_M = 0.01
+
+
+def gps_sigmas(captures: Sequence[Capture], default: tuple[float, float] = DEFAULT_GPS_SIGMA_M
+               ) -> np.ndarray:
+    """(n, 3) per-axis 1σ of each capture's GPS position in metres (east, north, up), from the
+    accuracy the camera wrote (RTK standard deviations, MicaSense GPS accuracy), else ``default``.
+    With relative altitudes (no absolute height) the vertical σ is the default."""
+    out = np.empty((len(captures), 3))
+    for k, c in enumerate(captures):
+        p = c.pose
+        h = p.gps_sigma_h_m if p is not None and p.gps_sigma_h_m else default[0]
+        v = p.gps_sigma_v_m if p is not None and p.gps_sigma_v_m else default[1]
+        out[k] = (h, h, v)
+    return np.maximum(out, MIN_GPS_SIGMA_M)
 
 
 def initial_orientation(captures: Sequence[Capture], epsg: int) -> InitialOrientation:
@@ -73,7 +100,11 @@ def initial_orientation(captures: Sequence[Capture], epsg: int) -> InitialOrient
         ground = float(np.median(gps[ok, 2])) - 100.0  # no relative height: assume ~100 m AGL
     else:
         ground = 0.0
-    return InitialOrientation(epsg, origin, rotvecs, gps.copy(), gps, ground, absolute)
+    sigma = gps_sigmas(captures)
+    if not absolute:
+        sigma[:, 2] = DEFAULT_GPS_SIGMA_M[1]
+    return InitialOrientation(epsg, origin, rotvecs, gps.copy(), gps, ground, absolute, sigma,
+                              ground_known=bool(grounds))
 
 
 def footprint(rotvec: np.ndarray, centre: np.ndarray, cam: CameraModel, ground_z: float,

@@ -61,7 +61,7 @@ def candidate_pairs(footprints: Sequence[BaseGeometry | None], min_overlap: floa
 
 
 def match_pair(fa: Features, fb: Features, i: int, j: int, ratio: float = 0.8,
-               ransac_px: float = 1.5, max_matches: int = 250, seed: int = 0) -> PairMatch:
+               ransac_px: float = 1.5, max_matches: int = 120, seed: int = 0) -> PairMatch:
     """Match two captures' features: FLANN k-NN, Lowe's ratio test, USAC (MAGSAC) inliers.
 
     The RANSAC model is the fundamental matrix, not a homography: at survey heights of 40–120 m

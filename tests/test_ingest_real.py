@@ -102,6 +102,13 @@ def test_p4p_frames_are_oblique(real_data):
         assert c.camera.model.startswith("FC6310")
         assert c.primary.intrinsics.width_px == 1368
         assert c.primary.intrinsics.sensor_width_mm == pytest.approx(13.2)
+        # a P4 RTK: the fix's own standard deviations are the GPS prior's weights
+        assert 0.005 < c.pose.gps_sigma_h_m < 0.02 and 0.01 < c.pose.gps_sigma_v_m < 0.05
+    # the position comes from the XMP's 8 decimals, not EXIF's 0.01″ rounding
+    first = next(c for c in s.captures if c.id.endswith("0142"))
+    assert first.pose.lat == pytest.approx(24.67986947, abs=1e-9)
+    assert first.pose.gps_sigma_h_m == pytest.approx(0.00944)
+    assert first.pose.gps_sigma_v_m == pytest.approx(0.0226)
     # the DSM among the folders is a map, not a frame
     assert [p.code for p in s.problems] == ["not_a_frame"]
     assert s.epsg == 32651
@@ -115,6 +122,8 @@ def test_rededge_mx_slovakia(real_data):
         assert 48.0 < c.pose.lat < 48.2 and 18.1 < c.pose.lon < 18.3
         assert len(c.frames) == 5 and c.usable
         assert c.camera.model == "RedEdge-M"
+        # MicaSense writes GPSXYAccuracy as a radius: the per-axis σ is that over √2
+        assert 5.0 < c.pose.gps_sigma_h_m < 20.0 and c.pose.gps_sigma_v_m > 5.0
     assert not s.panel_captures
     summary = summarize(s)
     assert summary["utm_zone"] == "34N"

@@ -52,21 +52,49 @@ def _scan(folder: Path):
 
 
 @pytest.mark.real
-@pytest.mark.parametrize("dataset,capture", [("rededge_tutorial", "IMG_0001"),
-                                             ("rededge_mx_slovakia", "IMG_0000")])
-def test_band_alignment_real_rededge_below_one_pixel(real_data, dataset, capture):
+def test_band_alignment_real_rededge_below_one_pixel(real_data):
+    """The tutorial's flight capture: every band within 1 px of the primary, measured by local
+    phase correlation over the whole frame (not by the matches the alignment used)."""
     from belcheer.orthomosaic.frames import capture_alignment
 
-    survey = _scan(real_dataset(real_data, dataset))
-    al = capture_alignment(survey.capture(capture))
+    survey = _scan(real_dataset(real_data, "rededge_tutorial"))
+    al = capture_alignment(survey.capture("IMG_0001"))
     assert set(al) == {"blue", "green", "red", "nir", "rededge"}
     for name, a in al.items():
         if name == "green":
             continue  # the primary band
-        assert a.matches >= 20, (name, a)
+        assert a.matches >= 10, (name, a)  # windows with a clear correlation peak, of 25
         assert a.residual_px <= 1.0, (name, a)
-        # the bands really were offset before alignment (several pixels), so this is not a no-op
+    # the bands really were offset before alignment (several pixels), so this is not a no-op
     assert max(np.abs(a.homography[:2, 2]).max() for a in al.values()) > 3
+
+
+@pytest.mark.real
+def test_band_alignment_real_slovakia_reduces_misregistration(real_data):
+    """Slovakia's captures were taken close to the crop (DLS tilted 47°, GPS accuracy 19 m: held
+    by hand): the lenses' few centimetres of baseline give tens of pixels of parallax that no
+    single homography removes, so ≤ 1 px is out of reach. Alignment must still bring every band
+    much closer to the primary than the raw offset, and say how far it is off."""
+    import cv2
+
+    from belcheer.orthomosaic.bandalign import alignment_residual, read_band, undistort_band
+    from belcheer.orthomosaic.frames import capture_alignment
+
+    survey = _scan(real_dataset(real_data, "rededge_mx_slovakia"))
+    cap = survey.capture("IMG_0000")
+    al = capture_alignment(cap)
+    frames = {f.band.name: f for f in cap.frames}
+    ref = undistort_band(read_band(frames["green"].path), frames["green"])
+    for name, a in al.items():
+        if name == "green":
+            continue
+        band = undistort_band(read_band(frames[name].path), frames[name])
+        before, _ = alignment_residual(band, ref)
+        warped = cv2.warpPerspective(band, a.homography, (ref.shape[1], ref.shape[0]))
+        after, n = alignment_residual(warped, ref)
+        assert n >= 5 and np.isfinite(a.residual_px), (name, a)
+        assert after == pytest.approx(a.residual_px, abs=0.01)
+        assert after < 0.7 * before, (name, before, after)
 
 
 @pytest.mark.real
@@ -170,52 +198,85 @@ def test_brighton_beach_mosaic(real_data, workspace, artifacts):
     (artifacts / "orthomosaic-brighton-preview.png").write_bytes(preview.read_bytes())
 
 
+@pytest.fixture(scope="module")
+def rtk_flight(tmp_path_factory):
+    """A simulated RGB flight with RTK positions (σ 2 cm) offset by an unsurveyed base."""
+    from belcheer.simulate import simulate
+
+    return simulate(tmp_path_factory.mktemp("rtk") / "sim", camera="rgb", seed=1, area_ha=0.3,
+                    altitude_m=60, gnss="rtk")
+
+
+def _target_errors(sim, path, ids=None):
+    """(ids, errors found − surveyed (n, 2) metres) of the simulator's targets in a mosaic."""
+    import pandas as pd
+
+    from belcheer.orthomosaic.accuracy import checkpoint_errors
+
+    cp = pd.read_csv(sim.checkpoints_path)
+    if ids is not None:
+        cp = cp[cp.id.isin(ids)]
+    errs = checkpoint_errors(path, list(zip(cp.id, cp.x, cp.y, cp.size_m, strict=True)))
+    assert len(errs) == len(cp) and min(e.score for e in errs) > 0.7
+    return [e.name for e in errs], np.array([[e.dx, e.dy] for e in errs])
+
+
 @pytest.mark.slow
-def test_synthetic_survey_checkpoints_against_truth(tmp_path):
-    """A simulated RGB flight with known truth: tie-point geometry, camera positions and the
-    surveyed checkerboard targets found in the mosaic."""
-    import cv2
+def test_synthetic_rtk_survey_checkpoints_against_truth(rtk_flight, tmp_path):
+    """Checkpoints of the issue: relative RMSE ≤ 2 GSD after removing only the common shift,
+    absolute ≤ the GNSS σ — and the common shift is exactly the RTK base's offset, which no
+    adjustment without ground control can know."""
     import pandas as pd
 
     from belcheer.ingest import scan
     from belcheer.orthomosaic import build_orthomosaic
-    from belcheer.orthomosaic.accuracy import checkpoint_errors
-    from belcheer.simulate import simulate
 
-    sim = simulate(tmp_path / "sim", camera="rgb", seed=1, area_ha=0.3, altitude_m=60)
-    survey = scan(sim.frames_dir)
-    res = build_orthomosaic(survey, tmp_path / "sim.tif")
+    sim = rtk_flight
+    res = build_orthomosaic(scan(sim.frames_dir), tmp_path / "sim.tif")
     rep = res.report
     assert len(rep["frames_used"]) == sim.n_captures and len(rep["blocks"]) == 1
     assert rep["reprojection_mean_px"] <= 0.5
     assert rep["gsd_m"] == pytest.approx(sim.gsd_m, rel=0.1)
-    gps_sigma = 2.0  # the simulator's horizontal GPS σ per axis, metres
+    # the GPS priors are weighted by the accuracy the frames carry (RtkStdLon/Lat/Hgt)
+    assert rep["gps_sigma_m"]["horizontal_median"] == pytest.approx(0.02)
+    assert rep["gps_sigma_m"]["source"] == "camera metadata"
+    _, d = _target_errors(sim, res.path)
+    gsd = sim.gsd_m
+    assert float(np.sqrt((d ** 2).sum(axis=1).mean())) <= sim.gps_sigma_h_m
+    np.testing.assert_allclose(d.mean(axis=0), sim.gps_bias_m[:2], atol=2 * gsd)
+    rel = d - d.mean(axis=0)
+    assert float(np.sqrt((rel ** 2).sum(axis=1).mean())) <= 2 * gsd
+    # solved cameras: the truth plus the base offset, to a few centimetres
     poses = pd.read_csv(sim.poses_path).set_index("capture_id")
-    solved = np.array([rep["camera_positions_utm"][c][:2] for c in poses.index if c in rep["camera_positions_utm"]])
-    true = poses.loc[[c for c in poses.index if c in rep["camera_positions_utm"]], ["x", "y"]].to_numpy()
-    gps = poses.loc[[c for c in poses.index if c in rep["camera_positions_utm"]], ["gps_x", "gps_y"]].to_numpy()
-    cam_err = np.linalg.norm(solved - true, axis=1)
-    # the adjustment is much closer to the truth than the GPS it started from
-    assert cam_err.mean() < 0.5 * np.linalg.norm(gps - true, axis=1).mean()
-    # solved positions scatter about the truth: bound their RMSE by the GPS σ (the worst single
-    # camera of a small block is a noisy statistic, seen at 2.07 m once)
-    assert float(np.sqrt((cam_err ** 2).mean())) <= gps_sigma
+    ids = list(rep["camera_positions_utm"])
+    solved = np.array([rep["camera_positions_utm"][c] for c in ids])
+    truth = poses.loc[ids, ["x", "y", "alt_abs_m"]].to_numpy() + np.array(sim.gps_bias_m)
+    assert float(np.sqrt(((solved - truth)[:, :2] ** 2).sum(axis=1).mean())) <= 0.05
 
-    cp = pd.read_csv(sim.checkpoints_path)
-    errs = checkpoint_errors(res.path, list(zip(cp.id, cp.x, cp.y, cp.size_m, strict=True)))
-    assert len(errs) == len(cp) and min(e.score for e in errs) > 0.7
-    d = np.array([[e.dx, e.dy] for e in errs])
-    abs_rmse = float(np.sqrt((d ** 2).sum(axis=1).mean()))
-    assert abs_rmse <= gps_sigma
-    # internal geometry: after removing the block's similarity (shift, rotation, scale — what
-    # GPS-only georeferencing of a small block cannot pin down), targets agree within 2 GSD
-    found = np.array([[e.found_x, e.found_y] for e in errs])
-    truth = found - d
-    o = truth.mean(axis=0)
-    a, _ = cv2.estimateAffinePartial2D(found - o, truth - o, method=cv2.LMEDS)
-    fit = (found - o) @ a[:, :2].T + a[:, 2]
-    rel_rmse = float(np.sqrt(((fit - (truth - o)) ** 2).sum(axis=1).mean()))
-    assert rel_rmse <= 2 * sim.gsd_m
+
+@pytest.mark.slow
+def test_ground_control_points_remove_the_base_offset(rtk_flight, tmp_path):
+    """Three of the five targets as GCPs (ODM gcp_list.txt): the two others, never seen by the
+    adjustment, land within 2 GSD of their surveyed position, and the solved GNSS offset is
+    the base's."""
+    import pandas as pd
+
+    from belcheer.ingest import scan
+    from belcheer.orthomosaic import build_orthomosaic
+    from belcheer.simulate import write_gcp_list
+
+    sim = rtk_flight
+    ids = sorted(pd.read_csv(sim.checkpoints_path).id)
+    control, check = ids[:3], ids[3:]
+    gcp = write_gcp_list(sim, tmp_path / "gcp_list.txt", targets=control)
+    assert gcp.read_text().splitlines()[0] == "EPSG:32648"
+    res = build_orthomosaic(scan(sim.frames_dir), tmp_path / "gcp.tif", gcp=gcp)
+    rep = res.report
+    assert "GCPs" in rep["georeferencing"] and rep["gcp_observations"] >= 6
+    assert rep["gcp_residual_mean_px"] <= 1.0
+    np.testing.assert_allclose(rep["gnss_shift_m"][:2], sim.gps_bias_m[:2], atol=2 * sim.gsd_m)
+    _, d = _target_errors(sim, res.path, check)
+    assert np.linalg.norm(d, axis=1).max() <= 2 * sim.gsd_m
 
 
 def _tiny_ortho(path: Path, x0: float, value: int) -> Path:
@@ -345,3 +406,78 @@ def test_decimate_handles_more_than_four_bands():
     small = _decimate(img, 2.0)
     assert small.shape == (20, 30, 5)
     assert [float(small[..., b].mean()) for b in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("shift_sigma", [None, 5.0])
+def test_adjustment_jacobian_matches_finite_differences(shift_sigma):
+    """The analytic Jacobian (cv2.projectPoints chain rule) equals central differences of the
+    residuals, for poses, intrinsics with distortion, tie points, GPS, GCP and attitude rows."""
+    from scipy.spatial.transform import Rotation
+
+    from belcheer.orthomosaic.adjust import _Problem
+    from belcheer.orthomosaic.geometry import rotation_from_gimbal
+
+    rng = np.random.default_rng(5)
+    n, g, n_pts = 3, 2, 12
+    rv = np.array([Rotation.from_matrix(rotation_from_gimbal(yaw, -88.0, 2.0)).as_rotvec()
+                   for yaw in (0.0, 10.0, 185.0)])
+    cams = np.hstack([rv, rng.normal(0, 5, (n, 3)) + [0, 0, 80.0]])
+    intr = np.array([[3000.0, -0.05, 0.01], [2500.0, 0.02, -0.003]])
+    pts = np.column_stack([rng.uniform(-30, 30, (n_pts, 2)), rng.normal(0, 1, n_pts)])
+    x = np.concatenate([cams.ravel(), intr.ravel(), pts.ravel()])
+    oc = np.repeat(np.arange(n), n_pts)
+    op = np.tile(np.arange(n_pts), n)
+    group = np.array([0, 1, 0])
+    fixed_g = np.array([[2000.0, 1500.0, 1e-4, -2e-4, 0.001], [1600.0, 1200.0, 0.0, 0.0, 0.0]])
+    gps = cams[:, 3:] + rng.normal(0, 1, (n, 3))
+    prob = _Problem(n, g, n_pts, group, fixed_g, oc, op, rng.uniform(0, 3000, (len(oc), 2)), gps,
+                    np.arange(n), np.tile([0.5, 0.5, 1.0], (n, 1)), np.array([1, 2]),
+                    np.array([[1.0, 2.0, 0.0], [-5.0, 3.0, 0.5]]), np.array([[100.0, 200.0], [50.0, 60.0]]),
+                    Rotation.from_rotvec(rv + 0.01).inv(), np.deg2rad(15.0), intr * [1.01, 1, 1], 0.05, 0.2,
+                    shift_sigma)
+    x = np.concatenate([x, [0.3, -0.2, 0.1]]) if shift_sigma else x
+    analytic = prob.jacobian(x).toarray()
+    numeric = np.empty_like(analytic)
+    for k in range(len(x)):
+        h = 1e-6 * max(1.0, abs(x[k]))
+        d = np.zeros_like(x)
+        d[k] = h
+        numeric[:, k] = (prob.residuals(x + d) - prob.residuals(x - d)) / (2 * h)
+    assert analytic.shape == (len(prob.residuals(x)), len(x))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-4 * np.abs(numeric).max())
+
+
+def test_render_tile_interpolated_maps_equal_exact_projection(monkeypatch):
+    """Rendering projects a coarse grid and interpolates the maps, and skips frames that carry
+    no weight: the result equals projecting every pixel through every frame."""
+    import cv2
+    from rasterio.windows import Window
+    from scipy.spatial.transform import Rotation
+    from shapely.geometry import box
+
+    from belcheer.grid import geobox_for_bounds
+    from belcheer.orthomosaic import render
+    from belcheer.orthomosaic.geometry import CameraModel, rotation_from_gimbal
+
+    rng = np.random.default_rng(2)
+    img = cv2.GaussianBlur(rng.uniform(0, 255, (600, 800, 3)).astype(np.float32), (0, 0), 3)
+    model = CameraModel(800, 600, 700.0, 400.0, 300.0, (-0.12, 0.05, 1e-3, -5e-4, 0.0))
+    cams = [render.RenderCamera(f"c{k}", Rotation.from_matrix(rotation_from_gimbal(yaw, -88.0, 1.5)).as_rotvec(),
+                                np.array([x, y, 60.0]), model, box(-200, -200, 200, 200))
+            for k, (x, y, yaw) in enumerate([(0.0, 0.0, 3.0), (25.0, 4.0, 181.0), (-30.0, 10.0, 0.0)])]
+    geobox = geobox_for_bounds((-40.0, -30.0, 40.0, 30.0), 32648, 0.1)
+    win = Window(0, 0, geobox.shape[1], geobox.shape[0])
+
+    def run(step):
+        monkeypatch.setattr(render, "MAP_STEP", step)
+        return render.render_tile(win, geobox, (0.0, 0.0), cams, render.Ground(0.0),
+                                  lambda cid, f: img, 1.0, 3, 3.0)
+
+    fast, exact = run(16), run(1)
+    assert (fast[1] == exact[1]).mean() > 0.999 and exact[1].mean() > 0.8
+    both = fast[1] & exact[1]
+    diff = np.abs(fast[0] - exact[0]).max(axis=0)[both]  # grey levels of 0…255
+    # only where a frame's edge falls between map nodes can a pixel's set of frames differ
+    assert np.percentile(diff, 99.9) < 0.2 and (diff > 0.5).mean() < 1e-4
+    assert (fast[2] == exact[2]).mean() > 0.999
+    assert len(np.unique(exact[2][exact[1]])) == 3

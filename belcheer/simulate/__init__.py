@@ -8,6 +8,7 @@ camera files. It is the yardstick of the project's accuracy tests.
 
 from __future__ import annotations
 
+from belcheer.simulate.gcps import write_gcp_list
 from belcheer.simulate.run import Simulation, load_parameters, load_simulation, simulate
 
-__all__ = ["Simulation", "load_parameters", "load_simulation", "simulate"]
+__all__ = ["Simulation", "load_parameters", "load_simulation", "simulate", "write_gcp_list"]

@@ -108,11 +108,14 @@ def fly(plan: FlightPlan, cam: CameraModel, start_utc: _dt.datetime, lonlat_of: 
         rng: np.random.Generator, *, gps_sigma_h_m: float = 2.0, gps_sigma_v_m: float = 3.0,
         baro_sigma_m: float = 0.3, attitude_sigma_deg: float = 1.0,
         attitude_record_sigma_deg: float = 0.5, panel_xy: tuple[float, float] | None = None,
-        id_format: str = "DJI_{:04d}", first_index: int = 1) -> list[Shot]:
+        id_format: str = "DJI_{:04d}", first_index: int = 1,
+        gps_bias_m: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> list[Shot]:
     """Fly the plan: true poses wobble about the nominal nadir attitude (σ ``attitude_sigma_deg``,
     yaw twice that), recorded angles add ``attitude_record_sigma_deg``; GPS adds independent
     Gaussian errors (σ per horizontal axis ``gps_sigma_h_m``, vertical ``gps_sigma_v_m``), the
-    barometric relative altitude ``baro_sigma_m``. Light varies as a thin cloud passes.
+    barometric relative altitude ``baro_sigma_m``. ``gps_bias_m`` (east, north, up) is added to
+    every fix: the offset an RTK base set up over an unsurveyed point gives the whole flight.
+    Light varies as a thin cloud passes.
 
     With ``panel_xy`` a first, on-ground capture (index 0) of the calibration panel is added,
     taken 1 m above it before take-off.
@@ -148,9 +151,9 @@ def fly(plan: FlightPlan, cam: CameraModel, start_utc: _dt.datetime, lonlat_of: 
         ts = -90.0
         shots.append(Shot(0, id_format.format(first_index - 1), start_utc + _dt.timedelta(seconds=ts),
                           panel_xy[0], panel_xy[1], ground_alt_m + 1.0, 1.0, 0.0, -90.0, 0.0,
-                          panel_xy[0] + rng.normal(0, gps_sigma_h_m),
-                          panel_xy[1] + rng.normal(0, gps_sigma_h_m),
-                          ground_alt_m + 1.0 + rng.normal(0, gps_sigma_v_m), 0.0, 0.0, -90.0, 0.0,
+                          panel_xy[0] + gps_bias_m[0] + rng.normal(0, gps_sigma_h_m),
+                          panel_xy[1] + gps_bias_m[1] + rng.normal(0, gps_sigma_h_m),
+                          ground_alt_m + 1.0 + gps_bias_m[2] + rng.normal(0, gps_sigma_v_m), 0.0, 0.0, -90.0, 0.0,
                           light(ts), is_panel=True))
     for i, ((x, y, heading), ts) in enumerate(zip(poses, times, strict=True)):
         yaw = heading + rng.normal(0, 2 * attitude_sigma_deg)
@@ -161,8 +164,9 @@ def fly(plan: FlightPlan, cam: CameraModel, start_utc: _dt.datetime, lonlat_of: 
         shots.append(Shot(
             len(shots), id_format.format(first_index + i), start_utc + _dt.timedelta(seconds=ts),
             tx, ty, ground_alt_m + alt_rel, alt_rel, yaw % 360.0, pitch, roll,
-            tx + rng.normal(0, gps_sigma_h_m), ty + rng.normal(0, gps_sigma_h_m),
-            ground_alt_m + alt_rel + rng.normal(0, gps_sigma_v_m), alt_rel + rng.normal(0, baro_sigma_m),
+            tx + gps_bias_m[0] + rng.normal(0, gps_sigma_h_m),
+            ty + gps_bias_m[1] + rng.normal(0, gps_sigma_h_m),
+            ground_alt_m + alt_rel + gps_bias_m[2] + rng.normal(0, gps_sigma_v_m), alt_rel + rng.normal(0, baro_sigma_m),
             (yaw + rng.normal(0, attitude_record_sigma_deg)) % 360.0,
             pitch + rng.normal(0, attitude_record_sigma_deg), roll + rng.normal(0, attitude_record_sigma_deg),
             light(ts)))

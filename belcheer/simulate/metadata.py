@@ -37,10 +37,21 @@ def _angle180(v: float) -> float:
     return (v + 180.0) % 360.0 - 180.0
 
 
+def _rtk_fields(rtk_std: tuple[float, float, float] | None) -> str:
+    if rtk_std is None:
+        return ""
+    return ('\n   drone-dji:RtkFlag="50"'
+            f'\n   drone-dji:RtkStdLon="{rtk_std[0]:.5f}"'
+            f'\n   drone-dji:RtkStdLat="{rtk_std[1]:.5f}"'
+            f'\n   drone-dji:RtkStdHgt="{rtk_std[2]:.5f}"')
+
+
 def dji_xmp(cam: CameraModel, when: _dt.datetime, alt_abs: float, alt_rel: float, yaw: float,
             pitch: float, roll: float, flight: tuple[float, float, float],
-            lat: float, lon: float) -> bytes:
-    """The ``drone-dji`` XMP packet, attribute style, as a DJI FC-series camera writes it."""
+            lat: float, lon: float, rtk_std: tuple[float, float, float] | None = None) -> bytes:
+    """The ``drone-dji`` XMP packet, attribute style, as a DJI FC-series camera writes it;
+    with ``rtk_std`` (σ longitude, latitude, height in metres) also the RTK fix fields an
+    RTK drone writes (RtkFlag 50 = fixed solution)."""
     fy, fp, fr = flight
     k1, k2, p1, p2, k3 = cam.distortion
     # DJI's layout: calibration date; fx, fy, principal point offset from the image centre (px),
@@ -73,7 +84,7 @@ def dji_xmp(cam: CameraModel, when: _dt.datetime, alt_abs: float, alt_rel: float
    drone-dji:FlightYawDegree="{_signed(_angle180(fy))}"
    drone-dji:FlightPitchDegree="{_signed(fp)}"
    drone-dji:DewarpData="{dewarp}"
-   drone-dji:DewarpFlag="0"
+   drone-dji:DewarpFlag="0"{_rtk_fields(rtk_std)}
    crs:Version="7.0"
    crs:HasSettings="False"
    crs:HasCrop="False"

@@ -52,6 +52,13 @@ _MS_CAL = {"blue": (1.62e-4, 1.05e-7, 1.3e-6), "green": (1.88e-4, 1.10e-7, 1.2e-
 _MS_LABEL = {"blue": "Blue", "green": "Green", "red": "Red", "nir": "NIR", "rededge": "Red edge"}
 GPS_SIGMA_H_M = 2.0
 GPS_SIGMA_V_M = 3.0
+#: RTK fixed solution: per-fix σ relative to the base (horizontal per axis, vertical), metres
+RTK_SIGMA_H_M = 0.02
+RTK_SIGMA_V_M = 0.03
+#: an RTK base set up over an unsurveyed point takes its own autonomous fix as truth, so every
+#: rover position shares that fix's error: σ per horizontal axis and vertical, metres
+RTK_BASE_SIGMA_H_M = 1.5
+RTK_BASE_SIGMA_V_M = 2.5
 ATTITUDE_SIGMA_DEG = 1.0
 ATTITUDE_RECORD_SIGMA_DEG = 0.5
 
@@ -90,6 +97,12 @@ class Simulation:
     scene_seed: int
     date: _dt.date
     degradation: float
+    #: "autonomous" (independent per-fix GPS errors) or "rtk" (cm-level fixes sharing the
+    #: unsurveyed base's offset ``gps_bias_m``)
+    gnss: str = "autonomous"
+    #: σ per horizontal axis of a fix's absolute error, metres (for rtk: the base's)
+    gps_sigma_h_m: float = GPS_SIGMA_H_M
+    gps_bias_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,7 +120,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
              area_ha: float | None = None, date: _dt.date | None = None,
              scene_seed: int | None = None, degradation: float = 0.0,
              progress: ProgressCallback | None = None,
-             altitude_m: float | None = None) -> Simulation:
+             altitude_m: float | None = None,
+             gnss: Literal["autonomous", "rtk"] = "autonomous") -> Simulation:
     """Simulate one drone survey over a steppe scene in Bayangol soum (Selenge), EPSG:32648.
 
     Writes ``out_dir/frames`` (DJI JPEGs or MicaSense 5-band TIFFs with a panel capture
@@ -120,10 +134,17 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
 
     ``altitude_m`` (default 100 m RGB, 120 m RedEdge) also shrinks the scene margin when given,
     which makes small test runs cheap (the scene then differs from the default-altitude one).
+
+    ``gnss`` chooses the positioning: "autonomous" GPS (independent errors, σ 2 m per axis) or
+    "rtk" (fixes of σ 2 cm relative to a base, all offset by the base's own unsurveyed fix,
+    σ 1.5 m per axis; the offset is in ``Simulation.gps_bias_m``). The written metadata carries
+    each mode's accuracy as real cameras do.
     """
     cb = progress or no_progress
     if camera not in CAMERAS:
         raise ConfigError(f"unknown camera {camera!r}; choose rgb or rededge")
+    if gnss not in ("autonomous", "rtk"):
+        raise ConfigError(f"unknown gnss {gnss!r}; choose autonomous or rtk")
     if not 0.0 <= degradation <= 1.0:
         raise ConfigError(f"degradation {degradation} is outside 0…1")
     cam = CAMERAS[camera]
@@ -165,8 +186,15 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
     start_utc = start_local - _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
     plan = plan_flight((cx, cy), half, cam, alt)
     multispectral = camera == "rededge"
+    if gnss == "rtk":
+        brng = np.random.default_rng([seed, 5])
+        bias = (float(brng.normal(0, RTK_BASE_SIGMA_H_M)), float(brng.normal(0, RTK_BASE_SIGMA_H_M)),
+                float(brng.normal(0, RTK_BASE_SIGMA_V_M)))
+        sig_h, sig_v = RTK_SIGMA_H_M, RTK_SIGMA_V_M
+    else:
+        bias, sig_h, sig_v = (0.0, 0.0, 0.0), GPS_SIGMA_H_M, GPS_SIGMA_V_M
     shots = fly(plan, cam, start_utc, lonlat_of, lay.GROUND_ALT_M, rng,
-                gps_sigma_h_m=GPS_SIGMA_H_M, gps_sigma_v_m=GPS_SIGMA_V_M,
+                gps_sigma_h_m=sig_h, gps_sigma_v_m=sig_v, gps_bias_m=bias,
                 attitude_sigma_deg=ATTITUDE_SIGMA_DEG,
                 attitude_record_sigma_deg=ATTITUDE_RECORD_SIGMA_DEG,
                 panel_xy=(cx - half - 8.0, cy - half - 8.0) if multispectral else None,
@@ -196,7 +224,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
                         f"SIMCAP{seed % 10000:04d}{shot.index:06d}{bi}"[:20], flight_uid,
                         shot.gps_alt_rel_m, 400000 + int(shot.time_utc.timestamp() % 100000),
                         (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll),
-                        (float(GPS_SIGMA_H_M * np.sqrt(2.0)), GPS_SIGMA_V_M))
+                        (float(sig_h * np.sqrt(2.0)), sig_v))
                     write_micasense_tiff(tmp_frames / f"{shot.capture_id}_{bi + 1}.tif", dn, cam,
                                          shot.time_utc, ll[1], ll[0], shot.gps_alt_abs_m,
                                          ms_cal[band], xmp)
@@ -206,7 +234,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
                 when_local = shot.time_utc + _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
                 xmp = dji_xmp(cam, when_local, shot.gps_alt_abs_m, shot.gps_alt_rel_m, shot.rec_yaw,
                               shot.rec_pitch, shot.rec_roll,
-                              (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll), ll[1], ll[0])
+                              (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll), ll[1], ll[0],
+                              (sig_h, sig_h, sig_v) if gnss == "rtk" else None)
                 write_dji_jpeg(tmp_frames / f"{shot.capture_id}.JPG", rgb, cam, shot.capture_id,
                                when_local, ll[1], ll[0], shot.gps_alt_abs_m, xmp)
             cb(0.2 + 0.6 * (k + 1) / len(shots), f"frame {shot.capture_id}")
@@ -247,7 +276,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
         simulation_json=truth_dir / "simulation.json", epsg=lay.EPSG, gsd_m=cam.gsd_m(alt),
         soum=lay.SOUM, aimag=lay.AIMAG, soum_en=lay.SOUM_EN, aimag_en=lay.AIMAG_EN,
         center_lonlat=lay.CENTER_LONLAT, camera=camera, n_captures=n_captures, seed=seed,
-        scene_seed=scene_seed, date=date, degradation=degradation)
+        scene_seed=scene_seed, date=date, degradation=degradation, gnss=gnss,
+        gps_sigma_h_m=sig_h if gnss == "autonomous" else RTK_BASE_SIGMA_H_M, gps_bias_m=bias)
     write_json_atomic(sim.simulation_json, _parameters(sim, cam, plan, layout, ms_cal, clear0,
                                                        area, alt, start_local, margin))
     cb(1.0, "done")
@@ -301,7 +331,9 @@ def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0,
                    "headings_deg": [0, 180], "line_x": list(plan.line_x),
                    "n_lines": len(plan.line_x), "triggers_per_line": len(plan.stations),
                    "start_local": start_local.isoformat(), "utc_offset_h": LOCAL_UTC_OFFSET_H,
-                   "gps_sigma_h_m_per_axis": GPS_SIGMA_H_M, "gps_sigma_v_m": GPS_SIGMA_V_M,
+                   "gnss": sim.gnss, "gps_bias_m": list(sim.gps_bias_m),
+                   "gps_sigma_h_m_per_axis": GPS_SIGMA_H_M if sim.gnss == "autonomous" else RTK_SIGMA_H_M,
+                   "gps_sigma_v_m": GPS_SIGMA_V_M if sim.gnss == "autonomous" else RTK_SIGMA_V_M,
                    "attitude_sigma_deg": ATTITUDE_SIGMA_DEG, "yaw_sigma_deg": 2 * ATTITUDE_SIGMA_DEG,
                    "attitude_record_sigma_deg": ATTITUDE_RECORD_SIGMA_DEG,
                    "clear_sky_irradiance_at_start": clear0},
@@ -333,4 +365,6 @@ def load_simulation(out_dir: Path) -> Simulation:
             d[k] = Path(d[k])
     d["date"] = _dt.date.fromisoformat(d["date"])
     d["center_lonlat"] = tuple(d["center_lonlat"])
+    if "gps_bias_m" in d:
+        d["gps_bias_m"] = tuple(d["gps_bias_m"])
     return Simulation(**d)
