@@ -204,7 +204,8 @@ class Assembler:
         self._end = 0
         self._where: dict[tuple[int, int, int], tuple[int, int]] = {}
         self._partial: dict[tuple[int, int, int], list[Any]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._writing = 0  # reserved ranges being written outside the lock
 
     def grid(self, level: int) -> tuple[int, int]:
         """Tiles per column and per row at ``level`` (0 = full resolution)."""
@@ -218,14 +219,21 @@ class Assembler:
             raise ValueError("a compressed tile is at least 4 bytes")
         n = len(data) + 8
         with self._lock:
+            if self._fd < 0:  # a late block after a failure elsewhere closed the computation
+                raise RuntimeError("tiles added to a closed assembler")
             if (level, ty, tx) in self._where:
                 raise ValueError(f"tile {(level, ty, tx)} written twice")
             off = self._end
             self._end += n
             self._where[(level, ty, tx)] = (off, n)
-        # vectored write: the tile (~1 MB) is not copied to frame it
-        if os.pwritev(self._fd, [struct.pack("<I", len(data)), data, data[-4:]], off) != n:
-            raise OSError(f"short write to {self._tmp}")
+            self._writing += 1
+        try:  # vectored write: the tile (~1 MB) is not copied to frame it
+            if os.pwritev(self._fd, [struct.pack("<I", len(data)), data, data[-4:]], off) != n:
+                raise OSError(f"short write to {self._tmp}")
+        finally:
+            with self._lock:
+                self._writing -= 1
+                self._lock.notify_all()
 
     def add_piece(self, level: int, y: int, x: int, piece: np.ndarray) -> None:
         """Paste a float32 piece whose origin is (``y``, ``x``) px of ``level``; tiles it
@@ -254,9 +262,10 @@ class Assembler:
             if level + 1 < len(self.levels):
                 self.add_piece(level + 1, ty * TILE // 2, tx * TILE // 2, decimate(tile))
 
-    def write(self, target: Path, tags: Mapping[int, Tag]) -> None:
-        """Write the COG to ``target`` (BigTIFF only when it must be): IFDs of every level, then
-        the tiles of the smallest overview first and the full resolution last, row-major."""
+    def write(self, target: Path, tags: Mapping[int, Tag], *, bigtiff: bool | None = None) -> None:
+        """Write the COG to ``target``: IFDs of every level, then the tiles of the smallest overview
+        first and the full resolution last, row-major. BigTIFF only when offsets need 64 bits
+        (``bigtiff`` forces the choice)."""
         missing = [(lv, ty, tx) for lv in range(len(self.levels))
                    for ty in range(self.grid(lv)[0]) for tx in range(self.grid(lv)[1])
                    if (lv, ty, tx) not in self._where]
@@ -265,8 +274,8 @@ class Assembler:
                                f"(first {missing[:3]})")
         order = [(lv, ty, tx) for lv in reversed(range(len(self.levels)))
                  for ty in range(self.grid(lv)[0]) for tx in range(self.grid(lv)[1])]
-        head, runs = self._ifds(tags, order, big=False)
-        if len(head) + self._end >= 2**32:  # classic TIFF offsets are 32-bit
+        head, runs = self._ifds(tags, order, big=bool(bigtiff))
+        if bigtiff is None and len(head) + self._end >= 2**32:  # classic TIFF offsets are 32-bit
             head, runs = self._ifds(tags, order, big=True)
         with open(target, "wb") as out:
             out.write(head)
@@ -339,10 +348,13 @@ class Assembler:
         return bytes(out), runs
 
     def close(self) -> None:
-        """Remove the temporary tile file (idempotent)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Remove the temporary tile file (idempotent). Waits for writes in progress, so a block
+        still running after another failed never writes to a closed (or reused) descriptor."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._writing == 0)
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
 

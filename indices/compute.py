@@ -436,6 +436,9 @@ def compute(source: Product | str | os.PathLike[str] | xr.DataArray, indices: Se
                     "constants": ",".join(f"{k}={v:g}" for k, v in j.constants.items())}
             with atomic_path(target) as tmp:
                 asm.write(tmp, template_tags(h, w, info["crs"], info["transform"], j.name, tags))
+            # drop the tiles now: dirty pages of a deleted file are never written back, which
+            # leaves the disk to the next COG (at 20000² each holds ~1.7 GB)
+            asm.close()
             results[j.name] = target
     finally:
         for asm in assemblers:

@@ -219,6 +219,53 @@ def test_cog_is_valid_with_average_overviews(tmp_path) -> None:
     assert 0 < np.isnan(got).sum() < 233 * 411 / 64  # the hole shrinks: partly valid cells count
 
 
+def test_bigtiff_layout_reads_back(tmp_path) -> None:
+    # offsets past 4 GB switch the COG to BigTIFF; too big for a test, so the layout is forced
+    from rio_cogeo.cogeo import cog_validate
+
+    from belcheer.indices import cog
+
+    rng = np.random.default_rng(7)
+    a = rng.random((1100, 700), dtype=np.float32)
+    a[:300, :300] = np.nan
+    asm = cog.Assembler(tmp_path, *a.shape)
+    for k, data in enumerate(cog.compress_tiles(a)):
+        asm.add_tile(0, k // 2, k % 2, data)
+    asm.add_piece(1, 0, 0, cog.decimate(a))  # pasted, compressed, cascades to level 2
+    path = tmp_path / "big.tif"
+    asm.write(path, cog.template_tags(*a.shape, "EPSG:32648", from_origin(600000, 5300000, 0.1, 0.1),
+                                      "X", {"k": "v"}), bigtiff=True)
+    asm.close()
+    assert path.read_bytes()[:4] == b"II+\0"
+    assert cog_validate(str(path), quiet=True)[:2] == (True, [])
+    with rasterio.open(path) as o:
+        np.testing.assert_array_equal(o.read(1), a)
+        assert o.overviews(1) == [2, 4] and o.tags()["k"] == "v" and o.crs.to_epsg() == 32648
+    with rasterio.open(path, OVERVIEW_LEVEL=1) as o:
+        np.testing.assert_allclose(o.read(1), _nanmean2(_nanmean2(a)), rtol=1e-6, atol=1e-7)
+    assert not list(tmp_path.glob(".tiles.*"))
+
+
+def test_failed_block_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
+    import importlib
+
+    mod = importlib.import_module("belcheer.indices.compute")
+    src = tmp_path / "refl.tif"
+    _write_cube(src, n=1100, seed=5)
+    real = mod.compute_block
+
+    def flaky(bp, y, x):
+        if (y, x) == (1024, 1024):
+            raise OSError("disk read failed")
+        return real(bp, y, x)
+
+    monkeypatch.setattr(mod, "compute_block", flaky)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk read failed"):
+        compute(src, ["ndvi", "savi"], out_dir=out, scheduler="threads")
+    assert list(out.iterdir()) == []  # no COG, no temporary tiles
+
+
 @pytest.mark.slow
 def test_distributed_and_processes_match_threads_bit_for_bit(tmp_path) -> None:
     from distributed import LocalCluster
