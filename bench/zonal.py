@@ -81,7 +81,7 @@ def run_one(method: str, raster: str, parcels: str, workers: int, scheduler: str
     import geopandas as gpd
 
     frame = gpd.read_file(parcels)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     # the import is timed separately: it is paid once per process, so it must not be scaled
     # with rasterstats' subset, but it is part of what a user waits for
     if method == "belcheer":
@@ -108,9 +108,13 @@ def run_one(method: str, raster: str, parcels: str, workers: int, scheduler: str
     t2 = time.perf_counter()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     # largest finished child (process-pool workers, once the pool has shut down)
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of this process and its finished workers: on a shared machine the wall time
+    # depends on what else runs, the CPU time much less
+    cpu_s = time.process_time() - c0 + children.ru_utime + children.ru_stime
     return {"method": method, "import_s": t1 - t0, "work_s": t2 - t1, "seconds": t2 - t0, "parcels": len(ids),
-            "rss_mb": rss_mb, "child_rss_mb": child_mb, "ids": ids, "values": values}
+            "cpu_s": cpu_s, "rss_mb": rss_mb, "child_rss_mb": children.ru_maxrss / 1024.0, "ids": ids,
+            "values": values}
 
 
 def _sub(method: str, raster: Path, parcels: Path, args: argparse.Namespace) -> dict:
@@ -157,9 +161,10 @@ def bench_case(tmp: Path, n: int, size: int, args: argparse.Namespace) -> None:
     sched = f"{args.scheduler}, {args.workers or 'all'} cores"
     for i, (ee, bc) in enumerate(pairs, 1):
         print(f"run {i}: exactextract (1 call) {ee['seconds']:7.1f} s (import {ee['import_s']:.2f} s, "
-              f"peak RSS {ee['rss_mb']:.0f} MB) | belcheer ({sched}) {bc['seconds']:7.1f} s (import "
-              f"{bc['import_s']:.2f} s, peak RSS {bc['rss_mb']:.0f} MB, largest worker "
-              f"{bc['child_rss_mb']:.0f} MB) | time ×{bc['seconds'] / ee['seconds']:.2f} of exactextract")
+              f"CPU {ee['cpu_s']:.1f} s, peak RSS {ee['rss_mb']:.0f} MB) | belcheer ({sched}) "
+              f"{bc['seconds']:7.1f} s (import {bc['import_s']:.2f} s, CPU {bc['cpu_s']:.1f} s, peak RSS "
+              f"{bc['rss_mb']:.0f} MB, largest worker {bc['child_rss_mb']:.0f} MB) | "
+              f"time ×{bc['seconds'] / ee['seconds']:.2f} of exactextract")
     ratios = [bc["seconds"] / ee["seconds"] for ee, bc in pairs]
     bc_med = float(np.median([bc["seconds"] for _, bc in pairs]))
     ee_med = float(np.median([ee["seconds"] for ee, _ in pairs]))
