@@ -250,6 +250,7 @@ def test_failed_block_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
     import importlib
 
     mod = importlib.import_module("belcheer.indices.compute")
+    monkeypatch.setattr(mod, "CHUNK_PX", 512)  # nine blocks; the last fails
     src = tmp_path / "refl.tif"
     _write_cube(src, n=1100, seed=5)
     real = mod.compute_block
@@ -267,9 +268,13 @@ def test_failed_block_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_distributed_and_processes_match_threads_bit_for_bit(tmp_path) -> None:
+def test_distributed_and_processes_match_threads_bit_for_bit(tmp_path, monkeypatch) -> None:
+    import importlib
+
     from distributed import LocalCluster
 
+    # 512-px blocks: nine of them, and every overview tile pasted together from pieces
+    monkeypatch.setattr(importlib.import_module("belcheer.indices.compute"), "CHUNK_PX", 512)
     src = tmp_path / "refl.tif"
     _write_cube(src, n=1536, seed=3)
     names = ["ndvi", "savi", "ndrei"]
