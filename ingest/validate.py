@@ -10,7 +10,8 @@ truncated           error     the file ends before its own headers/pixels say it
 unreadable          error     the file cannot be parsed at all
 not_an_image        error     an image extension on something that is not JPEG/TIFF
 xmp_unsafe          error     the XMP declares a DTD/entities (XML bomb): tampered file
-no_gps              error     no position: the frame cannot be placed on the map
+no_gps              error/w.  no position: an error when no frame of the survey has one; a warning
+                              when others do (the mosaic places it by image matching)
 black               error     99 % of pixels at the black level
 saturated           error/w.  > 50 % (error) or > 5 % (warning) of pixels at full scale
 duplicate_band      error     a second frame of one band in one capture
@@ -119,4 +120,22 @@ def apply(captures: Sequence[Capture], heights: dict[str, Height],
                   duplicate_times(captures)):
         for key, probs in found.items():
             merged[key].extend(probs)
-    return [_with(c, merged) for c in captures]
+    return chainable_without_gps([_with(c, merged) for c in captures])
+
+
+def chainable_without_gps(captures: Sequence[Capture]) -> list[Capture]:
+    """Frames without a position become warnings when other captures of the survey have one:
+    the orthomosaic chains them to those by image matching (and names them if it cannot)."""
+    if not any(c.pose is not None for c in captures):
+        return list(captures)
+
+    def soften(p: Problem) -> Problem:
+        if p.code != "no_gps":
+            return p
+        return replace(p, severity=Severity.WARNING,
+                       message=p.message.split(";")[0] + "; the mosaic places it by matching it to "
+                       "the frames that have one")
+
+    return [replace(c, frames=tuple(replace(f, problems=tuple(soften(p) for p in f.problems))
+                                    for f in c.frames))
+            if any(p.code == "no_gps" for p in c.problems) else c for c in captures]

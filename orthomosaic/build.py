@@ -20,7 +20,11 @@ from belcheer.grid import geobox_for_bounds
 from belcheer.models import Band, Capture, Survey
 from belcheer.orthomosaic import frames as fr
 from belcheer.orthomosaic.adjust import Adjustment, bundle_adjust
-from belcheer.orthomosaic.consistency import ground_from_matches, inconsistent_pairs
+from belcheer.orthomosaic.consistency import (
+    chain_without_gps,
+    ground_from_matches,
+    inconsistent_pairs,
+)
 from belcheer.orthomosaic.features import detect_all
 from belcheer.orthomosaic.gcp import read_gcps
 from belcheer.orthomosaic.orientation import fix_yaw_flips, footprint, initial_orientation
@@ -54,6 +58,7 @@ def select_captures(survey: Survey, dsm: Path | None) -> tuple[list[Capture], li
     dropped: list[dict[str, Any]] = []
     keep: list[Capture] = []
     oblique: list[Capture] = []
+    no_gps: list[Capture] = []
     for cap in survey.captures:
         if cap.is_panel:
             _drop("calibration panel capture", cap, dropped)
@@ -68,7 +73,7 @@ def select_captures(survey: Survey, dsm: Path | None) -> tuple[list[Capture], li
             if dsm is None:
                 continue
         if cap.pose is None or cap.pose.lon is None or not np.isfinite([cap.pose.lon, cap.pose.lat]).all():
-            _drop("no GPS position: cannot be georeferenced", cap, dropped)
+            no_gps.append(cap)  # chained to the georeferenced frames by image matching
             continue
         keep.append(cap)
     if oblique and dsm is None:
@@ -80,6 +85,12 @@ def select_captures(survey: Survey, dsm: Path | None) -> tuple[list[Capture], li
                 "distorted; fly with the gimbal at −90°, or give a surface model with --dsm FILE")
         for cap in oblique:
             _drop(f"oblique (more than {OBLIQUE_DEG:g}° off nadir) and no --dsm given", cap, dropped)
+    if keep:
+        keep.extend(no_gps)
+    else:
+        for cap in no_gps:
+            _drop("no GPS position and no frame with GPS to chain it to: cannot be georeferenced",
+                  cap, dropped)
     if not keep:
         raise NoUsableFramesError(f"survey {survey.name!r} has no usable frames to mosaic: "
                                   + "; ".join(f"{d['capture']}: {d['reason']}" for d in dropped[:10]))
@@ -152,12 +163,14 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         group = group[keep_idx]
         io = initial_orientation(caps, epsg)
     n = len(caps)
+    no_gps = [k for k in range(n) if not np.isfinite(io.gps[k]).all()]
     pairs_report: list[dict[str, Any]] = []
     matches = []
     comps = [[k] for k in range(n)]
     if n > 1:
         prog(0.3, "matching pairs")
-        pairs = candidate_pairs(fps)
+        # frames without GPS have no footprint yet: they are tried against every frame
+        pairs = candidate_pairs(fps, always=no_gps)
         matches = match_all(feats, pairs, scheduler=scheduler)
         pairs_report = [{"a": caps[m.i].id, "b": caps[m.j].id, "candidates": m.candidates,
                          "inliers": m.inliers} for m in matches]
@@ -176,10 +189,18 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         z = ground_from_matches(good, io.rotvecs, io.centres, cam_of)
         if z is not None:
             ground0, ground_source = z, "triangulated tie points"
-    rotvecs, turned = fix_yaw_flips(io.rotvecs, io.centres, cam_of, good, ground0)
+    centres0, rotvecs0 = io.centres.copy(), io.rotvecs.copy()
+    if no_gps:
+        unplaced = chain_without_gps(no_gps, good, rotvecs0, centres0, cam_of, ground0)
+        if unplaced:
+            raise ProcessingError(
+                f"frames {', '.join(caps[k].id for k in unplaced)} have no GPS position and no verified "
+                f"match (≥ {MIN_INLIERS} inliers) with a georeferenced frame, so they cannot be placed; "
+                "remove them or add their positions")
+    rotvecs, turned = fix_yaw_flips(rotvecs0, centres0, cam_of, good, ground0)
     rejected: list[dict[str, Any]] = []
     if len(good) > 2:
-        bad, resid = inconsistent_pairs(good, n, rotvecs, io.centres, cam_of, ground0)
+        bad, resid = inconsistent_pairs(good, n, rotvecs, centres0, cam_of, ground0)
         rejected = [{"a": caps[good[k].i].id, "b": caps[good[k].j].id, "inliers": good[k].inliers,
                      "offset_m": None if not np.isfinite(resid[k]) else round(float(resid[k]), 2),
                      "reason": "matches disagree with the GPS/attitude placement of both frames "
@@ -194,10 +215,10 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
                 "Fly with ≥ 70 % front and ≥ 60 % side overlap, or remove these frames")
     gcps = read_gcps(gcp, caps, epsg, io.origin) if gcp else []
     if good or gcps:
-        adj = bundle_adjust(rotvecs, io.centres, io.gps, models, group, good, ground0, gcps=gcps,
+        adj = bundle_adjust(rotvecs, centres0, io.gps, models, group, good, ground0, gcps=gcps,
                             gps_sigma=io.gps_sigma)
     else:
-        adj = Adjustment(rotvecs, io.centres.copy(), tuple(models), np.zeros((0, 3)), np.zeros(0),
+        adj = Adjustment(rotvecs, centres0, tuple(models), np.zeros((0, 3)), np.zeros(0),
                          np.zeros(0, int), np.zeros(0), 0.0, 0)
     shift = np.linalg.norm(adj.centres[:, :2] - io.gps[:, :2], axis=1)
     ground_z = float(np.median(adj.points[:, 2])) if len(adj.points) >= 20 else ground0
@@ -246,6 +267,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         "georeferencing": "GPS priors + tie points" + (" + GCPs" if gcps else "")
                           + ("" if len(comps) <= 1 else "; disconnected blocks each georeferenced by GPS only"),
         "heading_corrected": [caps[k].id for k in turned],
+        "chained_without_gps": [caps[k].id for k in no_gps],
         "reprojection_mean_px": round(adj.mean_px, 3) if adj.residuals_px.size else None,
         "reprojection_p95_px": round(adj.p95_px, 3) if adj.residuals_px.size else None,
         "observations": int(adj.residuals_px.size),
@@ -259,7 +281,8 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
                         "vertical_median": round(float(np.median(io.gps_sigma[:, 2])), 3),
                         "source": "camera metadata" if any(c.pose and c.pose.gps_sigma_h_m for c in caps)
                                   else "default (the camera writes no accuracy)"},
-        "camera_shift_from_gps_m": {c.id: round(float(shift[k]), 3) for k, c in enumerate(caps)},
+        "camera_shift_from_gps_m": {c.id: round(float(shift[k]), 3) if np.isfinite(shift[k]) else None
+                                    for k, c in enumerate(caps)},
         "camera_shift_from_gps_mean_m": round(float(np.nanmean(shift)), 3) if np.isfinite(shift).any() else None,
         "ground_height_m": round(ground_z, 3),
         "initial_ground_height_from": ground_source,

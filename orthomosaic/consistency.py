@@ -94,3 +94,68 @@ def inconsistent_pairs(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray
     tol = max(MIN_PAIR_TOLERANCE_M, float(np.median(good)) + 4 * mad)
     bad = [k for k in range(len(matches)) if not ok[k] or resid[k] > tol]
     return bad, resid
+
+
+def chain_without_gps(no_gps: Sequence[int], matches: Sequence[PairMatch], rotvecs: np.ndarray,
+                      centres: np.ndarray, cam_of: Sequence[CameraModel], ground_z: float,
+                      min_inliers: int = 15) -> list[int]:
+    """Place frames that have no GPS from their matches with already placed frames.
+
+    The tie points of all its verified pairs with placed frames are put on the ground plane by
+    those frames, and the pose is solved from all of them at once with ``cv2.solvePnPRansac``
+    (IPPE suits points on a plane): a pair of look-alike ground disagrees with the others and
+    falls out as RANSAC outliers. Frames placed this way serve for the next.
+    ``rotvecs``/``centres`` are updated in place (local frame). Returns the frames that no
+    verified match could place.
+    """
+    import cv2
+
+    pending = set(no_gps)
+    placed = set(range(len(centres))) - pending
+    progress = True
+    while pending and progress:
+        progress = False
+        for k in sorted(pending):
+            world, pixels = [], []
+            for m in matches:
+                if m.inliers < min_inliers or k not in (m.i, m.j):
+                    continue
+                other, px_other, px_k = (m.j, m.pj, m.pi) if m.i == k else (m.i, m.pi, m.pj)
+                if other not in placed:
+                    continue
+                w = rays_to_plane(px_other, rotvecs[other], centres[other], cam_of[other], ground_z)
+                ok = np.isfinite(w).all(axis=1)
+                world.append(w[ok])
+                pixels.append(px_k[ok])
+            if not world or sum(len(w) for w in world) < min_inliers:
+                continue
+            cam = cam_of[k]
+            # OpenCV's IPPE wants the plane at z = 0: work about the points' centroid on the ground
+            allw = np.vstack(world).astype(np.float64)
+            base = np.array([*np.median(allw[:, :2], axis=0), ground_z])
+            found, rvec, tvec, inl = cv2.solvePnPRansac(
+                allw - base, np.vstack(pixels).astype(np.float64), cam.matrix(),
+                np.asarray(cam.dist, np.float64), flags=cv2.SOLVEPNP_IPPE, reprojectionError=4.0,
+                iterationsCount=2000)
+            if not found or inl is None or len(inl) < min_inliers:
+                continue
+            # a plane seen from above and its mirror image from below fit equally well: of IPPE's
+            # two solutions on the inliers keep the camera above the ground
+            wi = (allw - base)[inl.ravel()]
+            pi = np.vstack(pixels)[inl.ravel()].astype(np.float64)
+            n_sol, rvecs, tvecs, errs = cv2.solvePnPGeneric(wi, pi, cam.matrix(), np.asarray(cam.dist, np.float64),
+                                                            flags=cv2.SOLVEPNP_IPPE)
+            above = []
+            for r, t, e in zip(rvecs[:n_sol], tvecs[:n_sol], np.ravel(errs)[:n_sol], strict=True):
+                c = (-cv2.Rodrigues(r)[0].T @ t).ravel() + base
+                if c[2] > ground_z:
+                    above.append((float(e), r.ravel(), c))
+            if not above:
+                continue
+            _, rvec, centre = min(above, key=lambda a: a[0])
+            rotvecs[k] = rvec
+            centres[k] = centre
+            pending.discard(k)
+            placed.add(k)
+            progress = True
+    return sorted(pending)

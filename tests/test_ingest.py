@@ -21,7 +21,7 @@ from belcheer.ingest.panels import Height, detect_panels, heights_above_ground
 from belcheer.ingest.quality import measure
 from belcheer.ingest.validate import altitude_outliers, duplicate_times, mixed_cameras
 from belcheer.ingest.xmp import UnsafeXMPError, numbers, parse_packet
-from belcheer.models import Band, Camera, Capture, Frame, Intrinsics, Pose
+from belcheer.models import Band, Camera, Capture, Frame, Intrinsics, Pose, Severity
 
 SEQUOIA_LIKE = b"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
 <rdf:Description rdf:about="" xmlns:Camera="http://pix4d.com/camera/1.0/" Camera:RigName="Sequoia" Camera:Yaw="-63.5">
@@ -211,7 +211,10 @@ def test_scan_generated_flight_validates_each_frame(tmp_path):
     assert codes["DJI_0102"] == ["oblique"]
     assert codes["DJI_0103"] == ["no_gps"]
     assert s.epsg == 32648  # 106.9° E → UTM 48N
-    assert len(s.flight_captures) == 8  # black and no-GPS dropped; blurry, oblique kept (warnings)
+    # black dropped; blurry, oblique and no-GPS kept as warnings (the mosaic chains a frame
+    # without GPS to the others by image matching)
+    assert len(s.flight_captures) == 9
+    assert s.capture("DJI_0103").problems[0].severity is Severity.WARNING
     cap = s.capture("DJI_0000")
     # 800 px wide frame of an FC300S (6.17 mm wide sensor) at 3.61 mm: GSD = 80 × 6.17/800 / 3.61
     assert cap.gsd_m == pytest.approx(80.0 * 6.17 / 800 / 3.61, rel=1e-6)

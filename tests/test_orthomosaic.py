@@ -481,3 +481,52 @@ def test_render_tile_interpolated_maps_equal_exact_projection(monkeypatch):
     assert np.percentile(diff, 99.9) < 0.2 and (diff > 0.5).mean() < 1e-4
     assert (fast[2] == exact[2]).mean() > 0.999
     assert len(np.unique(exact[2][exact[1]])) == 3
+
+
+def _strip_gps(src: Path, dst: Path) -> None:
+    """Copy a DJI JPEG without any position: EXIF GPS IFD removed, XMP GpsLatitude/Longtitude
+    blanked (same length, so the JPEG segment stays valid)."""
+    import re
+
+    import piexif
+
+    data = src.read_bytes()
+    data = re.sub(rb'drone-dji:GpsL(?:atitude|ongtitude)="[^"]*"', lambda m: b" " * len(m.group(0)), data)
+    dst.write_bytes(data)
+    exif = piexif.load(str(dst))
+    exif["GPS"] = {}
+    piexif.insert(piexif.dump(exif), str(dst))
+
+
+@pytest.mark.slow
+def test_frames_without_gps_are_chained_to_georeferenced_ones(rtk_flight, tmp_path):
+    """Two frames lose their position: they are placed by image matching (solvePnP on their
+    neighbours' tie points, then the adjustment) and land where the GPS-carrying ones put them."""
+    import shutil
+
+    import pandas as pd
+
+    from belcheer.ingest import scan
+    from belcheer.orthomosaic import build_orthomosaic
+
+    sim = rtk_flight
+    frames = tmp_path / "frames"
+    shutil.copytree(sim.frames_dir, frames)
+    lost = ["DJI_0005", "DJI_0009"]
+    for name in lost:
+        _strip_gps(sim.frames_dir / f"{name}.JPG", frames / f"{name}.JPG")
+    survey = scan(frames)
+    assert [c.id for c in survey.captures if c.pose is None] == lost
+    res = build_orthomosaic(survey, tmp_path / "m.tif")
+    rep = res.report
+    assert rep["chained_without_gps"] == lost
+    assert len(rep["frames_used"]) == sim.n_captures and len(rep["blocks"]) == 1
+    assert rep["camera_shift_from_gps_m"]["DJI_0005"] is None
+    poses = pd.read_csv(sim.poses_path).set_index("capture_id")
+    for name in lost:
+        solved = np.array(rep["camera_positions_utm"][name])
+        truth = poses.loc[name, ["x", "y", "alt_abs_m"]].to_numpy(float) + np.array(sim.gps_bias_m)
+        assert np.linalg.norm(solved[:2] - truth[:2]) <= 0.1, (name, solved, truth)
+    _, d = _target_errors(sim, res.path)
+    rel = d - d.mean(axis=0)
+    assert float(np.sqrt((rel ** 2).sum(axis=1).mean())) <= 2 * sim.gsd_m
