@@ -97,6 +97,9 @@ def plan(names: Sequence[str], formulas: Mapping[str, str] | None, bands: Sequen
                                "(≤ 40 characters, starting with a letter); it names the output file")
         f = parse(text, allowed)
         codes = tuple(sorted({BAND_ALIASES.get(x, x) for x in f.names}))
+        if not codes:  # a constant is not an index, and there would be no band to read
+            raise FormulaError(f"formula {n}={text!r} uses no band; write it with band names, "
+                               "e.g. (N-R)/(N+R)")
         pseudo = IndexDef(name=n, long_name=f"user formula {text}", formula=text, bands=codes)
         require_bands(pseudo, mapping, bands)
         jobs.append(IndexJob(name=n, formula=f, constants={}, codes=codes))

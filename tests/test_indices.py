@@ -130,6 +130,8 @@ def test_user_formula_and_where() -> None:
     np.testing.assert_allclose(out["lg"].values, np.log(7.5), rtol=1e-6)
     with pytest.raises(FormulaError, match="formula name"):
         compute(cube, [], formulas={"../evil": "N"})
+    with pytest.raises(FormulaError, match="uses no band"):
+        compute(cube, [], formulas={"two": "1+1"})
 
 
 def _write_cube(path, n: int = 1024, seed: int = 1, width: int | None = None,
