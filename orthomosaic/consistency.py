@@ -85,7 +85,16 @@ def inconsistent_pairs(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray
         r = (inc @ e.T) - d[idx]
         return np.concatenate([r.ravel(), prior * x])
 
-    sol = least_squares(fun, np.zeros(2 * n), loss="cauchy", f_scale=MIN_PAIR_TOLERANCE_M / 2, method="trf")
+    # the residuals are linear in the shifts: one constant sparse Jacobian
+    m = len(idx)
+    r2 = np.arange(2 * m)
+    axis = r2 % 2
+    jac = coo_matrix((np.concatenate([np.ones(2 * m), -np.ones(2 * m), np.full(2 * n, prior)]),
+                      (np.concatenate([r2, r2, 2 * m + np.arange(2 * n)]),
+                       np.concatenate([axis * n + j[r2 // 2], axis * n + i[r2 // 2], np.arange(2 * n)]))),
+                     shape=(2 * m + 2 * n, 2 * n)).tocsr()
+    sol = least_squares(fun, np.zeros(2 * n), jac=lambda x: jac, loss="cauchy",
+                        f_scale=MIN_PAIR_TOLERANCE_M / 2, method="trf")
     e = sol.x.reshape(2, n)
     resid = np.full(len(matches), np.nan)
     resid[idx] = np.linalg.norm(inc @ e.T - d[idx], axis=1)
