@@ -11,6 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,7 +48,10 @@ CONDITION_COLORS: dict[int, tuple[int, int, int, int]] = {
 _INDEX_RANGES = {"ndvi": (-0.2, 0.9), "gndvi": (-0.2, 0.9), "ndrei": (-0.2, 0.7), "savi": (-0.2, 0.8),
                  "msavi": (-0.2, 0.8), "osavi": (-0.2, 0.8), "evi": (-0.2, 0.9)}
 _RGB = ("red", "green", "blue")
-
+#: Product files whose opened readers are kept (the least recently used file's are closed first).
+READER_FILES = 8
+#: Idle readers kept per file; concurrent requests open more and close the surplus afterwards.
+READERS_PER_FILE = 4
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,108 @@ def product_path(product: Product, root: Path) -> Path:
     """The product's file, required inside the workspace (no reading elsewhere)."""
     return confined(root, product.path)
 
+
+class ReaderPool:
+    """Opened rio-tiler readers, kept per product file for the next request.
+
+    Opening a COG (header, tile directories, rio-tiler's zoom levels) is ≈ 10 % of a tile's
+    time, and a dataset closed after each request drops its decoded blocks from GDAL's cache,
+    so the neighbouring tile decodes the same compressed blocks again. A reader serves one
+    request at a time (a GDAL dataset must not be used by two threads at once); a file
+    replaced on disk (other mtime or size) gets new readers and its old ones are closed.
+    """
+
+    def __init__(self, files: int = READER_FILES, per_file: int = READERS_PER_FILE) -> None:
+        self._files, self._per_file = files, per_file
+        self._idle: OrderedDict[tuple[str, int, int], list[_Opened]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reader(self, path: Path) -> Iterator[Reader]:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            idle = self._idle.get(key)
+            opened = idle.pop() if idle else None
+        if opened is None:
+            opened = _Opened.open(path)
+        try:
+            yield opened.reader
+        except (TileOutsideBounds, PointOutsideBounds):
+            self._put(key, opened)  # a request outside the data leaves the reader as good as it was
+            raise
+        except BaseException:
+            opened.close()  # after a read error the dataset's state is unknown: do not reuse it
+            raise
+        self._put(key, opened)
+
+    def _put(self, key: tuple[str, int, int], opened: _Opened) -> None:
+        if self._files < 1 or self._per_file < 1 or not opened.shareable:
+            opened.close()  # a pool that keeps nothing, or a reader that must not outlive its thread
+            return
+        closing = []
+        with self._lock:
+            if key not in self._idle:
+                # older versions of this file, and the least recently used files, are closed
+                stale = [k for k in self._idle if k[0] == key[0]]
+                while len(self._idle) - len(stale) >= self._files:
+                    stale.append(next(k for k in self._idle if k not in stale))
+                for k in stale:
+                    closing += self._idle.pop(k)
+                self._idle[key] = []
+            self._idle.move_to_end(key)
+            idle = self._idle[key]
+            if len(idle) < self._per_file:
+                idle.append(opened)
+            else:
+                closing.append(opened)
+        for o in closing:
+            o.close()
+
+    def clear(self) -> None:
+        """Close every idle reader (open ones close when their request returns them)."""
+        with self._lock:
+            idle = [o for lst in self._idle.values() for o in lst]
+            self._idle.clear()
+        for o in idle:
+            o.close()
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A rio-tiler reader over a dataset opened for it.
+
+    The dataset is opened but not entered as a context manager: entering ties a rasterio
+    ``Env`` to the opening thread, and leaving it from another thread — the pool closes readers
+    from whichever request thread evicts them — raises EnvError (and would clear that thread's
+    own Env). rio-tiler wraps rasters georeferenced by GCPs in a WarpedVRT entered the same
+    way, so those readers are not shared (``shareable`` False): they are closed by the request
+    that opened them, as before the pool.
+    """
+
+    reader: Reader
+    dataset: Any
+
+    @classmethod
+    def open(cls, path: Path) -> _Opened:
+        ds = rasterio.open(path)
+        try:
+            return cls(Reader(None, dataset=ds, tms=TMS), ds)
+        except BaseException:
+            ds.close()
+            raise
+
+    @property
+    def shareable(self) -> bool:
+        return self.reader.dataset is self.dataset
+
+    def close(self) -> None:
+        self.reader.close()
+        self.dataset.close()
+
+
+#: the readers of this process's tile, point and snapshot requests
+READERS = ReaderPool()
 
 def _rgb_indexes(product: Product) -> tuple[int, ...]:
     names = [b.name for b in product.bands]
@@ -158,11 +267,11 @@ def render_tile(product: Product, root: Path, z: int, x: int, y: int, fmt: str,
     check_tile_index(z, x, y)
     path = check_product(product, root, max_raster_bytes)
     style = style_for(product, path)
-    with Reader(str(path), tms=TMS) as src:
-        try:
+    try:
+        with READERS.reader(path) as src:
             img = src.tile(x, y, z, indexes=style.indexes)  # checks the tile overlaps the product
-        except TileOutsideBounds as exc:
-            raise NotFoundError(f"tile {z}/{x}/{y} is outside product {product.name!r}") from exc
+    except TileOutsideBounds as exc:
+        raise NotFoundError(f"tile {z}/{x}/{y} is outside product {product.name!r}") from exc
     return encode(_style_image(img, style), _colormap(style), fmt)
 
 
@@ -178,8 +287,44 @@ def rgba(img: ImageData, colormap: dict | None) -> np.ndarray:
     return np.dstack([*[b.astype(np.uint8) for b in bands], np.where(valid, 255, 0).astype(np.uint8)])
 
 
+def _palette_png(img: ImageData, colormap: dict) -> bytes | None:
+    """A colour-mapped single-band tile as a palette PNG: the colour map is the palette, its
+    alpha the tRNS chunk, and masked pixels take an index that is transparent in the palette
+    (an entry the map leaves undefined, else a value this tile does not use). Decodes to the
+    same RGBA as ``rgba`` wherever a pixel is visible, with a quarter of the bytes to deflate:
+    ≈ 5× faster to encode and ≈ 2.5× smaller than RGBA. None when the map is not a plain
+    0–255 lookup table or all 256 entries are taken (RGBA is used then)."""
+    if img.count != 1 or not colormap or not all(isinstance(k, int | np.integer) and 0 <= k <= 255
+                                                  for k in colormap):
+        return None
+    lut = np.zeros((256, 4), dtype=np.uint8)  # undefined entries are transparent, as in apply_cmap
+    for k, v in colormap.items():
+        v = tuple(v)
+        lut[int(k)] = v if len(v) == 4 else (*v, 255)
+    values = img.array.data[0].astype(np.uint8)
+    masked = np.ma.getmaskarray(img.array)[0]
+    if masked.any():
+        free = np.flatnonzero(lut[:, 3] == 0)
+        if free.size == 0:
+            free = np.setdiff1d(np.arange(256), values[~masked])
+        if free.size == 0:
+            return None
+        values = np.where(masked, free[0], values).astype(np.uint8)
+        lut[free[0], 3] = 0
+    pic = Image.fromarray(values, "P")
+    pic.putpalette(lut[:, :3].tobytes())
+    out = io.BytesIO()
+    pic.save(out, "PNG", compress_level=2, transparency=lut[:, 3].tobytes())
+    return out.getvalue()
+
+
 def encode(img: ImageData, colormap: dict | None, fmt: str) -> bytes:
-    """PNG or WebP bytes with Pillow: fast zlib level for PNG, lossy WebP (with alpha) for phones."""
+    """PNG or WebP bytes with Pillow: palette PNG for colour-mapped tiles, else RGBA PNG at a
+    fast zlib level; lossy WebP (with alpha) for phones."""
+    if fmt == "png" and colormap is not None:
+        body = _palette_png(img, colormap)
+        if body is not None:
+            return body
     out = io.BytesIO()
     pic = Image.fromarray(rgba(img, colormap), "RGBA")
     if fmt == "webp":
@@ -212,7 +357,7 @@ def tile_etag(product: Product, root: Path, z: int, x: int, y: int, fmt: str) ->
 def tilejson(product: Product, root: Path, tiles_url: str, fmt: str = "png") -> dict[str, Any]:
     """TileJSON 3.0 for a product; ``tiles_url`` is the absolute URL template up to ``{z}/{x}/{y}``."""
     path = product_path(product, root)
-    with Reader(str(path), tms=TMS) as src:
+    with READERS.reader(path) as src:
         west, south, east, north = src.get_geographic_bounds(TMS.rasterio_geographic_crs)
         minzoom, maxzoom = src.minzoom, src.maxzoom
     return {
@@ -260,7 +405,7 @@ def point_values(products: list[Product], root: Path, lon: float, lat: float) ->
     for p in products:
         path = product_path(p, root)
         try:
-            with Reader(str(path), tms=TMS) as src:
+            with READERS.reader(path) as src:
                 pt = src.point(lon, lat)
         except PointOutsideBounds:
             continue
@@ -284,7 +429,7 @@ def read_area(product: Product, root: Path, bbox: tuple[float, float, float, flo
     """An RGBA array of a product styled as its tiles, over a WGS 84 bbox (for PNG snapshots)."""
     path = product_path(product, root)
     style = style_for(product, path)
-    with Reader(str(path), tms=TMS) as src:
+    with READERS.reader(path) as src:
         img = src.part(bbox, dst_crs="EPSG:3857", bounds_crs="EPSG:4326", max_size=max_size,
                        indexes=style.indexes)
     return rgba(_style_image(img, style), _colormap(style)), style
