@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.concurrency import run_in_threadpool
 
 from belcheer.api.auth import ANONYMOUS, User, require_role, user_from_token
 from belcheer.api.jobs import JobRunner
@@ -16,15 +17,17 @@ from belcheer.workspace import Workspace
 oauth2 = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
 
 
-def workspace(request: Request) -> Workspace:
+# async although they never wait: FastAPI runs a plain ``def`` dependency in its thread pool,
+# one thread hop per dependency per request, for what is an attribute lookup
+async def workspace(request: Request) -> Workspace:
     return request.app.state.ws
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def runner(request: Request) -> JobRunner:
+async def runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
@@ -33,15 +36,18 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:
+async def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:
     """The user named by the bearer token (or the ``belcheer_token`` cookie), else anonymous."""
+    # anonymous requests (most tiles) are answered here; a token means a catalog read, which
+    # goes to the thread pool so it never blocks the event loop
+    ws, secret = request.app.state.ws, request.app.state.secret
     if token:
-        return user_from_token(request.app.state.ws, token, request.app.state.secret)
+        return await run_in_threadpool(user_from_token, ws, token, secret)
     cookie = request.cookies.get("belcheer_token")
     if not cookie:
         return ANONYMOUS
     try:
-        return user_from_token(request.app.state.ws, cookie, request.app.state.secret)
+        return await run_in_threadpool(user_from_token, ws, cookie, secret)
     except AuthError:
         return ANONYMOUS  # a stale session cookie must not lock a visitor out of public pages
 
@@ -49,7 +55,7 @@ def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:
 def require(role: str) -> Callable[..., User]:
     """A dependency that lets through users holding at least ``role`` (401/403 otherwise)."""
 
-    def dep(user: User = Depends(current_user)) -> User:
+    async def dep(user: User = Depends(current_user)) -> User:  # pure check: no thread hop
         return require_role(user, role)
 
     dep.__name__ = f"require_{role}"

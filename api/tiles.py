@@ -8,18 +8,22 @@ biomass. Pixels outside the data are transparent.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import math
+import os
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import morecantile
 import numpy as np
 import rasterio
@@ -52,6 +56,8 @@ _RGB = ("red", "green", "blue")
 READER_FILES = 8
 #: Idle readers kept per file; concurrent requests open more and close the surplus afterwards.
 READERS_PER_FILE = 4
+#: Tiles rendered at once; further requests wait in arrival order (see ``run_render``).
+RENDER_SLOTS = max(2, os.cpu_count() or 2)
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,24 @@ class _Opened:
 
 #: the readers of this process's tile, point and snapshot requests
 READERS = ReaderPool()
+
+_T = TypeVar("_T")
+#: one limiter per event loop (a limiter is bound to the loop that first waits on it)
+_LIMITERS: weakref.WeakKeyDictionary[Any, anyio.CapacityLimiter] = weakref.WeakKeyDictionary()
+
+
+async def run_render(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run ``fn(*args)`` in a worker thread, at most RENDER_SLOTS at once, the others waiting
+    in arrival order. Rendering is CPU-bound and partly holds the GIL: with every request in
+    its own thread (Starlette's pool has 40) a burst of tiles shares the cores evenly, so each
+    finishes only near the end of the burst and the slowest wait longest; first come, first
+    served keeps the latency of each tile close to the burst's average."""
+    loop = asyncio.get_running_loop()
+    limiter = _LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(RENDER_SLOTS)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+
 
 def _rgb_indexes(product: Product) -> tuple[int, ...]:
     names = [b.name for b in product.bands]

@@ -1,8 +1,9 @@
 """Tile rendering internals: palette PNGs equal the RGBA rendering, the reader pool reuses and
-closes readers correctly (also across threads)."""
+closes readers correctly (also across threads), and render slots bound concurrency in order."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import threading
@@ -148,3 +149,33 @@ def test_reader_pool_closes_readers_opened_by_other_threads(ws):
         th.join()
     pool.clear()  # from the main thread
     assert errors == [] and len(opened) == 4 and all(s.dataset.closed for s in opened)
+
+
+def test_render_slots_bound_concurrency_in_arrival_order(monkeypatch):
+    monkeypatch.setattr(tiles, "RENDER_SLOTS", 2)
+    running, peak, started = [0], [0], []
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            started.append(i)
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    async def main():
+        out = []
+        for i in range(8):  # submitted one after another, as requests arrive
+            out.append(asyncio.ensure_future(tiles.run_render(work, i)))
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(*out)
+
+    assert asyncio.run(main()) == [i * i for i in range(8)]
+    assert peak[0] == 2
+    # slots are handed out first come, first served: a task starts before any task submitted
+    # two or more places after it (two threads given slots together may start in either order)
+    pos = {i: started.index(i) for i in range(8)}
+    assert all(pos[i] < pos[j] for i in range(8) for j in range(i + 2, 8))

@@ -6,29 +6,38 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from belcheer.api import data, tiles
 from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, settings, workspace
+from belcheer.models import Product
 from belcheer.workspace import Workspace
 
 router = APIRouter(tags=["tiles"])
 
 
-@router.get("/tiles/{product_id}/{z}/{x}/{y}.{fmt}", response_class=Response,
-            responses={200: {"content": {"image/png": {}, "image/webp": {}}}, 304: {}, 404: {}})
-def tile(request: Request, product_id: str, z: int = Path(ge=0, le=30), x: int = Path(ge=0),
-         y: int = Path(ge=0), fmt: Literal["png", "webp"] = "png", ws: Workspace = Depends(workspace),
-         user: User = Depends(current_user), cfg=Depends(settings)) -> Response:
-    """One WebMercatorQuad tile of a product (transparent outside its data)."""
+def _tile_lookup(ws: Workspace, user: User, product_id: str, z: int, x: int, y: int,
+                 fmt: str) -> tuple[Product, str]:
     product = data.visible_product(ws, user, product_id)
     tiles.check_tile_index(z, x, y)
-    etag = tiles.tile_etag(product, ws.root, z, x, y, fmt)
+    return product, tiles.tile_etag(product, ws.root, z, x, y, fmt)
+
+
+@router.get("/tiles/{product_id}/{z}/{x}/{y}.{fmt}", response_class=Response,
+            responses={200: {"content": {"image/png": {}, "image/webp": {}}}, 304: {}, 404: {}})
+async def tile(request: Request, product_id: str, z: int = Path(ge=0, le=30), x: int = Path(ge=0),
+               y: int = Path(ge=0), fmt: Literal["png", "webp"] = "png", ws: Workspace = Depends(workspace),
+               user: User = Depends(current_user), cfg=Depends(settings)) -> Response:
+    """One WebMercatorQuad tile of a product (transparent outside its data)."""
+    # the catalog lookup and ETag in the shared thread pool, so a revalidation (304) never
+    # waits behind tiles being rendered; the rendering through the render slots
+    product, etag = await run_in_threadpool(_tile_lookup, ws, user, product_id, z, x, y, fmt)
     cache = "public, max-age=3600" if user.anonymous else "private, max-age=3600"
     headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Authorization"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    body = tiles.render_tile(product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
+    body = await tiles.run_render(tiles.render_tile, product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
     return Response(body, media_type=tiles.FORMATS[fmt][1], headers=headers)
 
 
