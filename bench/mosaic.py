@@ -90,15 +90,24 @@ def main() -> None:
             print(f"  ratios: time opencv/belcheer = {ow / bw:.2f}×, RSS belcheer/opencv = {brss / orss:.2f}×")
         if args.skip_synthetic:
             return
-        for n in [int(v) for v in args.sizes.split(",")]:
+        sizes = [int(v) for v in args.sizes.split(",")]
+        for n in sizes:
             sim = tmp / f"sim{n}"
-            # ~0.045 ha per frame at 60 m with the simulator's overlaps (measured: 15 frames ≈ 0.3 ha)
+            # ≈ 33 frames per ha at 60 m with the simulator's overlaps (measured 2026-12-02: 2 ha gave
+            # 66 frames; small areas give relatively more, their lines overhang the square)
             code = (f"from pathlib import Path; from belcheer.simulate import simulate; "
-                    f"s = simulate(Path({str(sim)!r}), camera='rgb', seed=3, area_ha={0.3 * n / 15:.3f}, "
+                    f"s = simulate(Path({str(sim)!r}), camera='rgb', seed=3, area_ha={n / 32:.3f}, "
                     f"altitude_m=60); print(s.n_captures)")
             _, _, count = _child(code)
             w, rss, info = belcheer_run(sim / "frames", tmp / f"s{n}.tif", None)
             print(f"synthetic {count} frames: {w:.1f} s ({w / int(count):.2f} s/frame), peak {rss:.0f} MB, {info}")
+            if n == max(sizes) and not args.skip_opencv:
+                try:
+                    ow, orss, oinfo = opencv_run(sim / "frames", tmp / f"o{n}.jpg", tuple(info["shape"]))
+                    print(f"  OpenCV Stitcher SCANS: {ow:.1f} s, peak {orss:.0f} MB, {oinfo}")
+                    print(f"  ratios: time opencv/belcheer = {ow / w:.2f}×, RSS belcheer/opencv = {rss / orss:.2f}×")
+                except RuntimeError as exc:
+                    print(f"  OpenCV Stitcher SCANS failed on {count} frames: {exc}")
 
 
 if __name__ == "__main__":
