@@ -22,6 +22,7 @@ from belcheer.orthomosaic import frames as fr
 from belcheer.orthomosaic.adjust import Adjustment, bundle_adjust
 from belcheer.orthomosaic.consistency import (
     chain_without_gps,
+    drop_stray_matches,
     ground_from_matches,
     inconsistent_pairs,
 )
@@ -213,6 +214,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
                 f"too little overlap: frames {', '.join(isolated)} kept no verified match with any "
                 "neighbour once pairs that disagree with their GPS/attitude placement were removed. "
                 "Fly with ≥ 70 % front and ≥ 60 % side overlap, or remove these frames")
+    good, stray = drop_stray_matches(good, rotvecs, centres0, cam_of, ground0) if good else (good, 0)
     gcps = read_gcps(gcp, caps, epsg, io.origin) if gcp else []
     if good or gcps:
         adj = bundle_adjust(rotvecs, centres0, io.gps, models, group, good, ground0, gcps=gcps,
@@ -272,6 +274,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         "reprojection_p95_px": round(adj.p95_px, 3) if adj.residuals_px.size else None,
         "observations": int(adj.residuals_px.size),
         "tie_points": int(len(adj.points)),
+        "stray_matches_dropped": stray,
         "gcp_residual_mean_px": float(np.mean(adj.gcp_residuals_px)) if adj.gcp_residuals_px.size else None,
         "gcp_observations": len(gcps),
         "gnss_shift_m": [round(float(v), 3) for v in adj.gnss_shift] if gcps else None,

@@ -14,6 +14,7 @@ Also: the ground height from tie points, for cameras that write no height above 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -168,3 +169,32 @@ def chain_without_gps(no_gps: Sequence[int], matches: Sequence[PairMatch], rotve
             placed.add(k)
             progress = True
     return sorted(pending)
+
+
+def drop_stray_matches(matches: Sequence[PairMatch], rotvecs: np.ndarray, centres: np.ndarray,
+                       cam_of: Sequence[CameraModel], ground_z: float, min_tolerance_m: float = 3.0
+                       ) -> tuple[list[PairMatch], int]:
+    """Within each pair, drop the matches whose ground disagreement departs from the pair's
+    median by more than ``min_tolerance_m`` metres (or 5 robust σ of that pair, if larger).
+
+    An epipolar check keeps any wrong match that happens to lie near its epipolar line; on the
+    ground plane such a match lands metres away from where its pair's others agree. Removing
+    these few gross outliers before the adjustment lets it converge in a few steps instead of
+    spending its iterations on them. Returns the filtered pairs and how many matches went.
+    """
+    out, dropped = [], 0
+    for m in matches:
+        a = rays_to_plane(m.pi, rotvecs[m.i], centres[m.i], cam_of[m.i], ground_z)
+        b = rays_to_plane(m.pj, rotvecs[m.j], centres[m.j], cam_of[m.j], ground_z)
+        d = b[:, :2] - a[:, :2]
+        fin = np.isfinite(d).all(axis=1)
+        if fin.sum() < 8:
+            out.append(m)
+            continue
+        dev = np.full(len(d), np.inf)
+        dev[fin] = np.linalg.norm(d[fin] - np.median(d[fin], axis=0), axis=1)
+        spread = 1.4826 * float(np.median(dev[fin]))
+        keep = dev <= max(min_tolerance_m, 5 * spread)
+        dropped += int((~keep).sum())
+        out.append(replace(m, pi=m.pi[keep], pj=m.pj[keep]) if not keep.all() else m)
+    return out, dropped
