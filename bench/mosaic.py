@@ -104,10 +104,10 @@ def main() -> None:
         sizes = [int(v) for v in args.sizes.split(",")]
         for n in sizes:
             sim = tmp / f"sim{n}"
-            # ≈ 33 frames per ha at 60 m with the simulator's overlaps (measured 2026-12-02: 2 ha gave
-            # 66 frames; small areas give relatively more, their lines overhang the square)
+            # ≈ 30 frames per ha at 60 m with the simulator's overlaps (measured 2026-12-02: 3.1 ha
+            # gave 91 frames; small areas give relatively more, their lines overhang the square)
             code = (f"from pathlib import Path; from belcheer.simulate import simulate; "
-                    f"s = simulate(Path({str(sim)!r}), camera='rgb', seed=3, area_ha={n / 32:.3f}, "
+                    f"s = simulate(Path({str(sim)!r}), camera='rgb', seed=3, area_ha={n / 29:.3f}, "
                     f"altitude_m=60); print(s.n_captures)")
             _, _, count = _child(code)
             w, rss, info = belcheer_run(sim / "frames", tmp / f"s{n}.tif", None)
@@ -121,7 +121,8 @@ def main() -> None:
                     print(f"  OpenCV Stitcher SCANS: {ow:.1f} s, peak {orss:.0f} MB, {oinfo}")
                     print(f"  ratios: time opencv/belcheer = {ow / w:.2f}×, RSS belcheer/opencv = {rss / orss:.2f}×")
                 except RuntimeError as exc:
-                    print(f"  OpenCV Stitcher SCANS on {count} frames: {exc} — belcheer ≥ 2× faster")
+                    verdict = "belcheer ≥ 2× faster" if "killed" in str(exc) else "no panorama to compare"
+                    print(f"  OpenCV Stitcher SCANS on {count} frames: {exc} — {verdict}")
 
 
 if __name__ == "__main__":
