@@ -49,15 +49,22 @@ def ground_from_matches(matches: Sequence[PairMatch], rotvecs: np.ndarray, centr
     return float(np.median(z)) if len(z) >= 20 else None
 
 
+def ground_disagreement(m: PairMatch, rotvecs: np.ndarray, centres: np.ndarray,
+                        cam_of: Sequence[CameraModel], ground_z: float) -> np.ndarray:
+    """(N, 2) east/north offset, metres, from where frame i puts each tie point of pair ``m`` on
+    the ground plane to where frame j puts it (NaN where a ray misses the plane)."""
+    a = rays_to_plane(m.pi, rotvecs[m.i], centres[m.i], cam_of[m.i], ground_z)
+    b = rays_to_plane(m.pj, rotvecs[m.j], centres[m.j], cam_of[m.j], ground_z)
+    return b[:, :2] - a[:, :2]
+
+
 def pair_shifts(matches: Sequence[PairMatch], rotvecs: np.ndarray, centres: np.ndarray,
                 cam_of: Sequence[CameraModel], ground_z: float) -> np.ndarray:
     """(n_pairs, 2) median ground-plane offset (metres, east/north) from frame i's placement of
     each pair's tie points to frame j's."""
     out = np.full((len(matches), 2), np.nan)
     for k, m in enumerate(matches):
-        a = rays_to_plane(m.pi, rotvecs[m.i], centres[m.i], cam_of[m.i], ground_z)
-        b = rays_to_plane(m.pj, rotvecs[m.j], centres[m.j], cam_of[m.j], ground_z)
-        d = b[:, :2] - a[:, :2]
+        d = ground_disagreement(m, rotvecs, centres, cam_of, ground_z)
         d = d[np.isfinite(d).all(axis=1)]
         if len(d):
             out[k] = np.median(d, axis=0)
@@ -184,9 +191,7 @@ def drop_stray_matches(matches: Sequence[PairMatch], rotvecs: np.ndarray, centre
     """
     out, dropped = [], 0
     for m in matches:
-        a = rays_to_plane(m.pi, rotvecs[m.i], centres[m.i], cam_of[m.i], ground_z)
-        b = rays_to_plane(m.pj, rotvecs[m.j], centres[m.j], cam_of[m.j], ground_z)
-        d = b[:, :2] - a[:, :2]
+        d = ground_disagreement(m, rotvecs, centres, cam_of, ground_z)
         fin = np.isfinite(d).all(axis=1)
         if fin.sum() < 8:
             out.append(m)
