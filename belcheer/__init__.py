@@ -7,8 +7,25 @@ settings, the workspace and its catalog.
 
 from __future__ import annotations
 
-from belcheer.config import Settings
-from belcheer.workspace import Workspace, open_workspace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from belcheer.config import Settings
+    from belcheer.workspace import Workspace, open_workspace
 
 __version__ = "0.1.0"
 __all__ = ["Settings", "Workspace", "open_workspace", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: the settings pull in pydantic-settings and the workspace the catalog
+    # and pyarrow (≈ 0.1 s), which e.g. ``belcheer.zoning.zonal_stats`` never needs
+    if name == "Settings":
+        from belcheer.config import Settings
+
+        return Settings
+    if name in ("Workspace", "open_workspace"):
+        from belcheer import workspace
+
+        return getattr(workspace, name)
+    raise AttributeError(f"module 'belcheer' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -24,7 +24,9 @@ from belcheer.crs import crs_from_user
 from belcheer.errors import CRSError, InputError, NotFoundError, ProcessingError
 from belcheer.fileio import safe_name, write_json_atomic
 from belcheer.models import Product, ProductKind
-from belcheer.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from belcheer.workspace import Workspace
 
 #: kg DM/ha per gram of dry matter clipped from one 50×50 cm quadrat.
 QUADRAT_G_TO_KG_HA = 40.0

@@ -8,13 +8,15 @@ B − A on A's pixels, in index units.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import pandas as pd
 
 from belcheer.models import Product, ProductKind
-from belcheer.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from belcheer.workspace import Workspace
 
 #: |Δmean| at or above this (index units) is flagged significant by default.
 DEFAULT_THRESHOLD = 0.05

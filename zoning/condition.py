@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -23,7 +23,9 @@ import rasterio
 
 from belcheer.errors import InputError, NotFoundError
 from belcheer.models import ECO_ZONES, Product, ProductKind
-from belcheer.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from belcheer.workspace import Workspace
 
 #: Class code → (Mongolian, English) name.
 CLASS_NAMES: dict[int, tuple[str, str]] = {

@@ -13,7 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -33,7 +33,9 @@ from belcheer.errors import (
 )
 from belcheer.fileio import atomic_path
 from belcheer.models import ECO_ZONES, LAND_USES, LIVESTOCK, PARCEL_COLUMNS, SEASONS
-from belcheer.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from belcheer.workspace import Workspace
 
 #: A single parcel with more vertices than this is refused (a parcel boundary digitised by a
 #: person never needs it; such a geometry is almost always a raster trace or a broken file).

@@ -4,14 +4,16 @@ carrying capacity and stocking balance. The API, exports and roll-ups read this 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
 from belcheer.errors import NotFoundError
-from belcheer.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from belcheer.workspace import Workspace
 
 #: Statistics of the primary index copied into the report as ``<index>_<stat>``.
 PRIMARY_STATS = ("mean", "median", "std", "p10", "p90", "valid_fraction")

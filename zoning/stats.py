@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -36,7 +36,9 @@ from rasterio.windows import Window
 from belcheer.errors import CRSError, InputError, NotFoundError
 from belcheer.models import ProductKind
 from belcheer.progress import ProgressCallback, no_progress
-from belcheer.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from belcheer.workspace import Workspace
 
 #: The statistics computed by default (all coverage-weighted; ``count`` is the number of valid
 #: pixels weighted by the fraction of each covered by the parcel).
