@@ -1,9 +1,14 @@
 """Bundle adjustment: camera poses (6 DOF each), tie-point positions and shared per-camera
 intrinsics (focal, k1, k2), with GPS priors weighted by their accuracy and optional GCPs.
 
-Solved with ``scipy.optimize.least_squares`` (trust-region reflective, sparse Jacobian pattern
-given through ``jac_sparsity``, robust soft-L1 loss), in a local east-north-up frame (UTM minus
-an origin, metres). Reprojection residuals are in full-resolution pixels.
+The engine is COLMAP's Ceres bundle adjuster (pycolmap): its reprojection costs, quaternion
+manifolds and Schur-complement solvers (dense up to 50 frames, sparse beyond), so the solve
+grows with the number of frames, not with the cube of the tie points. belcheer adds only what
+COLMAP's adjuster does not know, as extra Ceres residual blocks on the same problem: GNSS
+position priors with each frame's own accuracy (and the GNSS offset shared by all frames when
+GCPs are given), a weak attitude prior and priors on the intrinsics. Everything is in a local
+east-north-up frame (UTM minus an origin, metres); reprojection residuals in full-resolution
+pixels.
 """
 
 from __future__ import annotations
@@ -11,12 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.sparse import coo_matrix
+import pycolmap
+import pyceres
 from scipy.spatial.transform import Rotation
-from threadpoolctl import threadpool_limits
 
 from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, triangulate_midpoint
 from belcheer.orthomosaic.pairs import PairMatch
@@ -87,157 +90,86 @@ def initial_points(matches: Sequence[PairMatch], rotvecs: np.ndarray, centres: n
     return np.vstack(pts) if pts else np.zeros((0, 3))
 
 
-class _Problem:
-    """Residuals and their analytic sparse Jacobian for one pass of the adjustment.
+def _quat_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a unit quaternion (x, y, z, w) — Eigen's order, which COLMAP stores."""
+    x, y, z, w = q
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
-    Parameters: per capture (rotation vector, centre), per camera group (f, k1, k2), per tie
-    point (x, y, z). Residual blocks in order: reprojection (px), GPS priors (σ units), GCP
-    reprojection (px), attitude priors, focal and k1/k2 priors. The projection derivatives come
-    from ``cv2.projectPoints`` (the same Brown model as :func:`_project`); finite differences
-    would need about a hundred residual evaluations per iteration.
-    """
 
-    def __init__(self, n, g, n_pts, group, fixed_g, oc, op, opx, gps, gps_idx, sig, gcp_cam,
-                 gcp_world, gcp_px, r0_inv, sig_att, intr0, prior_f, prior_k, shift_sigma=None):
-        self.n, self.g, self.n_pts = n, g, n_pts
-        self.group, self.fixed_g = group, fixed_g
-        self.oc, self.op, self.opx = oc, op, opx
-        self.gps, self.gps_idx, self.sig = gps, gps_idx, sig
-        self.gcp_cam, self.gcp_world, self.gcp_px = gcp_cam, gcp_world, gcp_px
-        self.r0_inv, self.sig_att = r0_inv, sig_att
-        self.intr0, self.prior_f, self.prior_k = intr0, prior_f, prior_k
-        # with ground control, one GNSS offset common to all positions (an RTK base on an
-        # unsurveyed point, a datum difference) is solved too, with a weak prior of this σ
-        self.shift_sigma = shift_sigma
-        self.n_shift = 3 if shift_sigma is not None else 0
-        self.n_par = n * 6 + g * 3 + n_pts * 3 + self.n_shift
-        # observations grouped by capture, for one projectPoints call per capture
-        order = np.argsort(oc, kind="stable")
-        bounds = np.searchsorted(oc[order], np.arange(n + 1))
-        self.by_cam = [order[bounds[c]:bounds[c + 1]] for c in range(n)]
-        gorder = np.argsort(gcp_cam, kind="stable") if len(gcp_cam) else np.zeros(0, int)
-        gb = np.searchsorted(gcp_cam[gorder], np.arange(n + 1)) if len(gcp_cam) else np.zeros(n + 1, int)
-        self.gcp_by_cam = [gorder[gb[c]:gb[c + 1]] for c in range(n)]
+def _quat_matrix_derivatives(q: np.ndarray) -> tuple[np.ndarray, ...]:
+    """dR/dx, dR/dy, dR/dz, dR/dw of :func:`_quat_matrix` (exact on the tangent space of the
+    unit sphere, which is all Ceres' quaternion manifold uses)."""
+    x, y, z, w = q
+    return (2 * np.array([[0, y, z], [y, -2 * x, -w], [z, w, -2 * x]]),
+            2 * np.array([[-2 * y, x, w], [x, 0, z], [-w, z, -2 * y]]),
+            2 * np.array([[-2 * z, -w, x], [w, -2 * z, y], [x, y, 0]]),
+            2 * np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]]))
 
-    def unpack(self, x):
-        n, g = self.n, self.g
-        cams = x[: n * 6].reshape(n, 6)
-        intr = x[n * 6: n * 6 + g * 3].reshape(g, 3)
-        pts = x[n * 6 + g * 3: n * 6 + g * 3 + 3 * self.n_pts].reshape(self.n_pts, 3)
-        return cams, intr, pts
 
-    def shift(self, x) -> np.ndarray:
-        return x[-3:] if self.n_shift else np.zeros(3)
+class GnssPrior(pyceres.CostFunction):
+    """Residual (C + b − GNSS) / σ of one frame: C = −Rᵀt its projection centre from COLMAP's
+    ``rig_from_world`` parameters (qx, qy, qz, qw, tx, ty, tz), b the optional GNSS offset
+    shared by all frames (a second parameter block of 3), σ the frame's own 1σ per axis (m)."""
 
-    def residuals(self, x):
-        cams, intr, pts = self.unpack(x)
-        oc, op, group, fixed_g = self.oc, self.op, self.group, self.fixed_g
-        gi = group[oc]
-        proj = _project(pts[op], cams[oc, :3], cams[oc, 3:], intr[gi], fixed_g[gi])
-        parts = [(proj - self.opx).ravel()]
-        b = self.shift(x)
-        parts.append(((cams[self.gps_idx, 3:] + b - self.gps[self.gps_idx]) / self.sig[self.gps_idx]).ravel())
-        if len(self.gcp_cam):
-            gg = group[self.gcp_cam]
-            pg = _project(self.gcp_world, cams[self.gcp_cam, :3], cams[self.gcp_cam, 3:], intr[gg], fixed_g[gg])
-            parts.append((pg - self.gcp_px).ravel())
-        # weak attitude prior: a weakly tied frame cannot spin away on a few bad matches
-        parts.append(self._attitude(cams[:, :3]).ravel() / self.sig_att)
-        # weak priors keep the intrinsics physical when the block is flat and small
-        parts.append((intr[:, 0] - self.intr0[:, 0]) / (self.prior_f * self.intr0[:, 0]))
-        parts.append((intr[:, 1:] - self.intr0[:, 1:]).ravel() / self.prior_k)
-        if self.n_shift:
-            parts.append(b / self.shift_sigma)
-        return np.concatenate(parts)
+    def __init__(self, gnss: np.ndarray, sigma: np.ndarray, with_offset: bool = False):
+        super().__init__()
+        self.gnss = np.asarray(gnss, float)
+        self.inv_sigma = 1.0 / np.asarray(sigma, float)
+        self.with_offset = with_offset
+        self.set_num_residuals(3)
+        self.set_parameter_block_sizes([7, 3] if with_offset else [7])
 
-    def _attitude(self, rv: np.ndarray) -> np.ndarray:
-        return (self.r0_inv * Rotation.from_rotvec(rv)).as_rotvec()
+    def Evaluate(self, parameters, residuals, jacobians):  # noqa: N802 (Ceres' name)
+        q, t = parameters[0][:4], parameters[0][4:]
+        rot = _quat_matrix(q)
+        centre = -rot.T @ t
+        offset = parameters[1] if self.with_offset else 0.0
+        residuals[:] = (centre + offset - self.gnss) * self.inv_sigma
+        if jacobians is not None:
+            if jacobians[0] is not None:
+                jac = np.empty((3, 7))
+                for k, d in enumerate(_quat_matrix_derivatives(q)):
+                    jac[:, k] = -(d.T @ t)
+                jac[:, 4:] = -rot.T
+                jacobians[0][:] = (jac * self.inv_sigma[:, None]).ravel()
+            if self.with_offset and jacobians[1] is not None:
+                jacobians[1][:] = np.diag(self.inv_sigma).ravel()
+        return True
 
-    def _projection_blocks(self, cams, intr, points, cam_idx):
-        """For observations of one capture: residual-row Jacobians w.r.t. rotation vector (2m, 3),
-        centre (2m, 3), intrinsics f/k1/k2 (2m, 3) and the world point (2m, 3)."""
-        rv, c = cams[cam_idx, :3], cams[cam_idx, 3:]
-        gidx = self.group[cam_idx]
-        f, k1, k2 = intr[gidx]
-        cx, cy, p1, p2, k3 = self.fixed_g[gidx]
-        k = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
-        q = (points - c).reshape(-1, 1, 3)
-        # tvec = 0 and object points (X − C): the rotation-vector derivative is then ours exactly
-        _, jac = cv2.projectPoints(q, rv.astype(np.float64), np.zeros(3), k,
-                                   np.array([k1, k2, p1, p2, k3], np.float64))
-        rot = cv2.Rodrigues(rv.astype(np.float64))[0]
-        j_rv = jac[:, 0:3]
-        j_pt = jac[:, 3:6] @ rot  # d(pixel)/d(camera-frame point) · d(point_cam)/d(X)
-        j_intr = np.column_stack([jac[:, 6] + jac[:, 7], jac[:, 10], jac[:, 11]])
-        return j_rv, -j_pt, j_intr, j_pt
 
-    def jacobian(self, x):
-        cams, intr, pts = self.unpack(x)
-        n, g = self.n, self.g
-        rows, cols, vals = [], [], []
+#: COLMAP's FULL_OPENCV camera: fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6 — with k4..k6 = 0
+#: it is the Brown model of :class:`CameraModel`; only fx = fy, k1 and k2 are refined
+_FIXED_INTRINSICS = [2, 3, 6, 7, 8, 9, 10, 11]
 
-        def put(r, c, v):
-            rows.append(r.ravel())
-            cols.append(c.ravel())
-            vals.append(v.ravel())
 
-        base_intr, base_pt = n * 6, n * 6 + g * 3
-        r3 = np.arange(3)
-        for cam in range(n):
-            idx = self.by_cam[cam]
-            if not len(idx):
-                continue
-            j_rv, j_c, j_intr, j_pt = self._projection_blocks(cams, intr, pts[self.op[idx]], cam)
-            rr = (2 * idx[:, None] + np.arange(2)[None, :]).ravel()[:, None]  # (2m, 1)
-            put(np.broadcast_to(rr, j_rv.shape), np.broadcast_to(cam * 6 + r3, j_rv.shape), j_rv)
-            put(np.broadcast_to(rr, j_c.shape), np.broadcast_to(cam * 6 + 3 + r3, j_c.shape), j_c)
-            put(np.broadcast_to(rr, j_intr.shape),
-                np.broadcast_to(base_intr + self.group[cam] * 3 + r3, j_intr.shape), j_intr)
-            pc = base_pt + 3 * np.repeat(self.op[idx], 2)[:, None] + r3[None, :]
-            put(np.broadcast_to(rr, j_pt.shape), pc, j_pt)
-        row = 2 * len(self.oc)
-        gi = self.gps_idx
-        if len(gi):
-            rr = row + 3 * np.arange(len(gi))[:, None] + r3[None, :]
-            put(rr, gi[:, None] * 6 + 3 + r3[None, :], 1.0 / self.sig[gi])
-            if self.n_shift:
-                put(rr, np.broadcast_to(self.n_par - 3 + r3[None, :], rr.shape), 1.0 / self.sig[gi])
-            row += 3 * len(gi)
-        if len(self.gcp_cam):
-            for cam in range(n):
-                idx = self.gcp_by_cam[cam]
-                if not len(idx):
-                    continue
-                j_rv, j_c, j_intr, _ = self._projection_blocks(cams, intr, self.gcp_world[idx], cam)
-                rr = row + (2 * idx[:, None] + np.arange(2)[None, :]).ravel()[:, None]
-                put(np.broadcast_to(rr, j_rv.shape), np.broadcast_to(cam * 6 + r3, j_rv.shape), j_rv)
-                put(np.broadcast_to(rr, j_c.shape), np.broadcast_to(cam * 6 + 3 + r3, j_c.shape), j_c)
-                put(np.broadcast_to(rr, j_intr.shape),
-                    np.broadcast_to(base_intr + self.group[cam] * 3 + r3, j_intr.shape), j_intr)
-            row += 2 * len(self.gcp_cam)
-        # attitude priors: 3×3 blocks by central differences, all captures at once (cheap)
-        rv = cams[:, :3]
-        h = 1e-6
-        block = np.empty((n, 3, 3))
-        for k in range(3):
-            d = np.zeros(3)
-            d[k] = h
-            block[:, :, k] = (self._attitude(rv + d) - self._attitude(rv - d)) / (2 * h * self.sig_att)
-        rr = row + 3 * np.arange(n)[:, None, None] + r3[None, :, None]
-        cc = 6 * np.arange(n)[:, None, None] + r3[None, None, :]
-        put(np.broadcast_to(rr, block.shape), np.broadcast_to(cc, block.shape), block)
-        row += 3 * n
-        gidx = np.arange(g)
-        put(row + gidx, base_intr + gidx * 3, 1.0 / (self.prior_f * self.intr0[:, 0]))
-        row += g
-        rr = row + 2 * gidx[:, None] + np.arange(2)[None, :]
-        put(rr, base_intr + gidx[:, None] * 3 + 1 + np.arange(2)[None, :], np.full((g, 2), 1.0 / self.prior_k))
-        row += 2 * g
-        if self.n_shift:
-            put(row + r3, self.n_par - 3 + r3, np.full(3, 1.0 / self.shift_sigma))
-            row += 3
-        return coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(row, self.n_par)).tocsr()
+def _colmap_camera(model: CameraModel, camera_id: int) -> pycolmap.Camera:
+    k1, k2, p1, p2, k3 = model.dist
+    return pycolmap.Camera(camera_id=camera_id, model="FULL_OPENCV", width=model.width,
+                           height=model.height, params=[model.f, model.f, model.cx, model.cy,
+                                                        k1, k2, p1, p2, k3, 0.0, 0.0, 0.0])
+
+
+def _intrinsics_prior(model: CameraModel, prior_f: float, prior_k: float) -> pyceres.CostFunction:
+    """Normal prior on a FULL_OPENCV parameter block: focal ± ``prior_f`` (relative), k1/k2 ±
+    ``prior_k``; fx and fy are tied (σ of their difference 0.01 px) because belcheer's camera
+    model has one focal length."""
+    mean = np.array(_colmap_camera(model, 1).params, float)
+    var_f = (prior_f * model.f) ** 2
+    cov = np.eye(12)
+    cov[0, 0] = cov[1, 1] = var_f
+    cov[0, 1] = cov[1, 0] = var_f - 0.5 * 0.01 ** 2
+    cov[4, 4] = cov[5, 5] = prior_k ** 2
+    return pyceres.factors.NormalPrior(mean, cov)
+
+
+def _attitude_prior(params0: np.ndarray, sigma_rad: float) -> pyceres.CostFunction:
+    """Weak normal prior on the quaternion of a ``rig_from_world`` block (|Δq| ≈ angle / 2);
+    the translation part gets no weight."""
+    sq = np.sin(sigma_rad / 2.0)
+    return pyceres.factors.NormalPrior(np.asarray(params0, float),
+                                       np.diag([sq * sq] * 4 + [1e12] * 3))
 
 
 def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
@@ -245,20 +177,22 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
                   ground_z: float, *, gps_sigma: np.ndarray | None = None,
                   sigma_h: float = 3.0, sigma_v: float = 6.0,
                   gcps: Sequence[GroundControl] = (), refine_intrinsics: bool = True,
-                  outlier_px: float = 4.0, max_nfev: int = 30,
-                  sigma_attitude_deg: float = 15.0, gnss_shift_sigma: float = 10.0) -> Adjustment:
-    """Solve poses, tie points and intrinsics from pairwise matches.
+                  outlier_px: float = 4.0, max_iterations: int = 50,
+                  sigma_attitude_deg: float = 15.0, gnss_shift_sigma: float = 10.0,
+                  ) -> Adjustment:
+    """Solve poses, tie points and intrinsics from pairwise matches (COLMAP's Ceres adjuster).
 
     ``gps`` (n, 3) local-frame positions, NaN rows for captures without GPS (they are placed by
     tie points alone). ``gps_sigma`` (n, 3) per-capture 1σ of those positions in metres (east,
     north, up); where None, ``sigma_h``/``sigma_v`` for all. Three passes with a shrinking
-    robust scale; after each of the first two, observations whose residual exceeds
-    ``outlier_px`` (or a multiple of the median residual) are dropped. With ``gcps`` a GNSS
-    offset shared by all positions is solved as well (prior σ ``gnss_shift_sigma`` metres):
-    control points fix where the block is, GNSS how it is shaped.
+    robust (soft-L1) scale of 50, 5 and 2 px; after each of the first two, tie points with an
+    observation whose residual exceeds ``outlier_px`` (or a multiple of the median residual)
+    are removed. With ``gcps`` a GNSS offset shared by all positions is solved as well (prior σ
+    ``gnss_shift_sigma`` metres): control points fix where the block is, GNSS how it is
+    shaped. A GCP seen in a single frame cannot be a COLMAP track and is left out.
     """
-    n = len(rotvecs0)
-    g = len(models)
+    n, g = len(rotvecs0), len(models)
+    group = np.asarray(group, int)
     obs_cam = np.concatenate([np.concatenate([np.full(m.inliers, m.i), np.full(m.inliers, m.j)])
                               for m in matches]) if matches else np.zeros(0, int)
     pt0 = initial_points(matches, rotvecs0, centres0, models, group, ground_z)
@@ -266,64 +200,172 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
     obs_pt = np.concatenate([np.concatenate([np.arange(offs[k], offs[k + 1])] * 2)
                              for k, _ in enumerate(matches)]) if matches else np.zeros(0, int)
     obs_px = np.concatenate([np.vstack([m.pi, m.pj]) for m in matches]) if matches else np.zeros((0, 2))
-    keep = np.ones(len(obs_cam), bool)
-    intr0 = np.array([[mo.f, mo.dist[0], mo.dist[1]] for mo in models])
-    fixed_g = np.array([[mo.cx, mo.cy, mo.dist[2], mo.dist[3], mo.dist[4]] for mo in models])
-    has_gps = np.isfinite(gps).all(axis=1)
-    r0_inv = Rotation.from_rotvec(rotvecs0).inv()
-    sig_att = np.deg2rad(sigma_attitude_deg)
     sig = (np.asarray(gps_sigma, float) if gps_sigma is not None
            else np.tile([sigma_h, sigma_h, sigma_v], (n, 1)))
-
+    has_gps = np.isfinite(gps).all(axis=1)
+    fixed_g = np.array([[mo.cx, mo.cy, mo.dist[2], mo.dist[3], mo.dist[4]] for mo in models])
     # fixed intrinsics = priors so tight the solver cannot move them
     prior_f, prior_k = (0.05, 0.2) if refine_intrinsics else (1e-6, 1e-6)
-    shift_sigma = gnss_shift_sigma if len(gcps) else None
-    x = np.concatenate([np.hstack([rotvecs0, centres0]).ravel(), intr0.ravel(), pt0.ravel(),
-                        np.zeros(3 if shift_sigma is not None else 0)])
-    result = None
+
+    # GCP observations grouped into one constant COLMAP point per control point
+    by_gcp: dict[tuple, list[int]] = {}
+    for k, gc in enumerate(gcps):
+        by_gcp.setdefault((gc.name, *np.round(gc.world, 4)), []).append(k)
+    gcp_used = [k for ks in by_gcp.values() if len({gcps[q].cam for q in ks}) >= 2 for k in ks]
+
+    rec = pycolmap.Reconstruction()
+    for k, mo in enumerate(models):
+        rec.add_camera_with_trivial_rig(_colmap_camera(mo, k + 1))
+    kp_index = np.empty(len(obs_cam), int)
+    gcp_kp = {}
+    for c in range(n):
+        idx = np.flatnonzero(obs_cam == c)
+        kp_index[idx] = np.arange(len(idx))
+        extra = [k for k in gcp_used if gcps[k].cam == c]
+        for q, k in enumerate(extra):
+            gcp_kp[k] = len(idx) + q
+        kps = np.vstack([obs_px[idx].reshape(-1, 2)] + [gcps[k].px.reshape(1, 2) for k in extra])
+        rot = Rotation.from_rotvec(rotvecs0[c]).as_matrix()
+        rec.add_image_with_trivial_frame(
+            pycolmap.Image(name=str(c), keypoints=kps, camera_id=int(group[c]) + 1, image_id=c + 1),
+            pycolmap.Rigid3d(pycolmap.Rotation3d(rot), -rot @ centres0[c]))
+    # every pairwise tie point is a track of two observations
+    first = np.zeros(len(pt0), int)
+    second = np.zeros(len(pt0), int)
+    seen = np.zeros(len(pt0), bool)
+    for o, p in enumerate(obs_pt):
+        if seen[p]:
+            second[p] = o
+        else:
+            first[p], seen[p] = o, True
+    point_id = np.empty(len(pt0), int)
+    for p in range(len(pt0)):
+        track = pycolmap.Track()
+        for o in (first[p], second[p]):
+            track.add_element(int(obs_cam[o]) + 1, int(kp_index[o]))
+        point_id[p] = rec.add_point3D(pt0[p], track)
+    config = pycolmap.BundleAdjustmentConfig()
+    for c in range(n):
+        config.add_image(c + 1)
+    for ks in by_gcp.values():
+        ks = [k for k in ks if k in gcp_kp]
+        if not ks:
+            continue
+        track = pycolmap.Track()
+        for k in ks:
+            track.add_element(gcps[k].cam + 1, gcp_kp[k])
+        config.add_constant_point(rec.add_point3D(gcps[ks[0]].world, track))
+
+    params0 = {c: np.array(rec.frame(c + 1).rig_from_world.params) for c in range(n)}
+    observed = np.bincount(obs_cam, minlength=n) > 0
+    for k in gcp_used:
+        observed[gcps[k].cam] = True
+    offset = np.zeros(3)
+    keep = np.ones(len(obs_cam), bool)
+    summary = None
+    costs: list = []  # Python cost functions must outlive the solve
     schedule = ((50.0, 3.0), (5.0, 1.5), (2.0, 0.0))  # (robust scale px, outlier × median)
-    gps_idx = np.flatnonzero(has_gps)
-    gcp_cam = np.array([gc.cam for gc in gcps], dtype=int)
-    gcp_world = np.array([gc.world for gc in gcps]).reshape(-1, 3)
-    gcp_px = np.array([gc.px for gc in gcps]).reshape(-1, 2)
-    n_pts = len(pt0)
-    for _pass, (f_scale, k_med) in enumerate(schedule):
-        problem = _Problem(n, g, n_pts, group, fixed_g, obs_cam[keep], obs_pt[keep], obs_px[keep],
-                           gps, gps_idx, sig, gcp_cam, gcp_world, gcp_px, r0_inv, sig_att, intr0,
-                           prior_f, prior_k, shift_sigma)
-        # one BLAS thread: LSMR does many tiny dot products and threaded BLAS spin-waits on them
-        with threadpool_limits(limits=1, user_api="blas"):
-            result = least_squares(problem.residuals, x, jac=problem.jacobian, method="trf",
-                                   loss="soft_l1", f_scale=f_scale, x_scale="jac", tr_solver="lsmr",
-                                   max_nfev=max_nfev, ftol=1e-6, xtol=1e-8)
-        x = result.x
-        cams, intr, pts = problem.unpack(x)
-        oc, op, opx = problem.oc, problem.op, problem.opx
-        gi = group[oc]
-        res = np.linalg.norm(_project(pts[op], cams[oc, :3], cams[oc, 3:], intr[gi], fixed_g[gi]) - opx,
-                             axis=1)
+    for f_scale, k_med in schedule:
+        opts = pycolmap.BundleAdjustmentOptions()
+        opts.print_summary = False
+        opts.refine_principal_point = False
+        opts.refine_focal_length = opts.refine_extra_params = refine_intrinsics
+        opts.ceres.loss_function_type = pycolmap.LossFunctionType.SOFT_L1
+        opts.ceres.loss_function_scale = f_scale
+        so = opts.ceres.solver_options
+        so.max_num_iterations = max_iterations
+        so.function_tolerance = 1e-6
+        # one thread: pycolmap's solve holds the GIL, which the Python prior costs need
+        so.num_threads = 1
+        adjuster = pycolmap.create_default_ceres_bundle_adjuster(opts, config, rec)
+        problem = adjuster.problem
+        for k in range(g):
+            block = rec.camera(k + 1).params
+            if not problem.has_parameter_block(block):
+                continue
+            if refine_intrinsics:
+                problem.set_manifold(block, pyceres.SubsetManifold(12, _FIXED_INTRINSICS))
+                costs.append(_intrinsics_prior(models[k], prior_f, prior_k))
+                problem.add_residual_block(costs[-1], None, [block])
+        if len(gcp_used):
+            problem.add_parameter_block(offset, 3)
+            costs.append(pyceres.factors.NormalPrior(np.zeros(3), np.eye(3) * gnss_shift_sigma ** 2))
+            problem.add_residual_block(costs[-1], None, [offset])
+        for c in range(n):
+            pose = rec.frame(c + 1).rig_from_world.params
+            if not observed[c] or not problem.has_parameter_block(pose):
+                continue  # a frame with no observation left keeps its initial pose
+            costs.append(_attitude_prior(params0[c], np.deg2rad(sigma_attitude_deg)))
+            problem.add_residual_block(costs[-1], None, [pose])
+            if has_gps[c]:
+                costs.append(GnssPrior(gps[c], sig[c], with_offset=bool(gcp_used)))
+                problem.add_residual_block(costs[-1], None, [pose, offset] if gcp_used else [pose])
+        summary = adjuster.solve()
+        costs.clear()
         if k_med > 0:
+            res = _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g)
             thr = max(outlier_px, k_med * float(np.median(res)))
-            bad = np.zeros(len(obs_cam), bool)
-            bad[np.flatnonzero(keep)[res > thr]] = True
-            # drop both observations of a point whose either end is an outlier
-            keep &= ~np.isin(obs_pt, np.unique(obs_pt[bad]))
-    cams, intr, pts = problem.unpack(x)
-    oc, op, opx = obs_cam[keep], obs_pt[keep], obs_px[keep]
-    gi = group[oc]
-    res = np.linalg.norm(_project(pts[op], cams[oc, :3], cams[oc, 3:], intr[gi], fixed_g[gi]) - opx, axis=1)
+            live = np.flatnonzero(keep)
+            bad_pts = np.unique(obs_pt[live[res > thr]])
+            for p in bad_pts:
+                rec.delete_point3D(int(point_id[p]))
+            # both observations of a point go when either end is an outlier
+            keep &= ~np.isin(obs_pt, bad_pts)
+    res = _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g)
+    rotvecs, centres = _poses(rec, n)
+    intr = _intrinsics(rec, g)
     gres = np.zeros(0)
-    if gcps:
-        gcp_cam = np.array([gc.cam for gc in gcps], dtype=int)
+    if len(gcp_used):
+        gcp_cam = np.array([gcps[k].cam for k in gcp_used], int)
         gg = group[gcp_cam]
-        gres = np.linalg.norm(_project(np.array([gc.world for gc in gcps]), cams[gcp_cam, :3],
-                                       cams[gcp_cam, 3:], intr[gg], fixed_g[gg])
-                              - np.array([gc.px for gc in gcps]), axis=1)
+        gres = np.linalg.norm(_project(np.array([gcps[k].world for k in gcp_used]), rotvecs[gcp_cam],
+                                       centres[gcp_cam], intr[gg], fixed_g[gg])
+                              - np.array([gcps[k].px for k in gcp_used]).reshape(-1, 2), axis=1)
+    used = np.unique(obs_pt[keep])
+    points = np.array([rec.point3D(int(point_id[p])).xyz for p in used]).reshape(-1, 3)
     new_models = tuple(mo.with_params(*intr[k]) for k, mo in enumerate(models))
-    used = np.unique(op)
-    return Adjustment(cams[:, :3].copy(), cams[:, 3:].copy(), new_models, pts[used], res, oc, gres,
-                      float(result.cost) if result is not None else 0.0,
-                      int(result.nfev) if result is not None else 0, problem.shift(x).copy())
+    return Adjustment(rotvecs, centres, new_models, points, res, obs_cam[keep], gres,
+                      0.5 * float(np.sum(res ** 2)), _iterations(summary), offset.copy())
 
 
-__all__ = ["Adjustment", "GroundControl", "bundle_adjust", "initial_points", "triangulate_midpoint"]
+def _poses(rec: pycolmap.Reconstruction, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation vectors (world→camera) and projection centres of images 1..n."""
+    rot = np.empty((n, 3, 3))
+    centres = np.empty((n, 3))
+    for c in range(n):
+        pose = rec.frame(c + 1).rig_from_world
+        rot[c] = pose.rotation.matrix()
+        centres[c] = -rot[c].T @ pose.translation
+    return Rotation.from_matrix(rot).as_rotvec(), centres
+
+
+def _intrinsics(rec: pycolmap.Reconstruction, g: int) -> np.ndarray:
+    """(g, 3) focal (mean of the tied fx, fy), k1, k2 per camera group."""
+    out = np.empty((g, 3))
+    for k in range(g):
+        prm = rec.camera(k + 1).params
+        out[k] = [(prm[0] + prm[1]) / 2.0, prm[4], prm[5]]
+    return out
+
+
+def _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g) -> np.ndarray:
+    """Reprojection residual norms (px) of the kept observations, in the Brown model."""
+    rotvecs, centres = _poses(rec, n)
+    intr = _intrinsics(rec, len(fixed_g))
+    live = np.flatnonzero(keep)
+    pts = np.array([rec.point3D(int(point_id[p])).xyz for p in obs_pt[live]]).reshape(-1, 3)
+    oc = obs_cam[live]
+    gi = group[oc]
+    return np.linalg.norm(_project(pts, rotvecs[oc], centres[oc], intr[gi], fixed_g[gi])
+                          - obs_px[live], axis=1)
+
+
+def _iterations(summary) -> int:
+    report = summary.brief_report() if summary is not None and hasattr(summary, "brief_report") else ""
+    try:
+        return int(report.split("Iterations:")[1].split(",")[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+__all__ = ["Adjustment", "GnssPrior", "GroundControl", "bundle_adjust", "initial_points", "triangulate_midpoint"]
