@@ -17,6 +17,7 @@ from shapely.ops import unary_union
 
 from belcheer.errors import NoUsableFramesError, ProcessingError
 from belcheer.grid import geobox_for_bounds
+from belcheer.memory import trim_memory
 from belcheer.models import Band, Capture, Survey
 from belcheer.orthomosaic import frames as fr
 from belcheer.orthomosaic.adjust import Adjustment, bundle_adjust
@@ -137,6 +138,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
 
     prog(0.1, "detecting features")
     feats = detect_all(caps, scheduler=scheduler) if len(caps) > 1 else []
+    trim_memory()  # the decoded frames the detector threads freed
     # black, blurry, featureless frames
     keep_idx = list(range(len(caps)))
     if feats:
@@ -173,6 +175,8 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         # frames without GPS have no footprint yet: they are tried against every frame
         pairs = candidate_pairs(fps, always=no_gps)
         matches = match_all(feats, pairs, scheduler=scheduler)
+        feats = []  # descriptors are not needed after matching
+        trim_memory()
         pairs_report = [{"a": caps[m.i].id, "b": caps[m.j].id, "candidates": m.candidates,
                          "inliers": m.inliers} for m in matches]
         comps = blocks(n, matches, MIN_INLIERS)

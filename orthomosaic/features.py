@@ -13,6 +13,7 @@ import cv2
 import dask
 import numpy as np
 
+from belcheer.memory import trim_memory
 from belcheer.models import Capture
 from belcheer.orthomosaic.frames import feature_image
 
@@ -37,6 +38,8 @@ def detect(capture: Capture, max_side: int = 1400, n_features: int = 5000) -> Fe
     if desc is None:
         desc = np.zeros((0, 128), np.float32)
     quality = dict(quality, keypoints=float(len(pts)), factor=float(factor))
+    del small, kps
+    trim_memory()  # a thread's freed frame stays in its arena otherwise
     return Features(capture.id, pts.astype(np.float64), desc, quality)
 
 

@@ -36,23 +36,33 @@ class PairMatch:
 
 
 def candidate_pairs(footprints: Sequence[BaseGeometry | None], min_overlap: float = 0.05,
-                    always: Sequence[int] = ()) -> list[tuple[int, int]]:
+                    always: Sequence[int] = (), max_neighbours: int | None = 12) -> list[tuple[int, int]]:
     """Index pairs whose footprints overlap by at least ``min_overlap`` of the smaller one.
 
-    Captures listed in ``always`` (no footprint: no GPS) are paired with every other capture.
+    Each capture keeps its ``max_neighbours`` largest overlaps (a pair stays when it is among
+    either end's), so the number of pairs — and the matching and adjustment work — grows
+    linearly with the survey, not with its overlap. Captures listed in ``always`` (no
+    footprint: no GPS) are paired with every other capture.
     """
     idx = [k for k, g in enumerate(footprints) if g is not None and not g.is_empty]
     geoms = [footprints[k] for k in idx]
     tree = STRtree(geoms)
-    pairs: set[tuple[int, int]] = set()
+    overlap: dict[tuple[int, int], float] = {}
     for a_pos, b_pos in zip(*tree.query(geoms, predicate="intersects"), strict=True):
         a, b = idx[int(a_pos)], idx[int(b_pos)]
         if a >= b:
             continue
         ga, gb = footprints[a], footprints[b]
-        inter = ga.intersection(gb).area
-        if inter >= min_overlap * min(ga.area, gb.area):
-            pairs.add((a, b))
+        frac = ga.intersection(gb).area / min(ga.area, gb.area)
+        if frac >= min_overlap:
+            overlap[(a, b)] = frac
+    pairs: set[tuple[int, int]] = set(overlap)
+    if max_neighbours is not None:
+        ranked: dict[int, list[tuple[float, tuple[int, int]]]] = {}
+        for pair, frac in overlap.items():
+            for k in pair:
+                ranked.setdefault(k, []).append((frac, pair))
+        pairs = {pair for lst in ranked.values() for _, pair in sorted(lst, reverse=True)[:max_neighbours]}
     for k in always:
         for m in range(len(footprints)):
             if m != k:

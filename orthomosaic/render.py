@@ -24,6 +24,7 @@ from shapely import STRtree, box
 from shapely.geometry.base import BaseGeometry
 
 from belcheer.fileio import atomic_path
+from belcheer.memory import trim_memory
 from belcheer.models import Band
 from belcheer.orthomosaic.features import compute
 from belcheer.orthomosaic.geometry import CameraModel, project
@@ -99,8 +100,10 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
     cgy = aff.f + ccols * aff.d + crows * aff.e - origin[1]
     cols, rows = np.meshgrid(np.arange(win.col_off, win.col_off + w) + 0.5,
                              np.arange(win.row_off, win.row_off + h) + 0.5)
-    gx = aff.c + cols * aff.a + rows * aff.b - origin[0]
-    gy = aff.f + cols * aff.d + rows * aff.e - origin[1]
+    # float32 is ample for local coordinates (0.1 mm at 1 km) and halves the tile's memory
+    gx = (aff.c + cols * aff.a + rows * aff.b - origin[0]).astype(np.float32)
+    gy = (aff.f + cols * aff.d + rows * aff.e - origin[1]).astype(np.float32)
+    del cols, rows
     z = _tile_ground(ground, win)
     if ground.dsm is None:
         cz = np.full(cgx.shape, ground.z)
@@ -144,7 +147,7 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
         if ground.dsm is None:
             mx = (ar @ cpx[..., 0] @ ac.T).astype(np.float32)
             my = (ar @ cpx[..., 1] @ ac.T).astype(np.float32)
-            depth = ar @ cdepth @ ac.T
+            depth = (ar @ cdepth @ ac.T).astype(np.float32)
         else:  # a surface is not smooth: project every pixel
             m = cam.model
             pts = np.stack([gx, gy, np.broadcast_to(z, gx.shape)], axis=-1).reshape(-1, 3)
@@ -158,12 +161,16 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
         valid = (depth > 0) & (mx >= 0) & (my >= 0) & (mx <= iw - 1) & (my <= ih - 1)
         if not valid.any():
             continue
-        src = img.astype(np.float32) if img.dtype != np.float32 else img
-        sample = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        # resample in the frame's own type (a float copy of a whole 12 MP frame per tile would
+        # cost 144 MB); only the tile-sized sample becomes float
+        sample = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if sample.ndim == 2:
             sample = sample[..., None]
-        valid &= np.isfinite(sample).all(axis=-1)
-        d = np.hypot(gx - cam.centre[0], gy - cam.centre[1])
+        if sample.dtype != np.float32:
+            sample = sample.astype(np.float32)
+        else:
+            valid &= np.isfinite(sample).all(axis=-1)
+        d = np.hypot(gx - np.float32(cam.centre[0]), gy - np.float32(cam.centre[1]))
         dists.append(np.where(valid, d, np.inf))
         samples.append(np.nan_to_num(sample))
         valids.append(valid)
@@ -186,7 +193,7 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
 
 def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[RenderCamera],
                   ground: Ground, read: Callable[[str, float], np.ndarray], factor: float,
-                  bands: Sequence[Band], dtype: str, out_path: Path, *, tile: int = 1024,
+                  bands: Sequence[Band], dtype: str, out_path: Path, *, tile: int = 512,
                   feather_m: float = 3.0, scheduler: str | None = None,
                   progress: ProgressCallback | None = None) -> np.ndarray:
     """Render every tile in parallel (Dask), write a tiled GeoTIFF, convert it to a COG at
@@ -248,6 +255,7 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
                     c0 = (win.col_off + step - 1) // step
                     seams[r0:r0 + sub.shape[0], c0:c0 + sub.shape[1]] = sub[: seams.shape[0] - r0,
                                                                             : seams.shape[1] - c0]
+                trim_memory()
                 cb(min(1.0, (start + len(chunk)) / len(windows)) * 0.9, "rendering tiles")
             for i, band in enumerate(bands, 1):
                 dst.set_band_description(i, band.name)
