@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import pycolmap
 import pyceres
+import pycolmap
 from scipy.spatial.transform import Rotation
 
 from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, triangulate_midpoint

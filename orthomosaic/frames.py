@@ -91,12 +91,39 @@ def _decimate(img: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-def read_rgb(frame: Frame) -> np.ndarray:
-    """An RGB frame as (H, W, 3) uint8 in red, green, blue order."""
-    img = cv2.imread(str(frame.path), cv2.IMREAD_COLOR)
+_REDUCED = {1: (cv2.IMREAD_COLOR, cv2.IMREAD_GRAYSCALE),
+            2: (cv2.IMREAD_REDUCED_COLOR_2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+            4: (cv2.IMREAD_REDUCED_COLOR_4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+            8: (cv2.IMREAD_REDUCED_COLOR_8, cv2.IMREAD_REDUCED_GRAYSCALE_8)}
+
+
+def _reduction(frame: Frame, factor: float) -> int:
+    """The largest JPEG decoder reduction (1, 2, 4 or 8) not above ``factor`` that divides the
+    frame's size exactly, so the reduced pixel grid is the decimated grid (no drift)."""
+    intr = frame.intrinsics
+    if intr is None or frame.path.suffix.lower() not in (".jpg", ".jpeg"):
+        return 1
+    for k in (8, 4, 2):
+        if k <= factor and intr.width_px % k == 0 and intr.height_px % k == 0:
+            return k
+    return 1
+
+
+def read_rgb(frame: Frame, factor: float = 1.0, gray: bool = False) -> np.ndarray:
+    """An RGB frame as (H, W, 3) uint8 in red, green, blue order (or (H, W) grey), decimated by
+    ``factor``. JPEGs are decoded at 1/2, 1/4 or 1/8 scale where that suffices (the decoder
+    skips the fine DCT coefficients: several times faster than decoding everything)."""
+    k = _reduction(frame, factor)
+    img = cv2.imread(str(frame.path), _REDUCED[k][1 if gray else 0])
     if img is None:
         raise InputError(f"cannot decode {frame.path}: the file is damaged or not an image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    intr = frame.intrinsics
+    if k > 1 and intr is not None and img.shape[:2] != (intr.height_px // k, intr.width_px // k):
+        raise InputError(f"{frame.path} is {img.shape[1] * k}×{img.shape[0] * k} pixels but its "
+                         f"metadata says {intr.width_px}×{intr.height_px}")
+    if not gray:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return _decimate(img, factor / k)
 
 
 def capture_alignment(capture: Capture, measure: bool = True) -> dict[str, BandAlignment] | None:
@@ -117,10 +144,10 @@ def read_capture(capture: Capture, alignment: dict[str, BandAlignment] | None,
     """
     if is_rgb_capture(capture):
         fr = capture.frames[0]
-        img = read_rgb(fr)
-        if correction is not None:
-            img = np.asarray(correction(fr, img), dtype=np.float32)
-        return _decimate(img, factor)
+        if correction is None:
+            return read_rgb(fr, factor)
+        # a correction is per full-resolution pixel (vignetting, exposure): decode everything
+        return _decimate(np.asarray(correction(fr, read_rgb(fr)), dtype=np.float32), factor)
     primary = primary_frame(capture)
     intr = primary.intrinsics
     shape = (intr.height_px, intr.width_px) if intr else read_band(primary.path).shape
@@ -153,8 +180,14 @@ def feature_image(capture: Capture, max_side: int = 1400) -> tuple[np.ndarray, f
     decimated image) — used to drop black and blurry frames.
     """
     if is_rgb_capture(capture):
-        gray = cv2.cvtColor(read_rgb(capture.frames[0]), cv2.COLOR_RGB2GRAY)
-        mean = float(gray.mean())
+        fr = capture.frames[0]
+        intr = fr.intrinsics
+        factor = max(1.0, max(intr.width_px, intr.height_px) / max_side) if intr else 1.0
+        small = read_rgb(fr, factor, gray=True)  # JPEGs decoded at 1/2, 1/4… where that suffices
+        if max(small.shape) > max_side:  # no intrinsics to size it by
+            factor = max(small.shape) / max_side
+            small = _decimate(small, factor)
+        mean = float(small.mean())
     else:
         fr = primary_frame(capture)
         raw = read_band(fr.path)
@@ -168,8 +201,8 @@ def feature_image(capture: Capture, max_side: int = 1400) -> tuple[np.ndarray, f
         # them flat grey: local contrast equalisation restores the texture SIFT needs, so
         # matches are not left to a few look-alike blobs
         gray = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(to_uint8(raw))
-    factor = max(1.0, max(gray.shape) / max_side)
-    small = _decimate(gray, factor)
+        factor = max(1.0, max(gray.shape) / max_side)
+        small = _decimate(gray, factor)
     sharp = float(cv2.Laplacian(small, cv2.CV_64F).var())
     return small, factor, {"mean": mean, "sharpness": sharp}
 

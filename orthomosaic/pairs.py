@@ -70,29 +70,26 @@ def candidate_pairs(footprints: Sequence[BaseGeometry | None], min_overlap: floa
     return sorted(pairs)
 
 
-def match_pair(fa: Features, fb: Features, i: int, j: int, ratio: float = 0.8,
-               ransac_px: float = 1.5, max_matches: int = 120, seed: int = 0) -> PairMatch:
-    """Match two captures' features: FLANN k-NN, Lowe's ratio test, USAC (MAGSAC) inliers.
+def _flann_index(features: Features, seed: int) -> cv2.flann_Index:
+    """A FLANN k-d forest over one capture's descriptors. Its randomised trees draw from
+    OpenCV's RNG: seeded, so a survey mosaics the same way every run (the RNG is per thread,
+    so parallel matching stays reproducible)."""
+    cv2.setRNGSeed(seed)
+    return cv2.flann_Index(features.descriptors, {"algorithm": 1, "trees": 4})
 
-    The RANSAC model is the fundamental matrix, not a homography: at survey heights of 40–120 m
-    trees and buildings break the planar assumption and a homography rejects their true matches.
 
-    ``ransac_px`` is in decimated pixels of the feature image (scaled internally). At most
-    ``max_matches`` inliers are kept (a deterministic random subset) to bound the adjustment.
-    """
+def _match_to_index(fa: Features, fb: Features, index_b: cv2.flann_Index, i: int, j: int,
+                    ratio: float, ransac_px: float, max_matches: int, seed: int) -> PairMatch:
     empty = PairMatch(i, j, np.zeros((0, 2)), np.zeros((0, 2)), 0)
     if len(fa.points) < 8 or len(fb.points) < 8:
         return empty
-    # FLANN's randomised k-d trees draw from OpenCV's RNG: seed it so a survey mosaics the same
-    # way every run (the RNG is per thread, so parallel matching stays reproducible)
-    cv2.setRNGSeed(i * 100_003 + j)
-    flann = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
-    knn = flann.knnMatch(fa.descriptors, fb.descriptors, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    nn, dist2 = index_b.knnSearch(fa.descriptors, 2, params={"checks": 32})
+    dist = np.sqrt(np.maximum(dist2, 0.0))
+    good = np.flatnonzero(dist[:, 0] < ratio * dist[:, 1])
     if len(good) < 12:
         return PairMatch(i, j, np.zeros((0, 2)), np.zeros((0, 2)), len(good))
-    pa = fa.points[[m.queryIdx for m in good]]
-    pb = fb.points[[m.trainIdx for m in good]]
+    pa = fa.points[good]
+    pb = fb.points[nn[good, 0]]
     thresh = ransac_px * max(fa.quality.get("factor", 1.0), 1.0)
     fmat, mask = cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, thresh, 0.999, 10000)
     if fmat is None or mask is None:
@@ -105,11 +102,42 @@ def match_pair(fa: Features, fb: Features, i: int, j: int, ratio: float = 0.8,
     return PairMatch(i, j, pa, pb, len(good))
 
 
+def match_pair(fa: Features, fb: Features, i: int, j: int, ratio: float = 0.8,
+               ransac_px: float = 1.5, max_matches: int = 120, seed: int = 0) -> PairMatch:
+    """Match two captures' features: FLANN k-NN, Lowe's ratio test, USAC (MAGSAC) inliers.
+
+    The RANSAC model is the fundamental matrix, not a homography: at survey heights of 40–120 m
+    trees and buildings break the planar assumption and a homography rejects their true matches.
+
+    ``ransac_px`` is in decimated pixels of the feature image (scaled internally). At most
+    ``max_matches`` inliers are kept (a deterministic random subset) to bound the adjustment.
+    """
+    if len(fa.points) < 8 or len(fb.points) < 8:
+        return PairMatch(i, j, np.zeros((0, 2)), np.zeros((0, 2)), 0)
+    return _match_to_index(fa, fb, _flann_index(fb, j), i, j, ratio, ransac_px, max_matches, seed)
+
+
+def _match_frame(fb: Features, j: int, partners: Sequence[tuple[int, Features]]) -> list[PairMatch]:
+    """Every pair (i, j) of ``partners`` against one index of capture ``j``'s descriptors."""
+    if len(fb.points) < 8:
+        return [match_pair(fa, fb, i, j) for i, fa in partners]
+    index = _flann_index(fb, j)
+    return [_match_to_index(fa, fb, index, i, j, 0.8, 1.5, 120, 0) for i, fa in partners]
+
+
 def match_all(features: Sequence[Features], pairs: Sequence[tuple[int, int]], *,
               scheduler: str | None = None) -> list[PairMatch]:
-    """:func:`match_pair` over candidate pairs, in parallel through Dask."""
-    tasks = [dask.delayed(match_pair)(features[i], features[j], i, j) for i, j in pairs]
-    return list(compute(*tasks, scheduler=scheduler)) if tasks else []
+    """:func:`match_pair` over candidate pairs, in parallel through Dask: one task per capture,
+    whose descriptor index is built once for all of its pairs (each task gets only the
+    features it needs, so a distributed cluster is not sent the whole survey per task)."""
+    partners: dict[int, list[int]] = {}
+    for i, j in pairs:
+        partners.setdefault(j, []).append(i)
+    tasks = [dask.delayed(_match_frame)(features[j], j, [(i, features[i]) for i in ps])
+             for j, ps in partners.items()]
+    found = {(m.i, m.j): m for group in (compute(*tasks, scheduler=scheduler) if tasks else [])
+             for m in group}
+    return [found[p] for p in pairs]
 
 
 def blocks(n: int, matches: Sequence[PairMatch], min_inliers: int = 20) -> list[list[int]]:

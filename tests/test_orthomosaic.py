@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -578,3 +579,103 @@ def test_frames_without_gps_are_chained_to_georeferenced_ones(rtk_flight, tmp_pa
     _, d = _target_errors(sim, res.path)
     rel = d - d.mean(axis=0)
     assert float(np.sqrt((rel ** 2).sum(axis=1).mean())) <= 2 * sim.gsd_m
+
+
+@pytest.mark.parametrize("factor", [2.0, 3.0, 4.0, 6.5])
+def test_reduced_jpeg_decoding_matches_area_decimation(tmp_path, factor):
+    """Frames decoded by the JPEG decoder at 1/2, 1/4 or 1/8 scale and then resized land on the
+    same pixel grid as a full decode decimated by area: same shape, no sub-pixel drift."""
+    import cv2
+
+    from belcheer.models import Band, Camera, Frame, Intrinsics
+    from belcheer.orthomosaic.frames import _decimate, read_rgb
+
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur(rng.uniform(0, 255, (1200, 1600, 3)).astype(np.float32), (0, 0), 6)
+    path = tmp_path / "DJI_0001.JPG"
+    cv2.imwrite(str(path), np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    frame = Frame(path=path, capture_id="DJI_0001", band=Band("rgb"), band_index=0,
+                  camera=Camera("DJI", "FC6310"), pose=None, time=None,
+                  intrinsics=Intrinsics(width_px=1600, height_px=1200, focal_mm=8.8, focal_px=1066.0))
+    full = _decimate(read_rgb(frame), factor).astype(np.float32)
+    fast = read_rgb(frame, factor).astype(np.float32)
+    assert fast.shape == full.shape
+    assert float(np.abs(fast - full).mean()) < 1.5  # DN
+    win = cv2.createHanningWindow(full.shape[1::-1], cv2.CV_32F)
+    (dx, dy), _ = cv2.phaseCorrelate(full[..., 1], fast[..., 1], win)
+    assert abs(dx) < 0.05 and abs(dy) < 0.05  # px of the decimated grid
+    grey = read_rgb(frame, factor, gray=True)
+    assert grey.shape == full.shape[:2]
+
+
+def test_candidate_pairs_keep_each_frames_largest_overlaps():
+    """A 10×6 grid of footprints with 80 % forward and 70 % side overlap: every frame keeps its
+    12 largest overlaps, the block stays connected, and the pair count grows with the frames."""
+    from shapely.geometry import box
+
+    from belcheer.orthomosaic.pairs import PairMatch, blocks, candidate_pairs
+
+    fps = [box(x * 10.0, y * 21.0, x * 10.0 + 50.0, y * 21.0 + 70.0) for y in range(6) for x in range(10)]
+    every = candidate_pairs(fps, max_neighbours=None)
+    kept = candidate_pairs(fps)
+    assert set(kept) < set(every)
+    per_frame = np.bincount(np.array(kept).ravel(), minlength=len(fps))
+    assert per_frame.max() <= 2 * 12 and per_frame.min() >= 5
+    # the strongest neighbours (next along the line, next across) are never dropped
+    assert (0, 1) in kept and (0, 10) in kept and (44, 45) in kept and (44, 54) in kept
+    fake = [PairMatch(i, j, np.zeros((30, 2)), np.zeros((30, 2)), 30) for i, j in kept]
+    assert len(blocks(len(fps), fake, 15)) == 1
+    # with unknown positions a frame is tried against every other
+    assert sum(1 for p in candidate_pairs(fps, always=[3]) if 3 in p) == len(fps) - 1
+
+
+def test_match_all_equals_pairwise_matching(tmp_path):
+    """Matching each frame's pairs against one shared descriptor index gives the same matches
+    as matching pair by pair."""
+    import cv2
+
+    from belcheer.orthomosaic.features import Features
+    from belcheer.orthomosaic.pairs import match_all, match_pair
+
+    rng = np.random.default_rng(4)
+    scene = cv2.GaussianBlur(rng.uniform(0, 255, (700, 1100)).astype(np.float32), (0, 0), 2.5).astype(np.uint8)
+    sift = cv2.SIFT_create(nfeatures=1500)
+    feats = []
+    for k in range(3):
+        view = scene[50:650, 100 + 150 * k: 500 + 150 * k]
+        kp, desc = sift.detectAndCompute(view, None)
+        feats.append(Features(f"c{k}", np.float64([p.pt for p in kp]) + [100 + 150 * k, 50], desc,
+                              {"factor": 1.0}))
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    together = match_all(feats, pairs, scheduler="synchronous")
+    for m, (i, j) in zip(together, pairs, strict=True):
+        single = match_pair(feats[i], feats[j], i, j)
+        assert (m.i, m.j, m.candidates) == (i, j, single.candidates)
+        np.testing.assert_array_equal(m.pi, single.pi)
+        assert m.inliers >= 20
+        # the views are crops of one image: matched points are the same scene point
+        assert np.abs(m.pi - m.pj).max() < 2.0
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's")
+def test_trim_memory_returns_freed_thread_memory():
+    """Buffers a worker thread allocated and freed stay in its arena until trimmed."""
+    import threading
+
+    from belcheer.memory import trim_memory
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    def churn():
+        keep = [bytearray(64 * 1024) for _ in range(4000)]  # 250 MB in 64 kB blocks
+        del keep[:-1]  # the last block pins the top of the heap: no automatic return
+
+    t = threading.Thread(target=churn)
+    t.start()
+    t.join()
+    before = rss_mb()
+    assert trim_memory()
+    assert rss_mb() < before - 100
