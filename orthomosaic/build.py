@@ -254,8 +254,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     dtype = "float32" if correction is not None else ("uint8" if rgb else "float32")
     factor = max(1.0, float(np.floor(res / gsd))) if gsd > 0 else 1.0
     by_id = {c.id: c for c in caps}
-    cache = fr.FrameCache(lambda cid, f: fr.read_capture(by_id[cid], alignment.get(cid), correction, f),
-                          size=6 if factor < 2 else 24)  # decimated frames are small
+    cache = fr.FrameCache(lambda cid, f: fr.read_capture(by_id[cid], alignment.get(cid), correction, f))
     rcams = [RenderCamera(c.id, adj.rotvecs[k], adj.centres[k], cam_of[k], fps[k]) for k, c in enumerate(caps)]
     prog(0.55, "rendering")
     seams = render_mosaic(geobox, io.origin, rcams, ground, cache.get, factor, bands, dtype, out_path,

@@ -209,19 +209,22 @@ def feature_image(capture: Capture, max_side: int = 1400) -> tuple[np.ndarray, f
 
 @dataclass
 class FrameCache:
-    """A small thread-safe LRU cache of decoded, decimated captures (never all frames at once)."""
+    """A thread-safe LRU cache of decoded, decimated captures, bounded by memory: never all
+    frames at once, but enough of them (``budget_mb``, at least ``min_items``) that tiles
+    rendered along the flight lines decode each frame about once."""
 
     loader: Callable[[str, float], np.ndarray]
-    size: int = 6
+    budget_mb: float = 400.0
+    min_items: int = 4
     _items: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __getstate__(self) -> dict:
         # shipped to other processes / Dask workers: send the loader, not the decoded frames
-        return {"loader": self.loader, "size": self.size}
+        return {"loader": self.loader, "budget_mb": self.budget_mb, "min_items": self.min_items}
 
     def __setstate__(self, state: dict) -> None:
-        self.loader, self.size = state["loader"], state["size"]
+        self.loader, self.budget_mb, self.min_items = state["loader"], state["budget_mb"], state["min_items"]
         self._items, self._lock = OrderedDict(), threading.Lock()
 
     def get(self, capture_id: str, factor: float) -> np.ndarray:
@@ -233,6 +236,7 @@ class FrameCache:
         img = self.loader(capture_id, factor)
         with self._lock:
             self._items[key] = img
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            total = sum(v.nbytes for v in self._items.values())
+            while len(self._items) > self.min_items and total > self.budget_mb * 1e6:
+                total -= self._items.popitem(last=False)[1].nbytes
         return img

@@ -206,6 +206,14 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
     tree = STRtree([c.footprint for c in cams])
     windows = [Window(c, r, min(tile, width - c), min(tile, height - r))
                for r in range(0, height, tile) for c in range(0, width, tile)]
+    # render along the flight: tiles ordered by the frame (in capture order) nearest their
+    # centre, so consecutive tiles need the same frames and the frame cache decodes each once
+    aff = geobox.affine
+    centres = np.array([[aff.c + (w.col_off + w.width / 2) * aff.a - origin[0],
+                         aff.f + (w.row_off + w.height / 2) * aff.e - origin[1]] for w in windows])
+    nadirs = np.array([c.centre[:2] for c in cams])
+    nearest = np.argmin(((centres[:, None, :] - nadirs[None, :, :]) ** 2).sum(-1), axis=1)
+    windows = [windows[k] for k in np.lexsort((np.arange(len(windows)), nearest))]
     nb = len(bands)
     step = max(1, max(height, width) // 1000)
     seams = np.full(((height + step - 1) // step, (width + step - 1) // step), -1, np.int32)
@@ -214,7 +222,9 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
         tmp = Path(tmpdir) / "tiles.tif"
         profile = {"driver": "GTiff", "width": width, "height": height, "count": nb, "dtype": dtype,
                    "crs": geobox.crs.to_wkt(), "transform": geobox.affine, "tiled": True,
-                   "blockxsize": 512, "blockysize": 512, "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+                   "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER",
+                   # a scratch file read once by the COG writer: fast ZSTD, not the final DEFLATE
+                   "compress": "zstd", "zstd_level": 1}
         if dtype == "float32":
             profile["nodata"] = float("nan")
         elif dtype == "uint16":

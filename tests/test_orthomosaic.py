@@ -679,3 +679,25 @@ def test_trim_memory_returns_freed_thread_memory():
     before = rss_mb()
     assert trim_memory()
     assert rss_mb() < before - 100
+
+
+def test_frame_cache_is_bounded_by_memory():
+    """The frame cache keeps the most recently used frames within its memory budget (never
+    fewer than ``min_items``) and decodes a frame again only after it was evicted."""
+    from belcheer.orthomosaic.frames import FrameCache
+
+    loads: list[str] = []
+
+    def load(cid: str, factor: float) -> np.ndarray:
+        loads.append(cid)
+        return np.zeros((1000, 1000, 3), np.uint8)  # 3 MB
+
+    cache = FrameCache(load, budget_mb=10.0, min_items=2)
+    for cid in ["a", "b", "c", "a", "d", "e", "a", "b"]:
+        assert cache.get(cid, 1.0).shape == (1000, 1000, 3)
+    # 3 frames fit in 10 MB: "a" stays hot, "b" was evicted by "d"/"e"
+    assert loads == ["a", "b", "c", "d", "e", "b"]
+    big = FrameCache(lambda cid, f: np.zeros((3000, 3000, 3), np.uint8), budget_mb=10.0, min_items=2)
+    for cid in "xyz":
+        big.get(cid, 1.0)
+    assert len(big._items) == 2  # over budget, but at least min_items

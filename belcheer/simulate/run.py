@@ -38,8 +38,8 @@ from belcheer.simulate.spectra import BANDS, FWHM_NM, WAVELENGTHS_NM
 MARGIN_M = 90.0
 #: truth raster resolution, metres (finer than both cameras' GSD at their default altitude)
 TRUTH_RES_M = 0.08
-DEFAULT_AREA_HA = {"rgb": 3.0, "rededge": 2.0}
-DEFAULT_ALTITUDE_M = {"rgb": 100.0, "rededge": 120.0}
+DEFAULT_AREA_HA = {"rgb": 3.0, "rgb-12mp": 3.0, "rededge": 2.0}
+DEFAULT_ALTITUDE_M = {"rgb": 100.0, "rgb-12mp": 100.0, "rededge": 120.0}
 DEFAULT_DATE = _dt.date(2026, 7, 15)
 #: take-off time, local (UTC+8)
 START_LOCAL = _dt.time(11, 0, 0)
@@ -116,7 +116,7 @@ def _capture_ms_calibration(cam: CameraModel, irr0: dict[str, float]) -> dict[st
             for b in cam.bands}
 
 
-def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: int = 0,
+def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "rgb", seed: int = 0,
              area_ha: float | None = None, date: _dt.date | None = None,
              scene_seed: int | None = None, degradation: float = 0.0,
              progress: ProgressCallback | None = None,
@@ -124,7 +124,9 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
              gnss: Literal["autonomous", "rtk"] = "autonomous") -> Simulation:
     """Simulate one drone survey over a steppe scene in Bayangol soum (Selenge), EPSG:32648.
 
-    Writes ``out_dir/frames`` (DJI JPEGs or MicaSense 5-band TIFFs with a panel capture
+    ``camera`` "rgb" (DJI FC6310 JPEGs at 1.7 MP), "rgb-12mp" (the same at 12 MP, for time and
+    memory on full-size frames) or "rededge" (MicaSense RedEdge-M). Writes ``out_dir/frames``
+    (DJI JPEGs or MicaSense 5-band TIFFs with a panel capture
     ``IMG_0000``) and ``out_dir/truth`` (reflectance/NDVI/land-cover COGs, poses, checkpoints,
     parcels, per-parcel truth, biomass quadrats, training polygons, ``simulation.json``).
     ``area_ha`` is the flown square (default 3 ha RGB, 2 ha RedEdge); ``scene_seed`` (default
@@ -142,7 +144,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rededge"] = "rgb", seed: 
     """
     cb = progress or no_progress
     if camera not in CAMERAS:
-        raise ConfigError(f"unknown camera {camera!r}; choose rgb or rededge")
+        raise ConfigError(f"unknown camera {camera!r}; choose rgb, rgb-12mp or rededge")
     if gnss not in ("autonomous", "rtk"):
         raise ConfigError(f"unknown gnss {gnss!r}; choose autonomous or rtk")
     if not 0.0 <= degradation <= 1.0:
