@@ -21,7 +21,12 @@ import pyceres
 import pycolmap
 from scipy.spatial.transform import Rotation
 
-from belcheer.orthomosaic.geometry import CameraModel, rays_to_plane, triangulate_midpoint
+from belcheer.orthomosaic.geometry import (
+    CameraModel,
+    distort_normalised,
+    rays_to_plane,
+    triangulate_midpoint,
+)
 from belcheer.orthomosaic.pairs import PairMatch
 
 
@@ -66,15 +71,9 @@ def _project(points: np.ndarray, rv: np.ndarray, c: np.ndarray, intr: np.ndarray
              fixed: np.ndarray) -> np.ndarray:
     """Per-row projection; ``intr`` rows (f, k1, k2), ``fixed`` rows (cx, cy, p1, p2, k3)."""
     pc = Rotation.from_rotvec(rv).apply(points - c)
-    z = np.where(np.abs(pc[:, 2]) < 1e-6, 1e-6, pc[:, 2])
-    x, y = pc[:, 0] / z, pc[:, 1] / z
-    r2 = x * x + y * y
-    f, k1, k2 = intr[:, 0], intr[:, 1], intr[:, 2]
     cx, cy, p1, p2, k3 = fixed.T
-    radial = 1 + k1 * r2 + k2 * r2 * r2 + k3 * r2 ** 3
-    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-    return np.column_stack([f * xd + cx, f * yd + cy])
+    px, _ = distort_normalised(pc, intr[:, 0], cx, cy, (intr[:, 1], intr[:, 2], p1, p2, k3))
+    return px
 
 
 def initial_points(matches: Sequence[PairMatch], rotvecs: np.ndarray, centres: np.ndarray,
@@ -369,11 +368,9 @@ def _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g) 
 
 
 def _iterations(summary) -> int:
-    report = summary.brief_report() if summary is not None and hasattr(summary, "brief_report") else ""
-    try:
-        return int(report.split("Iterations:")[1].split(",")[0])
-    except (IndexError, ValueError):
-        return 0
+    """Ceres steps (successful + unsuccessful) of the last pass."""
+    ceres = getattr(summary, "ceres_summary", None)
+    return int(ceres.num_successful_steps + ceres.num_unsuccessful_steps) if ceres is not None else 0
 
 
 __all__ = ["Adjustment", "GnssPrior", "GroundControl", "bundle_adjust", "initial_points", "triangulate_midpoint"]

@@ -63,26 +63,12 @@ def project(points: np.ndarray, rotvec: np.ndarray, centre: np.ndarray, f: float
     return distort_normalised(pc, f, cx, cy, dist)
 
 
-def project_many(points: np.ndarray, rotvecs: np.ndarray, centres: np.ndarray, f: np.ndarray,
-                 cx: np.ndarray, cy: np.ndarray, k1: np.ndarray, k2: np.ndarray) -> np.ndarray:
-    """Vectorised projection of point i into camera i (all arrays aligned on the first axis).
+def distort_normalised(pc: np.ndarray, f, cx, cy,
+                       dist: np.ndarray | tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-frame points (N, 3) → distorted pixels (N, 2) with the Brown–Conrady model.
 
-    Used by the bundle adjustment: each observation carries its own camera parameters.
-    Returns pixels (N, 2). Tangential terms are ignored (refined models keep k1, k2 only).
-    """
-    pc = Rotation.from_rotvec(rotvecs).apply(points - centres)
-    z = pc[:, 2]
-    z = np.where(np.abs(z) < 1e-9, 1e-9, z)
-    x = pc[:, 0] / z
-    y = pc[:, 1] / z
-    r2 = x * x + y * y
-    radial = 1.0 + k1 * r2 + k2 * r2 * r2
-    return np.column_stack([f * x * radial + cx, f * y * radial + cy])
-
-
-def distort_normalised(pc: np.ndarray, f: float, cx: float, cy: float,
-                       dist: np.ndarray | tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Camera-frame points (N, 3) → distorted pixels (N, 2) with the Brown–Conrady model."""
+    ``f``, ``cx``, ``cy`` and the five ``dist`` terms are scalars, or (N,) arrays giving each
+    point its own camera (the adjustment's observations)."""
     k1, k2, p1, p2, k3 = (tuple(dist) + (0.0,) * 5)[:5]
     z = pc[..., 2]
     zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
