@@ -1,10 +1,13 @@
 """Benchmark: belcheer's orthomosaic vs OpenCV's stitcher (SCANS mode) on the same frames.
 
-    .venv/bin/python bench/mosaic.py [--real ../shared/data] [--sizes 25,50,100] [--skip-opencv]
+    .venv/bin/python bench/mosaic.py [--real ../shared/data] [--sizes 25,50,100] [--camera rgb-12mp]
+                                     [--skip-opencv] [--skip-synthetic]
 
 Each run happens in a fresh subprocess so peak RSS (ru_maxrss of the child) is the run's own.
 Prints wall time and peak RSS for both tools and their ratios, then seconds per frame for
-synthetic surveys of growing size (time per frame should stay roughly constant).
+synthetic surveys of growing size (time per frame should stay roughly constant). The synthetic
+surveys use the simulator's 12 MP camera by default (``--camera rgb`` for its 1.7 MP one) and
+are mosaicked at their native GSD.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--real", type=Path, default=HERE.parent.parent / "shared" / "data")
     ap.add_argument("--sizes", default="25,50,100")
+    ap.add_argument("--camera", default="rgb-12mp", choices=["rgb", "rgb-12mp"])
     ap.add_argument("--skip-opencv", action="store_true")
     ap.add_argument("--skip-synthetic", action="store_true")
     args = ap.parse_args()
@@ -104,14 +108,14 @@ def main() -> None:
         sizes = [int(v) for v in args.sizes.split(",")]
         for n in sizes:
             sim = tmp / f"sim{n}"
-            # ≈ 30 frames per ha at 60 m with the simulator's overlaps (measured 2026-12-02: 3.1 ha
-            # gave 91 frames; small areas give relatively more, their lines overhang the square)
+            # ≈ 28 frames per ha at 60 m with the simulator's overlaps (measured 2026-12-02: 3.45 ha
+            # gave 98 frames; small areas give relatively more, their lines overhang the square)
             code = (f"from pathlib import Path; from belcheer.simulate import simulate; "
-                    f"s = simulate(Path({str(sim)!r}), camera='rgb', seed=3, area_ha={n / 29:.3f}, "
+                    f"s = simulate(Path({str(sim)!r}), camera={args.camera!r}, seed=3, area_ha={n / 27.5:.3f}, "
                     f"altitude_m=60); print(s.n_captures)")
             _, _, count = _child(code)
             w, rss, info = belcheer_run(sim / "frames", tmp / f"s{n}.tif", None)
-            print(f"synthetic {count} frames: {w:.1f} s ({w / int(count):.2f} s/frame), peak {rss:.0f} MB, {info}")
+            print(f"synthetic {count} frames ({args.camera}): {w:.1f} s ({w / int(count):.2f} s/frame), peak {rss:.0f} MB, {info}")
             if n == max(sizes) and not args.skip_opencv:
                 try:
                     # the stitcher's pairwise matching grows with the square of the frame count: it
