@@ -203,8 +203,8 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
            else np.tile([sigma_h, sigma_h, sigma_v], (n, 1)))
     has_gps = np.isfinite(gps).all(axis=1)
     fixed_g = np.array([[mo.cx, mo.cy, mo.dist[2], mo.dist[3], mo.dist[4]] for mo in models])
-    # fixed intrinsics = priors so tight the solver cannot move them
-    prior_f, prior_k = (0.05, 0.2) if refine_intrinsics else (1e-6, 1e-6)
+    # σ of the focal length (relative) and of k1, k2 around the metadata's values
+    prior_f, prior_k = 0.05, 0.2
 
     # GCP observations grouped into one constant COLMAP point per control point
     by_gcp: dict[tuple, list[int]] = {}
