@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyceres
-import pycolmap
 from scipy.spatial.transform import Rotation
 
 from belcheer.orthomosaic.geometry import (
@@ -29,6 +29,8 @@ from belcheer.orthomosaic.geometry import (
 )
 from belcheer.orthomosaic.pairs import PairMatch
 
+if TYPE_CHECKING:  # imported where used: pycolmap takes ~0.35 s to load
+    import pycolmap
 
 @dataclass(frozen=True)
 class GroundControl:
@@ -144,6 +146,8 @@ _FIXED_INTRINSICS = [2, 3, 6, 7, 8, 9, 10, 11]
 
 
 def _colmap_camera(model: CameraModel, camera_id: int) -> pycolmap.Camera:
+    import pycolmap
+
     k1, k2, p1, p2, k3 = model.dist
     return pycolmap.Camera(camera_id=camera_id, model="FULL_OPENCV", width=model.width,
                            height=model.height, params=[model.f, model.f, model.cx, model.cy,
@@ -190,6 +194,8 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
     ``gnss_shift_sigma`` metres): control points fix where the block is, GNSS how it is
     shaped. A GCP seen in a single frame cannot be a COLMAP track and is left out.
     """
+    import pycolmap
+
     n, g = len(rotvecs0), len(models)
     group = np.asarray(group, int)
     obs_cam = np.concatenate([np.concatenate([np.full(m.inliers, m.i), np.full(m.inliers, m.j)])

@@ -138,7 +138,6 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
 
     prog(0.1, "detecting features")
     feats = detect_all(caps, scheduler=scheduler) if len(caps) > 1 else []
-    trim_memory()  # the decoded frames the detector threads freed
     # black, blurry, featureless frames
     keep_idx = list(range(len(caps)))
     if feats:

@@ -70,6 +70,10 @@ def candidate_pairs(footprints: Sequence[BaseGeometry | None], min_overlap: floa
     return sorted(pairs)
 
 
+#: Lowe's ratio, USAC threshold (px of the decimated feature image), inliers kept per pair
+RATIO, RANSAC_PX, MAX_MATCHES = 0.8, 1.5, 120
+
+
 def _flann_index(features: Features, seed: int) -> cv2.flann_Index:
     """A FLANN k-d forest over one capture's descriptors. Its randomised trees draw from
     OpenCV's RNG: seeded, so a survey mosaics the same way every run (the RNG is per thread,
@@ -79,7 +83,8 @@ def _flann_index(features: Features, seed: int) -> cv2.flann_Index:
 
 
 def _match_to_index(fa: Features, fb: Features, index_b: cv2.flann_Index, i: int, j: int,
-                    ratio: float, ransac_px: float, max_matches: int, seed: int) -> PairMatch:
+                    ratio: float = RATIO, ransac_px: float = RANSAC_PX,
+                    max_matches: int = MAX_MATCHES, seed: int = 0) -> PairMatch:
     empty = PairMatch(i, j, np.zeros((0, 2)), np.zeros((0, 2)), 0)
     if len(fa.points) < 8 or len(fb.points) < 8:
         return empty
@@ -102,8 +107,8 @@ def _match_to_index(fa: Features, fb: Features, index_b: cv2.flann_Index, i: int
     return PairMatch(i, j, pa, pb, len(good))
 
 
-def match_pair(fa: Features, fb: Features, i: int, j: int, ratio: float = 0.8,
-               ransac_px: float = 1.5, max_matches: int = 120, seed: int = 0) -> PairMatch:
+def match_pair(fa: Features, fb: Features, i: int, j: int, ratio: float = RATIO,
+               ransac_px: float = RANSAC_PX, max_matches: int = MAX_MATCHES, seed: int = 0) -> PairMatch:
     """Match two captures' features: FLANN k-NN, Lowe's ratio test, USAC (MAGSAC) inliers.
 
     The RANSAC model is the fundamental matrix, not a homography: at survey heights of 40–120 m
@@ -122,7 +127,7 @@ def _match_frame(fb: Features, j: int, partners: Sequence[tuple[int, Features]])
     if len(fb.points) < 8:
         return [match_pair(fa, fb, i, j) for i, fa in partners]
     index = _flann_index(fb, j)
-    return [_match_to_index(fa, fb, index, i, j, 0.8, 1.5, 120, 0) for i, fa in partners]
+    return [_match_to_index(fa, fb, index, i, j) for i, fa in partners]
 
 
 def match_all(features: Sequence[Features], pairs: Sequence[tuple[int, int]], *,

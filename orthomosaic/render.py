@@ -20,6 +20,7 @@ import rasterio
 from odc.geo.geobox import GeoBox
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
+from scipy.spatial import cKDTree
 from shapely import STRtree, box
 from shapely.geometry.base import BaseGeometry
 
@@ -211,8 +212,7 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
     aff = geobox.affine
     centres = np.array([[aff.c + (w.col_off + w.width / 2) * aff.a - origin[0],
                          aff.f + (w.row_off + w.height / 2) * aff.e - origin[1]] for w in windows])
-    nadirs = np.array([c.centre[:2] for c in cams])
-    nearest = np.argmin(((centres[:, None, :] - nadirs[None, :, :]) ** 2).sum(-1), axis=1)
+    _, nearest = cKDTree(np.array([c.centre[:2] for c in cams])).query(centres)
     windows = [windows[k] for k in np.lexsort((np.arange(len(windows)), nearest))]
     nb = len(bands)
     step = max(1, max(height, width) // 1000)
