@@ -12,7 +12,7 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -65,18 +65,19 @@ def camera_model(capture: Capture) -> CameraModel:
                          "read the camera model — add the camera to the camera table")
     cx, cy = intr.principal_point
     dist = tuple(float(v) for v in (tuple(intr.distortion) + (0.0,) * 5)[:5])
+    calibrated = any(dist)
     if not is_rgb_capture(capture):
         dist = (0.0,) * 5  # bands are resampled onto the primary's undistorted grid
     return CameraModel(intr.width_px, intr.height_px, float(intr.focal_px), float(cx), float(cy),
-                       dist)  # type: ignore[arg-type]
+                       dist, lens_calibrated=calibrated)  # type: ignore[arg-type]
 
 
 def scaled_camera(cam: CameraModel, factor: float) -> CameraModel:
     """The camera model of an image decimated by ``factor`` (pixel-centre convention)."""
     if factor == 1:
         return cam
-    return CameraModel(int(round(cam.width / factor)), int(round(cam.height / factor)), cam.f / factor,
-                       (cam.cx + 0.5) / factor - 0.5, (cam.cy + 0.5) / factor - 0.5, cam.dist)
+    return replace(cam, width=int(round(cam.width / factor)), height=int(round(cam.height / factor)),
+                   f=cam.f / factor, cx=(cam.cx + 0.5) / factor - 0.5, cy=(cam.cy + 0.5) / factor - 0.5)
 
 
 def _decimate(img: np.ndarray, factor: float) -> np.ndarray:

@@ -35,7 +35,12 @@ def rotation_from_gimbal(yaw_deg: float, pitch_deg: float, roll_deg: float = 0.0
 @dataclass(frozen=True)
 class CameraModel:
     """Intrinsics shared by the frames of one camera: focal length and principal point in pixels
-    of the full-resolution frame, OpenCV distortion ``(k1, k2, p1, p2, k3)``."""
+    of the full-resolution frame, OpenCV distortion ``(k1, k2, p1, p2, k3)``.
+
+    ``lens_calibrated``: the camera wrote its own lens calibration (MicaSense
+    ``PerspectiveDistortion``), applied already or held in ``dist``; the adjustment then keeps
+    the radial terms as they are.
+    """
 
     width: int
     height: int
@@ -43,6 +48,7 @@ class CameraModel:
     cx: float
     cy: float
     dist: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    lens_calibrated: bool = False
 
     def with_params(self, f: float, k1: float, k2: float) -> CameraModel:
         return replace(self, f=float(f), dist=(float(k1), float(k2), *self.dist[2:]))

@@ -65,7 +65,9 @@ def test_five_band_checkpoints_and_band_registration(flight):
     assert float(np.sqrt((d ** 2).sum(axis=1).mean())) <= sim.gps_sigma_h_m
     np.testing.assert_allclose(d.mean(axis=0), sim.gps_bias_m[:2], atol=2 * gsd)
     rel = d - d.mean(axis=0)
-    assert float(np.sqrt((rel ** 2).sum(axis=1).mean())) <= 2 * gsd
+    # the issue asks ≤ 2 GSD; ≤ 1 GSD holds since the factory lens calibration is kept fixed
+    # (free radial terms let the flat, nadir block dome: 1.5 GSD, the map 0.28 % too small)
+    assert float(np.sqrt((rel ** 2).sum(axis=1).mean())) <= 1.0 * gsd
     # band to band: each target found in each band alone, within half a pixel of the bands' mean
     with rasterio.open(prod.path) as src:
         res, count = abs(src.transform.a), src.count
@@ -96,18 +98,19 @@ def _against_truth(path: Path, band: int, truth: Path, truth_band: int, shift: n
 
 
 def test_five_band_reflectance_and_ndvi_against_truth(flight):
-    """Panel-calibrated reflectance is unbiased in every band (≤ 0.003) and within 0.02 RMSE on
-    0.32 m cells; NDVI unbiased. The issue's per-pixel targets (reflectance RMSE ≤ 0.02, NDVI
-    ≤ 0.03 at the frames' GSD) are not met: on this scene of sharp shrubs and stones, the
-    sub-pixel misregistration left (targets: ≈ 1.6 GSD) and resampling blur give 0.017–0.025
-    per band and 0.07 for NDVI at 8 cm — the README records these figures."""
+    """Panel-calibrated reflectance against the truth's own 8 cm pixels: unbiased (≤ 0.003) and
+    within the issue's 0.02 RMSE in every band. NDVI: within the issue's 0.03 on 0.16 m cells
+    (two truth pixels, 3 GSD); on single 8 cm pixels ≤ 0.045, because a 5 cm pixel straddling a
+    shrub's edge mixes red and NIR, and NDVI of a mix is not the mix of NDVIs."""
     sim, prod, ndvi = flight
     shift = _targets(sim, prod.path).mean(axis=0)
     with rasterio.open(sim.reflectance_path) as tr:
         truth_band = {d: i + 1 for i, d in enumerate(tr.descriptions)}
     for i, band in enumerate(prod.bands, 1):
-        rmse, bias = _against_truth(prod.path, i, sim.reflectance_path, truth_band[band.name], shift, 4)
+        rmse, bias = _against_truth(prod.path, i, sim.reflectance_path, truth_band[band.name], shift, 1)
         assert abs(bias) <= 0.003, (band.name, bias)
         assert rmse <= 0.02, (band.name, rmse)
-    rmse, bias = _against_truth(ndvi.path, 1, sim.ndvi_path, 1, shift, 4)
-    assert abs(bias) <= 0.005 and rmse <= 0.05, (rmse, bias)
+    rmse, bias = _against_truth(ndvi.path, 1, sim.ndvi_path, 1, shift, 2)
+    assert abs(bias) <= 0.005 and rmse <= 0.03, (rmse, bias)
+    rmse, _ = _against_truth(ndvi.path, 1, sim.ndvi_path, 1, shift, 1)
+    assert rmse <= 0.045, rmse
