@@ -12,7 +12,9 @@ Where values go (units as in :mod:`belcheer.models`):
   DLS sits on the airframe, not on the camera).
 * ``Intrinsics``: pixel pitch from EXIF ``FocalPlaneXResolution`` else :mod:`cameras`' sensor table;
   MicaSense's calibrated ``PerspectiveFocalLength``, ``PrincipalPoint`` (mm) and
-  ``PerspectiveDistortion`` (Pix4D order k1 k2 k3 p1 p2, stored in OpenCV order k1 k2 p1 p2 k3).
+  ``PerspectiveDistortion`` (Pix4D order k1 k2 k3 p1 p2, stored in OpenCV order k1 k2 p1 p2 k3);
+  DJI's factory calibration ``drone-dji:DewarpData`` (fx, fy, principal point offset, k1 k2 p1 p2
+  k3 in pixels of the photo as captured, scaled to the stored frame) unless ``DewarpFlag`` is 1.
 * ``Radiometry``: exposure, ISO (gain = ISO/100), black level, MicaSense ``RadiometricCalibration``
   or Parrot ``SensorModel``, vignetting centre and polynomial (DJI ``VignettingData`` about its
   calibrated optical centre), DLS irradiance (W m⁻² nm⁻¹), solar angles (MicaSense writes radians;
@@ -302,6 +304,83 @@ def _pixel_pitch_mm(exif: ExifInfo, model: str, width: int | None, rgb: bool) ->
     return None, None, None
 
 
+#: fx, fy, cx offset, cy offset, k1, k2, p1, p2, k3 after DewarpData's "date;"
+_DEWARP_TERMS = 9
+#: DewarpData whose focal differs more than this from the EXIF focal is not in this frame's
+#: pixels (a resize or crop the XMP does not know of): the EXIF focal is the safer guess
+_DEWARP_FOCAL_TOLERANCE = 0.10
+
+
+@dataclass(frozen=True)
+class _Lens:
+    """A calibrated lens in pixels of the stored frame: focal, principal point (pixel-centre
+    convention), OpenCV distortion (k1, k2, p1, p2, k3)."""
+
+    focal_px: float
+    cx: float
+    cy: float
+    distortion: tuple[float, float, float, float, float]
+
+
+def _dewarp_values(value: Any) -> tuple[float, ...] | None:
+    """The nine numbers of a ``DewarpData`` value (``"2018-09-07;3657.02,…"``), or None unless
+    there are exactly nine finite ones with positive focal lengths."""
+    text = scalar(value)
+    if not isinstance(text, str):
+        return None
+    values = numbers(text.rpartition(";")[2])
+    if not values or len(values) != _DEWARP_TERMS or not all(math.isfinite(v) for v in values):
+        return None
+    return values if values[0] > 0 and values[1] > 0 else None
+
+
+def _captured_centre(xmp: dict[str, Any], width: int, height: int) -> tuple[float, float, float] | None:
+    """(centre x, centre y, scale) of the photo as captured, which DewarpData is written in:
+    its centre in captured pixels, and frame pixels per captured pixel.
+
+    DJI writes that centre as ``CalibratedOpticalCenterX/Y`` (2736, 1824 on the 5472×3648 FC6310;
+    2640, 1978 on the 5280×3956 Mavic 3E; 800, 650 on the P4 Multispectral's 1600×1300 bands), so
+    twice it is the captured size: ODM's P4P test frames, stored at 1368×912, are 1/4 of it.
+    Without it the frame is taken as captured. None when the two axes disagree by over 1 % (a
+    crop: where the calibration's centre fell is unknown)."""
+    ocx = _positive(number(xmp.get("drone-dji:CalibratedOpticalCenterX")))
+    ocy = _positive(number(xmp.get("drone-dji:CalibratedOpticalCenterY")))
+    if ocx is None or ocy is None:
+        return width / 2.0, height / 2.0, 1.0
+    sx, sy = width / (2.0 * ocx), height / (2.0 * ocy)
+    return (ocx, ocy, sx) if abs(sx - sy) <= 0.01 * sx else None
+
+
+def _dji_lens(xmp: dict[str, Any], width: int, height: int, exif_focal_px: float | None) -> _Lens | None:
+    """DJI's factory lens calibration (``drone-dji:DewarpData``) in pixels of this frame, or None
+    when it is absent, malformed, already applied in camera or inconsistent with the frame.
+
+    Layout (DJI Mavic 3M / Matrice 4 user manuals, photo metadata table: "fx, fy, cx, cy, k1, k2,
+    p1, p2, k3 … cx, cy: calibrated optical center position, unit pixel, origin point: photo
+    center"; Orthority's ``param_io._read_exif_int_param`` reads it the same way, scaling by the
+    EXIF-tagged image size): focal lengths in pixels of the captured photo, the principal point
+    as an offset from its centre ``CalibratedOpticalCenterX/Y``, then OpenCV's distortion order.
+    ``CalibratedFocalLength`` is the lens's design value (8.8 mm / 2.4 µm = 3666.67 px on the
+    FC6310), not a calibration, and is not used."""
+    if number(xmp.get("drone-dji:DewarpFlag")) == 1:
+        return None  # the camera already undistorted the JPEG: its pixels have no distortion left
+    values = _dewarp_values(xmp.get("drone-dji:DewarpData"))
+    centre = _captured_centre(xmp, width, height) if values else None
+    if values is None or centre is None:
+        return None
+    fx, fy, dx, dy, k1, k2, p1, p2, k3 = values
+    ox, oy, scale = centre
+    # one focal length in the model: fx and fy differ by 0.18 % on the FC6310 (3657.02, 3650.62),
+    # ±0.09 % about the mean, 2.4 captured pixels at the frame's left and right edges
+    focal_px = (fx + fy) / 2.0 * scale
+    if exif_focal_px and abs(focal_px / exif_focal_px - 1.0) > _DEWARP_FOCAL_TOLERANCE:
+        return None
+    # DJI's calibration is OpenCV's model, whose pixel centres lie on integer coordinates, as in
+    # orthomosaic.frames.scaled_camera: a frame decimated by 1/scale maps c → (c + ½)·scale − ½
+    return _Lens(focal_px, (ox + dx + 0.5) * scale - 0.5, (oy + dy + 0.5) * scale - 0.5,
+                 (k1, k2, p1, p2, k3))
+
+
 def _intrinsics(exif: ExifInfo, xmp: dict[str, Any], model: str, width: int | None,
                 height: int | None, rgb: bool) -> Intrinsics | None:
     if not width or not height:
@@ -331,6 +410,10 @@ def _intrinsics(exif: ExifInfo, xmp: dict[str, Any], model: str, width: int | No
     elif exif.focal_35mm:
         # 35 mm equivalent: focal_px = f35 / 43.27 mm (full-frame diagonal) × image diagonal px
         focal_px = exif.focal_35mm / 43.27 * math.hypot(width, height)
+    lens = _dji_lens(xmp, width, height, focal_px)
+    if lens is not None:
+        focal_px, cx, cy, distortion = lens.focal_px, lens.cx, lens.cy, lens.distortion
+        focal_mm = focal_px * pitch if pitch else focal_mm  # the calibrated focal, as MicaSense's
     if not focal_px:
         return None
     if sw is None and pitch:

@@ -308,6 +308,62 @@ def test_build_frame_maps_dji_multispectral_xmp():
     assert f.usable
 
 
+#: an FC6310R frame as captured (5472×3648): EXIF focal 8.8 mm over 13.2 mm / 5472 px = 3648 px
+_P4P_DEWARP = "2018-09-07;3657.02,3650.62,-4.03,23.10,-0.267098,0.111977,0.000924881,0.0000882056,-0.0331614"
+_P4P_XMP = {"drone-dji:DewarpData": _P4P_DEWARP, "drone-dji:DewarpFlag": "0",
+            "drone-dji:CalibratedOpticalCenterX": "2736.000000",
+            "drone-dji:CalibratedOpticalCenterY": "1824.000000",
+            "drone-dji:CalibratedFocalLength": "3666.666504"}
+
+
+def _p4p_intrinsics(xmp: dict, width: int = 5472, height: int = 3648) -> Intrinsics:
+    from belcheer.ingest.exif import ExifInfo
+    from belcheer.ingest.frames import build_frame
+
+    exif = ExifInfo(make="DJI", model="FC6310R", lat=24.68, lon=120.95, alt=186.5, focal_mm=8.8)
+    f = build_frame(Path("/x/DJI_0001.JPG"), parse_name("DJI_0001.JPG"), exif, xmp, width, height, 8, 3, [])
+    assert f.intrinsics is not None
+    return f.intrinsics
+
+
+def test_dji_dewarp_data_at_the_captured_size():
+    intr = _p4p_intrinsics(_P4P_XMP)
+    assert intr.focal_px == pytest.approx((3657.02 + 3650.62) / 2)
+    assert intr.focal_mm == pytest.approx(intr.focal_px * 13.2 / 5472)
+    assert (intr.cx, intr.cy) == pytest.approx((2736 - 4.03, 1824 + 23.10))
+    assert intr.distortion == pytest.approx((-0.267098, 0.111977, 0.000924881, 0.0000882056, -0.0331614))
+    # without the optical centre (as the simulator writes it) the offsets are from the frame's
+    no_centre = {"drone-dji:DewarpData": _P4P_DEWARP}
+    assert (_p4p_intrinsics(no_centre).cx, _p4p_intrinsics(no_centre).cy) == pytest.approx(
+        (5472 / 2 - 4.03, 3648 / 2 + 23.10))
+
+
+@pytest.mark.parametrize("change", [
+    {"drone-dji:DewarpFlag": "1"},  # undistorted in camera
+    {"drone-dji:DewarpData": "2018-09-07;3657.02,3650.62,-4.03,23.10,-0.267098,0.111977,0.000924881"},
+    {"drone-dji:DewarpData": _P4P_DEWARP + ",0.5"},
+    {"drone-dji:DewarpData": "2018-09-07;3657.02,3650.62,-4.03,23.10,k1,0.111977,0.000924881,0,0"},
+    {"drone-dji:DewarpData": "2018-09-07;3657.02,nan,-4.03,23.10,-0.26,0.11,0.0009,0.00008,-0.03"},
+    {"drone-dji:DewarpData": "2018-09-07;-3657,-3650,-4.03,23.10,-0.26,0.11,0.0009,0.00008,-0.03"},
+    {"drone-dji:DewarpData": ""},
+    {"drone-dji:DewarpData": ["2018-09-07;1", "2"]},
+    # a 1/4 frame whose XMP lost its optical centre: 3653.8 px on a 1368 px frame is 4× too long
+    {"drone-dji:CalibratedOpticalCenterX": None, "drone-dji:CalibratedOpticalCenterY": None, "size": (1368, 912)},
+    # cropped to 16:9 after capture: the two axes' scales disagree
+    {"size": (5472, 3078)},
+])
+def test_dji_dewarp_data_ignored_when_applied_or_malformed(change):
+    """The EXIF focal (8.8 mm over 13.2 mm) and no lens model instead — never an exception."""
+    change = dict(change)
+    width, height = change.pop("size", (5472, 3648))
+    xmp = {k: v for k, v in {**_P4P_XMP, **change}.items() if v is not None}
+    intr = _p4p_intrinsics(xmp, width, height)
+    assert intr.focal_px == pytest.approx(8.8 / 13.2 * width)
+    assert intr.focal_mm == 8.8
+    assert intr.cx is None and intr.cy is None
+    assert intr.distortion == (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 def test_xmp_found_behind_large_app_segments(tmp_path):
     from belcheer.ingest.frames import read_frame
 

@@ -114,6 +114,29 @@ def test_p4p_frames_are_oblique(real_data):
     assert s.epsg == 32651
 
 
+def test_p4p_intrinsics_carry_dji_factory_calibration(real_data):
+    """``exiftool -a -G1 100_0005_*.tif`` (all four frames alike): DewarpFlag 0, DewarpData
+    ``2018-09-07;3657.02,3650.62,-4.03,23.10,-0.267098,0.111977,0.000924881,0.0000882056,
+    -0.0331614``, CalibratedOpticalCenterX/Y 2736/1824, frames 1368×912: ODM stored them at 1/4
+    of the 5472×3648 capture the calibration is written for."""
+    s = _scan(real_data, "p4p_tuniu")
+    for c in s.captures:
+        intr = c.primary.intrinsics
+        # (fx + fy) / 2 / 4: one focal length, in pixels of the stored frame
+        assert intr.focal_px == pytest.approx((3657.02 + 3650.62) / 2 / 4)
+        # captured (2736 − 4.03, 1824 + 23.10), pixel centres on integers: (c + ½) / 4 − ½
+        assert (intr.cx, intr.cy) == pytest.approx((682.6175, 461.4))
+        assert intr.distortion == pytest.approx((-0.267098, 0.111977, 0.000924881, 0.0000882056,
+                                                 -0.0331614))
+        # within 0.2 % of EXIF's 8.8 mm over the 13.2 mm sensor's 1368 px (912 px)
+        assert intr.focal_mm == pytest.approx(8.8, rel=0.002)
+    # the FC300S writes no DewarpData: EXIF focal (3.61 mm over 6.17 mm / 4000 px), no lens model
+    for c in _scan(real_data, "brighton_beach_rgb").captures:
+        intr = c.primary.intrinsics
+        assert intr.focal_px == pytest.approx(3.61 / 6.17 * 4000)
+        assert intr.cx is None and intr.cy is None and not any(intr.distortion)
+
+
 def test_rededge_mx_slovakia(real_data):
     s = _scan(real_data, "rededge_mx_slovakia")
     assert [c.id for c in s.captures] == ["IMG_0000", "IMG_0010"]
