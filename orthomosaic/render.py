@@ -64,17 +64,35 @@ def _tile_ground(ground: Ground, win: Window) -> np.ndarray | float:
 MAP_STEP = 16
 
 
-def _interp_matrix(n: int, step: int) -> np.ndarray:
-    """(n, m) bilinear weights from grid nodes at 0, step, 2·step, … (the last ≥ n − 1) to 0…n−1."""
-    m = (n - 1 + step - 1) // step + 1 if n > 1 else 1
-    pos = np.arange(n) / step
-    i0 = np.minimum(np.floor(pos).astype(int), max(m - 2, 0))
-    t = pos - i0
-    a = np.zeros((n, max(m, 1)))
-    a[np.arange(n), i0] = 1.0 - t if m > 1 else 1.0
-    if m > 1:
-        a[np.arange(n), i0 + 1] = t
-    return a
+@dataclass(frozen=True)
+class _Axis:
+    """Linear interpolation along one tile axis from grid nodes at 0, step, 2·step, … (the last
+    ≥ n − 1) to pixels 0…n−1: each pixel's left node ``i0`` and its weight ``t`` on ``i0 + 1``."""
+
+    nodes: int
+    i0: np.ndarray
+    t: np.ndarray
+
+    @classmethod
+    def of(cls, n: int, step: int) -> _Axis:
+        m = (n - 1 + step - 1) // step + 1 if n > 1 else 1
+        pos = np.arange(n) / step
+        i0 = np.minimum(np.floor(pos).astype(int), max(m - 2, 0))
+        t = (pos - i0) if m > 1 else np.zeros(n)
+        return cls(m, i0, t)
+
+
+def _interpolate(grid: np.ndarray, rows: _Axis, cols: _Axis) -> np.ndarray:
+    """Bilinear interpolation of a (rows.nodes, cols.nodes) node grid to the tile, float32.
+
+    Two passes with two nodes per pixel: dense interpolation matrices made every map a pair of
+    (tile × nodes) matrix products, 40 % of rendering time on 12 MP surveys."""
+    c1 = np.minimum(cols.i0 + 1, cols.nodes - 1)
+    along = grid[:, cols.i0] * (1.0 - cols.t) + grid[:, c1] * cols.t  # (row nodes, w), float64
+    along = along.astype(np.float32)
+    r1 = np.minimum(rows.i0 + 1, rows.nodes - 1)
+    tr = rows.t.astype(np.float32)[:, None]
+    return along[rows.i0] * (np.float32(1.0) - tr) + along[r1] * tr
 
 
 def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: Sequence[RenderCamera],
@@ -92,10 +110,10 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
     aff = geobox.affine
     res = float(np.hypot(aff.a, aff.d))
     step = MAP_STEP
-    ar, ac = _interp_matrix(h, step), _interp_matrix(w, step)
+    ar, ac = _Axis.of(h, step), _Axis.of(w, step)
     # coarse node pixel-centre coordinates (may extend past the window: the maps are smooth)
-    ncol = win.col_off + np.arange(ac.shape[1]) * step + 0.5
-    nrow = win.row_off + np.arange(ar.shape[1]) * step + 0.5
+    ncol = win.col_off + np.arange(ac.nodes) * step + 0.5
+    nrow = win.row_off + np.arange(ar.nodes) * step + 0.5
     ccols, crows = np.meshgrid(ncol, nrow)
     cgx = aff.c + ccols * aff.a + crows * aff.b - origin[0]
     cgy = aff.f + ccols * aff.d + crows * aff.e - origin[1]
@@ -109,8 +127,8 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
     if ground.dsm is None:
         cz = np.full(cgx.shape, ground.z)
     else:
-        ri = np.clip(np.arange(ar.shape[1]) * step, 0, h - 1)
-        ci = np.clip(np.arange(ac.shape[1]) * step, 0, w - 1)
+        ri = np.clip(np.arange(ar.nodes) * step, 0, h - 1)
+        ci = np.clip(np.arange(ac.nodes) * step, 0, w - 1)
         cz = np.asarray(z)[np.ix_(ri, ci)]
     cpts = np.stack([cgx, cgy, cz], axis=-1).reshape(-1, 3)
 
@@ -146,9 +164,9 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
     for ci, cpx, cdepth, _, _ in keep:
         cam = cams[ci]
         if ground.dsm is None:
-            mx = (ar @ cpx[..., 0] @ ac.T).astype(np.float32)
-            my = (ar @ cpx[..., 1] @ ac.T).astype(np.float32)
-            depth = (ar @ cdepth @ ac.T).astype(np.float32)
+            mx = _interpolate(cpx[..., 0], ar, ac)
+            my = _interpolate(cpx[..., 1], ar, ac)
+            depth = _interpolate(cdepth, ar, ac)
         else:  # a surface is not smooth: project every pixel
             m = cam.model
             pts = np.stack([gx, gy, np.broadcast_to(z, gx.shape)], axis=-1).reshape(-1, 3)
