@@ -157,7 +157,11 @@ def read_capture(capture: Capture, alignment: dict[str, BandAlignment] | None,
         raw = read_band(fr.path)
         val = np.asarray(correction(fr, raw), dtype=np.float32) if correction else raw.astype(np.float32)
         al = alignment[fr.band.name] if alignment else BandAlignment(fr.band.name, np.eye(3), 0, 0, "none")
-        mx, my = _band_maps(al.band, al.homography.tobytes(), fr.intrinsics, shape)
+        if al.flow is not None:
+            # a close-range capture's own parallax field: no other capture shares these maps
+            mx, my = warp_maps(al, fr, None, shape)
+        else:
+            mx, my = _band_maps(al.band, al.homography.tobytes(), fr.intrinsics, shape)
         layers.append(cv2.remap(val, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                 borderValue=np.nan))
     return _decimate(np.dstack(layers), factor)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import dask
 import numpy as np
 
@@ -20,6 +19,7 @@ from belcheer.models import Capture
 from belcheer.orthomosaic.bandalign import (
     BandAlignment,
     alignment_residual,
+    apply_alignment,
     read_band,
     undistort_band,
 )
@@ -39,7 +39,10 @@ def sample_captures(captures: Sequence[Capture], n: int = DEFAULT_SAMPLE) -> lis
 
 
 def median_alignment(solutions: Sequence[dict[str, BandAlignment]]) -> dict[str, BandAlignment]:
-    """Per band, the element-wise median of the normalised homographies of several captures."""
+    """Per band, the element-wise median of the normalised homographies of several captures.
+
+    Homographies only: a dense parallax field belongs to one close-range capture's depths.
+    """
     out: dict[str, BandAlignment] = {}
     for band in solutions[0]:
         hs = np.stack([s[band].homography / s[band].homography[2, 2] for s in solutions if band in s])
@@ -51,18 +54,16 @@ def median_alignment(solutions: Sequence[dict[str, BandAlignment]]) -> dict[str,
 
 
 def measure(capture: Capture, alignment: dict[str, BandAlignment]) -> dict[str, float]:
-    """Residual (px, median displacement of independent matches) of ``alignment`` on ``capture``."""
+    """Residual (px, windowed phase correlation) of ``alignment`` on ``capture``."""
     frames = {f.band.name: f for f in capture.frames}
     primary = primary_frame(capture).band.name
     ref = undistort_band(read_band(frames[primary].path), frames[primary])
-    size = (ref.shape[1], ref.shape[0])
     out = {primary: 0.0}
     for band, al in alignment.items():
         if band == primary or band not in frames:
             continue
         ideal = undistort_band(read_band(frames[band].path), frames[band])
-        warped = cv2.warpPerspective(ideal, al.homography, size, flags=cv2.INTER_LINEAR)
-        out[band] = round(alignment_residual(warped, ref)[0], 3)
+        out[band] = round(alignment_residual(apply_alignment(ideal, al, ref.shape), ref)[0], 3)
     return out
 
 
