@@ -132,9 +132,16 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         prog(0.03, "aligning bands")
         from belcheer.orthomosaic.rig import rig_alignment
 
-        # one rigid rig: solved on a sample of captures, used for all (see orthomosaic/rig.py)
-        rig, band_residuals = rig_alignment(caps, scheduler=scheduler)
-        alignment = {c.id: rig for c in caps}
+        if len(caps) == 1:
+            # a lone capture is often taken by hand close to its subject: its own alignment, with
+            # the dense parallax field where the homography leaves more than a pixel
+            own = fr.capture_alignment(caps[0]) or {}
+            alignment = {caps[0].id: own}
+            band_residuals = {caps[0].id: {b: round(a.residual_px, 3) for b, a in own.items()}}
+        else:
+            # one rigid rig: solved on a sample of captures, used for all (see orthomosaic/rig.py)
+            rig, band_residuals = rig_alignment(caps, scheduler=scheduler)
+            alignment = {c.id: rig for c in caps}
 
     prog(0.1, "detecting features")
     feats = detect_all(caps, scheduler=scheduler) if len(caps) > 1 else []

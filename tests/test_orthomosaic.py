@@ -216,6 +216,25 @@ def test_band_alignment_flight_altitude_uses_no_dense_field(tmp_path):
 
 
 @pytest.mark.real
+def test_lone_close_range_capture_is_mosaicked_with_its_own_alignment(real_data, tmp_path):
+    """A survey of one hand-held capture (Slovakia IMG_0010, all five bands) is orthorectified
+    with that capture's own alignment, parallax field included — not a rig median — and its
+    report carries every band within the issue's 1 px (0.07–0.15 px measured)."""
+    from belcheer.orthomosaic import build_orthomosaic
+
+    src = real_dataset(real_data, "rededge_mx_slovakia")
+    one = tmp_path / "one"
+    one.mkdir()
+    for f in sorted(src.glob("IMG_0010_*.tif")):
+        (one / f.name).symlink_to(f)
+    res = build_orthomosaic(_scan(one), tmp_path / "one.tif")
+    bands = res.report["band_alignment_px"]["IMG_0010"]
+    assert set(bands) == {"blue", "green", "red", "nir", "rededge"}
+    assert max(bands.values()) <= 1.0, bands
+    assert cog_validate(res.path)[0]
+
+
+@pytest.mark.real
 def test_oblique_frames_are_refused_with_their_names(real_data, tmp_path):
     from belcheer.orthomosaic import build_orthomosaic
 
