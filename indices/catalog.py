@@ -10,10 +10,14 @@ Band codes follow the catalogue: ``B`` blue, ``G`` green, ``R`` red, ``RE1`` red
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from belcheer.errors import BandError, FormulaError, InputError
 from belcheer.indices.formula import Formula, parse
@@ -56,22 +60,33 @@ class IndexDef:
         return parse(self.formula, set(self.bands) | set(self.constants))
 
 
+def _spyndex_data(name: str) -> Any:
+    """One of the JSON files the ``spyndex`` package ships, read without importing spyndex:
+    its import pulls in requests and builds objects for every index and band (0.2–0.9 s, the
+    largest part of a small ``belcheer indices`` run), where the catalogue needs two files."""
+    spec = importlib.util.find_spec("spyndex")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the spectral-index catalogue needs the 'spyndex' package: pip install spyndex")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 @lru_cache(maxsize=1)
 def _load() -> Mapping[str, IndexDef]:
-    import spyndex  # imported lazily: it loads its JSON (and pandas/xarray) at import
-
-    consts = {k: float(v.default) for k, v in spyndex.constants.items()
-              if isinstance(getattr(v, "default", None), int | float)}
+    consts = {k: float(v["default"]) for k, v in _spyndex_data("constants.json").items()
+              if isinstance(v.get("default"), int | float)}
+    indices = _spyndex_data("spectral-indices-dict.json")["SpectralIndices"]
     out: dict[str, IndexDef] = {}
-    for short, idx in spyndex.indices.items():
-        needed = [b for b in idx.bands if b not in consts]
+    for short, idx in indices.items():
+        needed = [b for b in idx["bands"] if b not in consts]
         if not needed or any(b not in DRONE_BANDS for b in needed):
             continue
-        cvals = {b: consts[b] for b in idx.bands if b in consts}
+        cvals = {b: consts[b] for b in idx["bands"] if b in consts}
         cvals.update(CONSTANT_OVERRIDES.get(short, {}))
-        d = IndexDef(name=short, long_name=idx.long_name, formula=idx.formula,
-                     bands=tuple(needed), constants=cvals, domain=idx.application_domain,
-                     reference=idx.reference, rgb=set(needed) <= RGB_CODES)
+        # spaces dropped as spyndex does, so formulas read as the catalogue has always shown them
+        d = IndexDef(name=short, long_name=idx["long_name"], formula=idx["formula"].replace(" ", ""),
+                     bands=tuple(needed), constants=cvals, domain=idx["application_domain"],
+                     reference=idx["reference"], rgb=set(needed) <= RGB_CODES)
         try:
             d.parsed()
         except FormulaError:

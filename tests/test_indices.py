@@ -291,3 +291,28 @@ def test_distributed_and_processes_match_threads_bit_for_bit(tmp_path, monkeypat
                 with rasterio.open(threaded[n], **kw) as a, rasterio.open(other[n], **kw) as b:
                     x, y = a.read(1), b.read(1)
                 assert x.tobytes() == y.tobytes(), (n, i)
+
+
+def test_catalogue_reads_spyndex_data_without_importing_it():
+    """The catalogue is spyndex's own data, entry for entry, but read from its JSON files: the
+    package's import (requests, objects for every index) dominated small index runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from belcheer.indices.catalog import catalogue; n = len(catalogue()); "
+            "print(n, 'spyndex' in sys.modules, 'requests' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    n, spy, req = out.stdout.split()
+    assert (spy, req) == ("False", "False") and int(n) > 100
+
+    import spyndex
+
+    from belcheer.indices.catalog import CONSTANT_OVERRIDES, catalogue
+
+    for name, d in catalogue().items():
+        ref = spyndex.indices[name]
+        assert (d.formula, d.long_name, d.reference, d.domain) == (
+            ref.formula, ref.long_name, ref.reference, ref.application_domain), name
+        for c, v in d.constants.items():
+            if c not in CONSTANT_OVERRIDES.get(name, {}):  # SAVI: L = 0.5, not EVI's 1.0
+                assert v == float(spyndex.constants[c].default), (name, c)
