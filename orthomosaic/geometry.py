@@ -38,8 +38,8 @@ class CameraModel:
     of the full-resolution frame, OpenCV distortion ``(k1, k2, p1, p2, k3)``.
 
     ``lens_calibrated``: the camera wrote its own lens calibration (MicaSense
-    ``PerspectiveDistortion``), applied already or held in ``dist``; the adjustment then keeps
-    the radial terms as they are.
+    ``PerspectiveDistortion``, DJI ``DewarpData``), applied already or held in ``dist``; the
+    adjustment then keeps the radial terms as they are.
     """
 
     width: int
