@@ -1,7 +1,8 @@
 """belcheer.orthomosaic: frames of a survey → georeferenced orthomosaic COG + quality report.
 
 SIFT features (OpenCV) → footprint-overlap pairs → USAC-verified matches → bundle adjustment
-with GPS priors (SciPy) → ground plane or DSM → tile-by-tile orthorectification (Dask) → COG.
+with GPS priors (COLMAP's Ceres adjuster) → ground plane or DSM → tile-by-tile orthorectification
+(Dask) → COG.
 """
 
 from __future__ import annotations

@@ -141,7 +141,12 @@ def ecc_homography(mov: np.ndarray, ref: np.ndarray, init: np.ndarray | None = N
 
     Solved coarse to fine over ``levels`` pyramid levels; ``init`` is a starting guess.
     """
-    gm, gr = _gradient(mov), _gradient(ref)
+    return _ecc_refine(_gradient(mov), _gradient(ref), init, levels)
+
+
+def _ecc_refine(gm: np.ndarray, gr: np.ndarray, init: np.ndarray | None, levels: int) -> np.ndarray:
+    """:func:`ecc_homography` on gradient magnitudes already computed (``gm`` moving, ``gr``
+    reference): a capture's reference gradient then serves every band."""
     h = init.copy() if init is not None else _phase_init(gm, gr)
     # ECC's warp maps template (ref) coordinates to input (mov) coordinates: use the inverse
     warp = np.linalg.inv(h).astype(np.float32)
@@ -151,7 +156,7 @@ def ecc_homography(mov: np.ndarray, ref: np.ndarray, init: np.ndarray | None = N
         s = 2.0 ** lvl
         scale = np.diag([1 / s, 1 / s, 1.0]).astype(np.float32)
         w = scale @ warp @ np.linalg.inv(scale)
-        size = (int(ref.shape[1] / s), int(ref.shape[0] / s))
+        size = (int(gr.shape[1] / s), int(gr.shape[0] / s))
         a = cv2.resize(gr, size, interpolation=cv2.INTER_AREA)
         b = cv2.resize(gm, size, interpolation=cv2.INTER_AREA)
         try:
@@ -164,11 +169,10 @@ def ecc_homography(mov: np.ndarray, ref: np.ndarray, init: np.ndarray | None = N
     return h / h[2, 2]
 
 
-def ecc_score(mov: np.ndarray, ref: np.ndarray, homography: np.ndarray) -> float:
-    """ECC correlation (−1…1) of the gradient magnitudes once ``mov`` is warped onto ``ref`` by
+def _ecc_score(gm: np.ndarray, gr: np.ndarray, homography: np.ndarray) -> float:
+    """ECC correlation (−1…1) of gradient magnitudes once ``gm`` is warped onto ``gr`` by
     ``homography``, over the pixels both cover: the criterion :func:`ecc_homography` maximises."""
-    gm, gr = _gradient(mov), _gradient(ref)
-    size = (ref.shape[1], ref.shape[0])
+    size = (gr.shape[1], gr.shape[0])
     warped = cv2.warpPerspective(gm, homography, size, flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.ones(gm.shape, np.uint8), homography, size, flags=cv2.INTER_NEAREST)
     mask = cv2.erode(mask, np.ones((5, 5), np.uint8))
@@ -407,13 +411,15 @@ def align_bands(images: dict[str, np.ndarray], frames: dict[str, Frame], primary
                 name in frames and primary in frames) else None
             method = "rig_relatives+ecc" if init is not None else "phase+ecc"
             solved[name], methods[name] = ecc_homography(ideal[name], ref, init, levels=2), method
+    grad_ref = _gradient(ref)
     for name in pending:
         if methods[name].endswith("+ecc"):
             continue
         # SIFT on a handful of cross-spectral matches (NIR against green) leaves the homography
         # a pixel or more off; ECC uses every edge of the image and brings it under 0.2 px
-        refined = ecc_homography(ideal[name], ref, solved[name], levels=2)
-        if ecc_score(ideal[name], ref, refined) > ecc_score(ideal[name], ref, solved[name]):
+        grad = _gradient(ideal[name])
+        refined = _ecc_refine(grad, grad_ref, solved[name], levels=2)
+        if _ecc_score(grad, grad_ref, refined) > _ecc_score(grad, grad_ref, solved[name]):
             solved[name], methods[name] = refined, methods[name] + "+ecc"
     for name in pending:
         h = solved[name] / solved[name][2, 2]
