@@ -12,9 +12,14 @@ window so generation never holds it in memory) is generated in a temporary folde
   writing the COGs, almost no arithmetic: the I/O limit;
 * ``gdal_calc.py``: NDVI (and the three indices, one call each, as gdal_calc computes one output
   per call) with ``--co COMPRESS=DEFLATE --co TILED=YES --co NUM_THREADS=ALL_CPUS``
-  (Debian: ``apt-get install gdal-bin python3-gdal``);
+  (Debian: ``apt-get install gdal-bin python3-gdal``), nodata -9999: with ``--NoDataValue=nan``
+  gdal_calc up to GDAL 3.6 (Debian 12) writes NaN everywhere, as it masks by
+  ``keep * result + nodata * mask`` and ``nan * 0`` is NaN — an empty raster that costs nothing
+  to compress;
 * ``rasterio loop``: a plain single-threaded block loop writing a tiled DEFLATE GeoTIFF.
 
+Every tool's outputs are checked against each other on sample windows (NaN and -9999 as nodata;
+max difference ≤ 1e-5) so a peer that computes the wrong thing cannot look fast.
 Throughput is megapixels per second of output raster; ratios are printed against gdal_calc.
 Every line also gives the CPU seconds (user + system) and the load average when it started: on
 a shared machine other jobs inflate wall time far more than CPU time. ``--repeat N`` runs all
@@ -100,6 +105,54 @@ GDAL_INDICES = {
 }
 
 
+#: outputs of each tool, by index: name of the file a run leaves in its output folder
+OUTPUT_INDEX = {"ndvi.tif": "ndvi", "savi.tif": "savi", "ndrei.tif": "ndrei", "loop.tif": "ndvi",
+                "ndvi_gdal.tif": "ndvi", "savi_gdal.tif": "savi", "ndrei_gdal.tif": "ndrei"}
+
+
+def sample_outputs(out: Path) -> dict[str, "np.ndarray"]:
+    """Index → values of a few fixed 512 × 512 windows (corner, centre, far edge) of each output
+    in ``out``, nodata (NaN or -9999) as NaN."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    found = {}
+    for path in sorted(out.glob("*.tif")):
+        name = OUTPUT_INDEX.get(path.name)
+        if name is None:
+            continue
+        with rasterio.open(path) as src:
+            h, w = src.height, src.width
+            wins = [Window(0, 0, 512, 512), Window(w // 2, h // 2, 512, 512),
+                    Window(w - 300, h - 300, 300, 300)]
+            v = np.concatenate([src.read(1, window=win).ravel() for win in wins]).astype(np.float64)
+        v[v == -9999] = np.nan
+        found[name] = v
+    return found
+
+
+def check_outputs(samples: dict[str, dict[str, "np.ndarray"]], tol: float = 1e-5) -> None:
+    """Every tool's output of an index equals the first tool's within ``tol`` (exit otherwise)."""
+    import numpy as np
+
+    by_index: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for label, found in samples.items():
+        for name, v in found.items():
+            by_index.setdefault(name, []).append((label, v))
+    for name, runs in by_index.items():
+        (ref_label, ref), *others = runs
+        for label, v in others:
+            nan_differs = int((np.isnan(ref) != np.isnan(v)).sum())
+            both = ~np.isnan(ref) & ~np.isnan(v)
+            diff = float(np.abs(ref[both] - v[both]).max()) if both.any() else float("nan")
+            ok = nan_differs == 0 and both.any() and diff <= tol
+            print(f"  check {name}: {label} vs {ref_label}: max |Δ| {diff:.1e}, nodata differs "
+                  f"at {nan_differs} px — {'same' if ok else 'DIFFERENT'}")
+            if not ok:
+                sys.exit(f"{label} and {ref_label} disagree on {name}: benchmark void")
+
+
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system, all threads) and peak RSS (MB) of one command
     in a fresh wrapper process. CPU time is what other jobs on a shared machine cannot inflate
@@ -118,7 +171,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float
 
 def gdal_calc(src: Path, out: Path, name: str) -> list[str]:
     expr, bands = GDAL_INDICES[name]
-    args = ["gdal_calc.py", "--quiet", "--overwrite", "--type=Float32", "--NoDataValue=nan",
+    args = ["gdal_calc.py", "--quiet", "--overwrite", "--type=Float32", "--NoDataValue=-9999",
             f"--calc={expr}", f"--outfile={out / (name + '_gdal.tif')}",
             "--co", "COMPRESS=DEFLATE", "--co", "TILED=YES", "--co", "NUM_THREADS=ALL_CPUS",
             "--co", "BIGTIFF=YES"]
@@ -178,6 +231,7 @@ def bench(n: int, tmp: Path, skip_peers: bool = False, repeat: int = 1) -> dict[
         else:
             print("  gdal_calc.py not found: apt-get install gdal-bin python3-gdal")
     rows = {label: Row(label, outputs) for label, _, outputs, _ in configs}
+    samples: dict[str, dict[str, object]] = {}
     for r in range(repeat):
         if repeat > 1:
             print(f" round {r + 1}/{repeat}", flush=True)
@@ -192,8 +246,11 @@ def bench(n: int, tmp: Path, skip_peers: bool = False, repeat: int = 1) -> dict[
             row.cpus.append(cpu)
             row.rss.append(rss)
             row.loads.append(load)
+            if r == 0:
+                samples[label] = sample_outputs(out)
             print(f"  {label:40s} {dt:7.1f} s  {mp * outputs / dt:7.1f} MPx/s  CPU {cpu:7.1f} s  "
                   f"peak RSS {rss:6.0f} MB  (load {load:4.1f})", flush=True)
+    check_outputs(samples)
     shutil.rmtree(tmp / "out", ignore_errors=True)
     src.unlink()
     return rows
