@@ -107,7 +107,7 @@ def main() -> None:
         print(f"Brighton Beach (18 frames): belcheer {bw:.1f} s, peak {brss:.0f} MB, {binfo}")
         if not args.skip_opencv:
             # OpenCV's default leaves out frames it joins with confidence < 1 (7 of Brighton's 18
-            # on 2026-12-02); 0.5 is the lowest that still gave one sane panorama there (0.3 made
+            # on 2026-12-02); of the values tried, 0.5 gave one sane panorama there (0.3 made
             # a 21000 × 30000 px one in 47 s)
             for conf in (None, 0.5):
                 ow, orss, oinfo = opencv_run(frames, tmp / "o.jpg", tuple(binfo["shape"]),
