@@ -103,7 +103,11 @@ def _mosaic(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
         _calibrate(ctx, progress)
     product = mosaic(ctx.ws, p.survey, resolution=p.resolution, epsg=p.epsg,
                      correction=ctx.calibration, scheduler=p.scheduler, progress=progress)
-    return {"product": product.name, "path": str(product.path)}
+    meta = product.metadata
+    # what the job report shows of the mosaic: never a silent partial result
+    return {"product": product.name, "path": str(product.path),
+            **{k: meta.get(k) for k in ("frames_used", "frames_gps_only", "frames_dropped", "blocks",
+                                        "reprojection_mean_px", "quality_report", "preview")}}
 
 
 def _indices(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:

@@ -91,8 +91,9 @@ def _choose_epsg(frames: Sequence[Frame], epsg: int | None) -> int | None:
     poses = [f.pose for f in frames if f.pose is not None and f.usable]
     if not poses:
         return None
-    lon = statistics.fmean(p.lon for p in poses)
-    lat = statistics.fmean(p.lat for p in poses)
+    # the median: a few frames of another flight in the folder must not move the zone
+    lon = statistics.median(p.lon for p in poses)
+    lat = statistics.median(p.lat for p in poses)
     return utm_epsg(lon, lat)
 
 

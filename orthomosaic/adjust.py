@@ -59,6 +59,8 @@ class Adjustment:
     #: offset of the GNSS positions from the ground control's frame, common to all cameras
     #: (GNSS = camera + offset; metres east/north/up), solved when GCPs are given
     gnss_shift: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    #: observations left out of the residual statistics: behind a camera, beyond the cut (px)
+    removed: dict = field(default_factory=lambda: {"behind_camera": 0, "beyond_cut": 0, "cut_px": None})
 
     @property
     def mean_px(self) -> float:
@@ -329,6 +331,15 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
                 rec.delete_point3D(int(point_id[p]))
             # both observations of a point go when either end is an outlier
             keep &= ~np.isin(obs_pt, bad_pts)
+    res, depth = _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g,
+                            with_depth=True)
+    # the statistics leave out what no solver should be judged on: a point behind (or at) a
+    # camera projects anywhere (one such made a mean of 1e25 px), and gross outliers left by the
+    # last pass; both are counted
+    out, removed = statistics_outliers(res, depth, outlier_px)
+    live = np.flatnonzero(keep)
+    bad_pts = np.unique(obs_pt[live[out]])
+    keep &= ~np.isin(obs_pt, bad_pts)
     res = _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g)
     rotvecs, centres = _poses(rec, n)
     intr = _intrinsics(rec, g)
@@ -343,7 +354,20 @@ def bundle_adjust(rotvecs0: np.ndarray, centres0: np.ndarray, gps: np.ndarray,
     points = np.array([rec.point3D(int(point_id[p])).xyz for p in used]).reshape(-1, 3)
     new_models = tuple(mo.with_params(*intr[k]) for k, mo in enumerate(models))
     return Adjustment(rotvecs, centres, new_models, points, res, obs_cam[keep], gres,
-                      0.5 * float(np.sum(res ** 2)), _iterations(summary), offset.copy())
+                      0.5 * float(np.sum(res ** 2)), _iterations(summary), offset.copy(), removed)
+
+
+def statistics_outliers(res: np.ndarray, depth: np.ndarray, outlier_px: float = 4.0
+                        ) -> tuple[np.ndarray, dict]:
+    """Observations to leave out of the residual statistics: behind (or at) their camera
+    (``depth`` ≤ 0, metres), or with a residual (px) beyond ``outlier_px`` or three times the
+    median of the rest. Returns the mask and the counts with the cut used."""
+    behind = ~(depth > 1e-6)
+    ok = ~behind & np.isfinite(res)
+    cut = max(outlier_px, 3.0 * float(np.median(res[ok]))) if ok.any() else outlier_px
+    beyond = ~behind & ~(res <= cut)
+    return behind | beyond, {"behind_camera": int(behind.sum()), "beyond_cut": int(beyond.sum()),
+                             "cut_px": round(float(cut), 3)}
 
 
 def _poses(rec: pycolmap.Reconstruction, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -366,16 +390,22 @@ def _intrinsics(rec: pycolmap.Reconstruction, g: int) -> np.ndarray:
     return out
 
 
-def _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g) -> np.ndarray:
-    """Reprojection residual norms (px) of the kept observations, in the Brown model."""
+def _residuals(rec, n, point_id, obs_cam, obs_pt, obs_px, keep, group, fixed_g, with_depth=False):
+    """Reprojection residual norms (px) of the kept observations, in the Brown model (and
+    with ``with_depth`` each point's depth in front of its camera, metres)."""
     rotvecs, centres = _poses(rec, n)
     intr = _intrinsics(rec, len(fixed_g))
     live = np.flatnonzero(keep)
     pts = np.array([rec.point3D(int(point_id[p])).xyz for p in obs_pt[live]]).reshape(-1, 3)
     oc = obs_cam[live]
     gi = group[oc]
-    return np.linalg.norm(_project(pts, rotvecs[oc], centres[oc], intr[gi], fixed_g[gi])
-                          - obs_px[live], axis=1)
+    res = np.linalg.norm(_project(pts, rotvecs[oc], centres[oc], intr[gi], fixed_g[gi])
+                         - obs_px[live], axis=1)
+    if not with_depth:
+        return res
+    rot = Rotation.from_rotvec(rotvecs[oc]).as_matrix()
+    depth = np.einsum("nj,nj->n", rot[:, 2, :], pts - centres[oc])
+    return res, depth
 
 
 def _iterations(summary) -> int:
@@ -384,4 +414,5 @@ def _iterations(summary) -> int:
     return int(ceres.num_successful_steps + ceres.num_unsuccessful_steps) if ceres is not None else 0
 
 
-__all__ = ["Adjustment", "GnssPrior", "GroundControl", "bundle_adjust", "initial_points", "triangulate_midpoint"]
+__all__ = ["Adjustment", "GnssPrior", "GroundControl", "bundle_adjust", "initial_points",
+           "statistics_outliers", "triangulate_midpoint"]

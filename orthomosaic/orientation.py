@@ -166,8 +166,12 @@ def fix_yaw_flips(rotvecs: np.ndarray, centres: np.ndarray, cam_of: Sequence[Cam
                 for turn in (0.0, 90.0, 180.0, 270.0):
                     b = rays_to_plane(new_px, _turned(rotvecs[new], turn), centres[new], cam_of[new],
                                       ground_z)
-                    errs.append(np.nanmedian(np.linalg.norm(a - b, axis=1)))
-                turns[new] = (0.0, 90.0, 180.0, 270.0)[int(np.nanargmin(errs))]
+                    d = np.linalg.norm(a - b, axis=1)
+                    errs.append(np.nanmedian(d) if np.isfinite(d).any() else np.nan)
+                # no ray of either frame meets the plane (a guessed ground height above some
+                # cameras): no evidence, keep the recorded heading
+                turns[new] = (0.0 if not np.isfinite(errs).any()
+                              else (0.0, 90.0, 180.0, 270.0)[int(np.nanargmin(errs))])
                 grown = True
                 break
         return turns

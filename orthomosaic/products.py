@@ -55,15 +55,31 @@ def write_report(result: MosaicResult, report_dir: Path, stem: str = "orthomosai
         ov = np.zeros((*s.shape, 4), np.float32)
         ov[edge] = (1.0, 1.0, 0.0, 1.0)
         ax.imshow(ov, extent=(b.left, b.right, b.bottom, b.top), interpolation="nearest")
-    for _cid, text in report.get("footprints_wkt", {}).items():
-        poly = wkt.loads(text)
+    from shapely.ops import unary_union
+
+    status = report.get("frame_status", {})
+    colours = {"adjusted": "cyan", "gps_only": "orange"}
+    polys = {cid: wkt.loads(text) for cid, text in report.get("footprints_wkt", {}).items()}
+    for cid, poly in polys.items():
         x, y = poly.exterior.xy
-        ax.plot(x, y, color="cyan", lw=0.6)
-    for _cid, (x, y) in report.get("nadir_points_utm", {}).items():
-        ax.plot(x, y, "r+", ms=5)
-    ax.set_title(f"{report.get('survey', '')}: {len(report.get('frames_used', []))} frames, "
-                 f"mean residual {report.get('reprojection_mean_px')} px — footprints (cyan), seams (yellow)",
-                 fontsize=8)
+        ax.plot(x, y, color=colours.get(status.get(cid, "adjusted"), "cyan"), lw=0.6)
+    for cid, (x, y) in report.get("nadir_points_utm", {}).items():
+        ax.plot(x, y, "+", color="red" if status.get(cid, "adjusted") == "adjusted" else "orange", ms=5)
+    # each adjusted block outlined, numbered as in the report's block_stats
+    for b, members in enumerate(report.get("blocks", [])):
+        outline = unary_union([polys[c] for c in members if c in polys])
+        for part in getattr(outline, "geoms", [outline]):
+            if part.is_empty or not hasattr(part, "exterior"):
+                continue
+            x, y = part.exterior.xy
+            ax.plot(x, y, color="magenta", lw=1.4)
+        if not outline.is_empty:
+            pt = outline.representative_point()
+            ax.annotate(f"block {b}", (pt.x, pt.y), color="magenta", fontsize=8)
+    n_gps = len(report.get("frames_gps_only", []))
+    ax.set_title(f"{report.get('survey', '')}: {len(report.get('frames_used', []))} frames "
+                 f"({n_gps} by GPS only), mean residual {report.get('reprojection_mean_px')} px — "
+                 "adjusted (cyan), GPS only (orange), blocks (magenta), seams (yellow)", fontsize=8)
     ax.set_xlabel(f"EPSG:{report.get('epsg')} easting (m)")
     ax.set_ylabel("northing (m)")
     with atomic_path(png_path) as tmp:
@@ -91,6 +107,7 @@ def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg:
         "quality_report": str(json_path), "preview": str(png_path), "method": rep.get("method"),
         "resolution_m": rep.get("resolution_m"), "gsd_m": rep.get("gsd_m"),
         "frames_used": len(rep.get("frames_used", [])), "frames_dropped": len(rep.get("frames_dropped", [])),
+        "frames_gps_only": len(rep.get("frames_gps_only", [])),
         "reprojection_mean_px": rep.get("reprojection_mean_px"), "blocks": len(rep.get("blocks", [])),
         "covered_area_ha": rep.get("covered_area_ha"),
     }

@@ -41,6 +41,12 @@ class RenderCamera:
     centre: np.ndarray
     model: CameraModel
     footprint: BaseGeometry  # UTM metres
+    #: seamlines pick the most vertical view: a frame's distance from its nadir is multiplied by
+    #: the survey's median flying height over its own (a higher camera sees the point more
+    #: steeply), and ``penalty_m`` metres are added (frames placed by GPS alone, frames far
+    #: from nadir), so such frames fill only what no better frame sees
+    distance_scale: float = 1.0
+    penalty_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,27 @@ def _interpolate(grid: np.ndarray, rows: _Axis, cols: _Axis) -> np.ndarray:
     return along[rows.i0] * (np.float32(1.0) - tr) + along[r1] * tr
 
 
+def _field_radius(model: CameraModel) -> float:
+    """Largest undistorted normalised radius inside the frame (its corners), with 5 % slack."""
+    from belcheer.orthomosaic.geometry import undistort_pixels
+
+    corners = np.array([[0.0, 0.0], [model.width - 1.0, 0.0], [0.0, model.height - 1.0],
+                        [model.width - 1.0, model.height - 1.0]])
+    return 1.05 * float(np.hypot(*undistort_pixels(corners, model).T).max())
+
+
+def _in_field(points: np.ndarray, cam: RenderCamera) -> np.ndarray:
+    """Which world points (N, 3) lie inside the camera's field of view (in front of it and
+    within the frame corners' angle from the optical axis)."""
+    from scipy.spatial.transform import Rotation
+
+    pc = Rotation.from_rotvec(cam.rotvec).apply(points - cam.centre)
+    z = pc[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rad = np.hypot(pc[:, 0], pc[:, 1]) / z
+    return (z > 0) & (rad <= _field_radius(cam.model))
+
+
 def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: Sequence[RenderCamera],
                 ground: Ground, read: Callable[[str, float], np.ndarray], factor: float, n_bands: int,
                 feather_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +164,9 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
     for ci, cam in enumerate(cams):
         m = cam.model
         px, depth = project(cpts, cam.rotvec, cam.centre, m.f, m.cx, m.cy, m.dist)
+        # beyond the lens's field of view the Brown polynomial folds back into the image:
+        # ground far outside the frame would land on it as swirls
+        depth = np.where(_in_field(cpts, cam), depth, -1.0)
         px = np.clip((px + 0.5) / factor - 0.5, -1e6, 1e6).reshape(*cgx.shape, 2)
         depth = depth.reshape(cgx.shape)
         iw, ih = m.width / factor, m.height / factor
@@ -147,7 +177,7 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
                   & (px[..., 0] <= iw - 1 + span) & (px[..., 1] <= ih - 1 + span))
         if not inside.any():
             continue
-        d = np.hypot(cgx - cam.centre[0], cgy - cam.centre[1])
+        d = np.hypot(cgx - cam.centre[0], cgy - cam.centre[1]) * cam.distance_scale + cam.penalty_m
         coarse.append((ci, px, depth, inside, d))
     labels = np.full((h, w), -1, np.int32)
     acc = np.zeros((n_bands, h, w), np.float64)
@@ -171,6 +201,7 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
             m = cam.model
             pts = np.stack([gx, gy, np.broadcast_to(z, gx.shape)], axis=-1).reshape(-1, 3)
             px, dep = project(pts, cam.rotvec, cam.centre, m.f, m.cx, m.cy, m.dist)
+            dep = np.where(_in_field(pts, cam), dep, -1.0)
             px = np.clip((px + 0.5) / factor - 0.5, -1e6, 1e6)
             mx = px[:, 0].reshape(h, w).astype(np.float32)
             my = px[:, 1].reshape(h, w).astype(np.float32)
@@ -189,7 +220,8 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
             sample = sample.astype(np.float32)
         else:
             valid &= np.isfinite(sample).all(axis=-1)
-        d = np.hypot(gx - np.float32(cam.centre[0]), gy - np.float32(cam.centre[1]))
+        d = (np.hypot(gx - np.float32(cam.centre[0]), gy - np.float32(cam.centre[1]))
+             * np.float32(cam.distance_scale) + np.float32(cam.penalty_m))
         dists.append(np.where(valid, d, np.inf))
         samples.append(np.nan_to_num(sample))
         valids.append(valid)

@@ -289,20 +289,6 @@ def test_single_frame_is_orthorectified_and_georeferenced(real_data, tmp_path, w
 
 
 @pytest.mark.real
-def test_frames_that_do_not_overlap_are_named(real_data, tmp_path):
-    from belcheer.orthomosaic import build_orthomosaic
-
-    survey = _scan(real_dataset(real_data, "brighton_beach_rgb"))
-    by_id = {c.id: c for c in survey.captures}
-    # first frame of the first line and last frame of the last line: no common ground
-    apart = survey.replace(captures=(by_id["DJI_0018"], by_id["DJI_0035"]))
-    with pytest.raises(ProcessingError) as exc:
-        build_orthomosaic(apart, tmp_path / "o.tif")
-    assert "DJI_0018" in str(exc.value) and "DJI_0035" in str(exc.value)
-    assert "overlap" in str(exc.value)
-
-
-@pytest.mark.real
 @pytest.mark.slow
 def test_brighton_beach_mosaic(real_data, workspace, artifacts):
     from belcheer.orthomosaic import mosaic

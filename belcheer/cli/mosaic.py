@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
             _common.print_json(product.to_dict())
         else:
             _common.out.print(f"{product.name}: {product.path}")
-            for key in ("frames_used", "frames_dropped", "reprojection_mean_px", "gsd_m", "quality_report"):
+            for key in ("frames_used", "frames_gps_only", "frames_dropped", "blocks",
+                        "reprojection_mean_px", "gsd_m", "quality_report"):
                 if key in product.metadata:
                     _common.out.print(f"  {key}: {product.metadata[key]}")
 
