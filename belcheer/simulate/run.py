@@ -18,6 +18,7 @@ from belcheer.errors import ConfigError, InputError
 from belcheer.fileio import atomic_path, write_json_atomic
 from belcheer.grid import geobox_for_bounds
 from belcheer.progress import ProgressCallback, no_progress
+from belcheer.simulate import flight
 from belcheer.simulate import layout as lay
 from belcheer.simulate import truth as tr
 from belcheer.simulate.cameras import CAMERAS, CameraModel, vignetting_poly
@@ -384,7 +385,7 @@ def _poses_table(shots, lonlat_of) -> pd.DataFrame:
 def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0, area, alt,
                 start_local, margin) -> dict[str, Any]:
     """Everything needed to understand (or re-run) the simulation, JSON-ready."""
-    return {
+    out = {
         "simulation": sim.to_dict(),
         "scene": {"epsg": lay.EPSG, "center_utm": layout.center_xy, "area_ha": area,
                   "half_side_m": layout.half_m, "margin_m": margin, "truth_res_m": TRUTH_RES_M,
@@ -426,6 +427,22 @@ def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0,
             "rgb_bands": "RGB JPEG channels show the red/green/blue truth bands",
             "dji_time": "DJI EXIF times are local (UTC+8); MicaSense times are UTC"},
     }
+    out["scene"]["texture"] = sim.texture
+    out["scene"]["lake"] = None if layout.lake is None else {
+        "fraction_asked": sim.lake_fraction, "area_m2": float(layout.lake.area),
+        "bounds_utm": list(layout.lake.bounds), "over_water_share": lay.OVER_WATER_SHARE,
+        "checkpoints_kept": sorted(layout.checkpoints)}
+    fl = out["flight"]
+    fl["platform"], fl["blocks"] = sim.platform, sim.blocks
+    fl["line_block"] = list(plan.line_block) or [0] * len(plan.line_x)
+    if sim.platform == "fixed-wing":
+        fl["fixed_wing"] = {
+            "roll_sigma_deg": flight.FW_ROLL_SIGMA_DEG, "roll_clip_deg": flight.FW_ROLL_CLIP_DEG,
+            "pitch_sigma_deg": flight.FW_PITCH_SIGMA_DEG, "pitch_clip_deg": flight.FW_PITCH_CLIP_DEG,
+            "yaw_sigma_deg": flight.FW_YAW_SIGMA_DEG, "bank_line_ends_deg": list(flight.FW_BANK_DEG),
+            "crab_deg": list(flight.FW_CRAB_DEG),
+            "written_metadata": "EXIF GPS only (altitude above sea level); no XMP, no attitude"}
+    return out
 
 
 def load_parameters(sim_json: Path) -> dict[str, Any]:

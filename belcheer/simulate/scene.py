@@ -100,9 +100,10 @@ def _dots(shape: tuple[int, int], res: float, rng: np.random.Generator) -> np.nd
     return out
 
 
-#: texture amplitudes (tussock field, per-pixel noise) of the pasture; "low" is uniform steppe
-#: grass without shrubs, stones or dung spots, the normal ground in Mongolia
-TEXTURE = {"normal": (0.07, 0.04), "low": (0.035, 0.02)}
+#: pasture texture: amplitudes of the tussock field and of the per-pixel noise, and the contrast
+#: of the shrub/stone/dung discs (1 = their own reflectance, 0 = invisible); "low" is uniform
+#: steppe grass, the normal ground in Mongolia
+TEXTURE = {"normal": (0.07, 0.04, 1.0), "low": (0.05, 0.03, 0.22)}
 
 
 def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: float,
@@ -117,16 +118,13 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
         raise ValueError(f"degradation must be within 0…1, got {degradation}")
     if texture not in TEXTURE:
         raise ValueError(f"texture must be one of {sorted(TEXTURE)}, got {texture!r}")
-    tussock, grain = TEXTURE[texture]
+    tussock, grain, dot_contrast = TEXTURE[texture]
     rng = np.random.default_rng([scene_seed, 101])
     h, w = geobox.shape
     res = float(geobox.resolution.x)
     left, top = geobox.transform.c, geobox.transform.f
     material, pid = _material_raster(layout, geobox)
     dots = _dots((h, w), res, rng)
-    if texture == "low":
-        # drawn all the same, so the fields below are those of the normal scene
-        dots[:] = 0
 
     # coarse (1 m) and tussock (0.24 m) fields, sampled at fine pixel centres below
     c_res, m_res = 1.0, 0.24
@@ -191,7 +189,12 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
             out[crop] = cc * em["crop"] + (1 - cc) * soil
         past = mat == _PASTURE
         for code, name in ((1, "shrub"), (2, "stone"), (3, "soil")):
-            out[past & (dt == code)] = em[name] * (0.8 if code == 3 else 1.0)
+            sel = past & (dt == code)
+            if dot_contrast == 1.0:
+                out[sel] = em[name] * (0.8 if code == 3 else 1.0)
+            else:
+                out[sel] = (dot_contrast * em[name] * (0.8 if code == 3 else 1.0)
+                            + (1 - dot_contrast) * out[sel])
         for code, val in fixed:
             out[mat == code] = val
         tex_rng = np.random.default_rng([scene_seed, 202, b0])
