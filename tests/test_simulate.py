@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import shapely
 import tifffile
 from defusedxml import ElementTree as ET
 from rasterio.mask import mask as rio_mask
@@ -495,10 +496,11 @@ def test_flight_plan_sizes_and_coverage(camera, area_ha, low, high):
 
 # -- harder surveys (issue 18): lake, low texture, fixed wing, two blocks -----------------------
 
-def _sift_features(frames_dir):
+def _sift_features(frames_dir, names=None):
+    """SIFT keypoints and descriptors of the frames (all, or the capture ids ``names``)."""
     sift = cv2.SIFT_create()
-    return [sift.detectAndCompute(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), None)
-            for f in sorted(frames_dir.glob("*.JPG"))]
+    files = sorted(frames_dir.glob("*.JPG")) if names is None else [frames_dir / f"{n}.JPG" for n in names]
+    return [sift.detectAndCompute(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), None) for f in files]
 
 
 def _verified_matches(fa, fb) -> int:
@@ -522,10 +524,10 @@ def test_low_texture_steppe_has_few_but_matchable_features(rgb_sim, tmp_path):
         la, lb = a.read(1), b.read(1)
     fixed = (la != Cover.PASTURE) & (la != Cover.BARE)
     assert np.array_equal(la[fixed], lb[fixed])              # the same place, only its texture
-    normal_f, low_f = _sift_features(rgb_sim.frames_dir), _sift_features(low.frames_dir)
+    names = ["DJI_0001", "DJI_0002", "DJI_0003", "DJI_0004"]
+    normal_f, low_f = _sift_features(rgb_sim.frames_dir, names[:2]), _sift_features(low.frames_dir, names)
     n_normal = np.array([len(k) for k, _ in normal_f])
     n_low = np.array([len(k) for k, _ in low_f])
-    assert len(n_low) == len(n_normal) == 6
     assert n_normal.min() > 3000
     assert 150 <= n_low.min() and np.median(n_low) <= 0.2 * np.median(n_normal)
     verified = [_verified_matches(a, b) for a, b in zip(low_f, low_f[1:])]
@@ -558,9 +560,8 @@ def test_lake_lies_under_the_asked_share_of_frames(lake_sim):
         fp = footprint(cam, _ShotLike(row), 925.0)
         x0, y0, x1, y1 = fp.bounds
         gx, gy = np.meshgrid(np.linspace(x0, x1, 40), np.linspace(y0, y1, 40))
-        inside = np.array([(x, y) for x, y in zip(gx.ravel(), gy.ravel(), strict=True)
-                           if fp.contains(Point(x, y))])
-        r, c = rasterio.transform.rowcol(transform, inside[:, 0], inside[:, 1])
+        inside = shapely.contains_xy(fp, gx.ravel(), gy.ravel())
+        r, c = rasterio.transform.rowcol(transform, gx.ravel()[inside], gy.ravel()[inside])
         water = np.mean(lc[np.asarray(r), np.asarray(c)] == Cover.WATER)
         assert water == pytest.approx(row.water_share, abs=0.05), row.Index
     cps = pd.read_csv(lake_sim.checkpoints_path)
@@ -568,9 +569,9 @@ def test_lake_lies_under_the_asked_share_of_frames(lake_sim):
     r, c = rasterio.transform.rowcol(transform, cps.x.to_numpy(), cps.y.to_numpy())
     assert (lc[np.asarray(r), np.asarray(c)] == Cover.TARGET).all()
     # a frame over water is almost blank: a small fraction of a land frame's SIFT features
-    feats = dict(zip(sorted(poses.index), _sift_features(lake_sim.frames_dir), strict=True))
-    wet = max(len(feats[c][0]) for c in poses.index[over])
-    dry = np.median([len(feats[c][0]) for c in poses.index[poses.water_share < 0.05]])
+    wet = max(len(k) for k, _ in _sift_features(lake_sim.frames_dir, poses.index[over]))
+    dry = np.median([len(k) for k, _ in _sift_features(lake_sim.frames_dir,
+                                                      poses.index[poses.water_share < 0.05][:3])])
     assert wet < 0.4 * dry
 
 
@@ -587,10 +588,11 @@ def test_fixed_wing_without_gimbal(tmp_path, capsys):
     from belcheer.ingest import scan
 
     out = tmp_path / "fw"
+    alt = 35.0
     assert main(["simulate", str(out), "--camera", "rgb", "--seed", "2", "--area-ha", "0.1",
-                 "--altitude", "50", "--platform", "fixed-wing", "--json"]) == 0
+                 "--altitude", str(alt), "--platform", "fixed-wing", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["platform"] == "fixed-wing" and info["n_captures"] == 12
+    assert info["platform"] == "fixed-wing" and info["n_captures"] == 15
     params = json.loads((out / "truth" / "simulation.json").read_text())
     assert params["flight"]["speed_m_s"] == 16.0
     poses = pd.read_csv(out / "truth" / "poses.csv").set_index("capture_id")
@@ -599,7 +601,7 @@ def test_fixed_wing_without_gimbal(tmp_path, capsys):
         data = f.read_bytes()
         assert b"drone-dji" not in data and b"Gimbal" not in data and b"x:xmpmeta" not in data
     s = scan(out / "frames")
-    assert len(s.flight_captures) == 12
+    assert len(s.flight_captures) == 15
     for c in s.flight_captures:
         p = c.frames[0].pose
         assert p.yaw is None and p.pitch is None and p.roll is None and p.alt_rel_m is None
@@ -622,13 +624,13 @@ def test_fixed_wing_without_gimbal(tmp_path, capsys):
 
     first = poses.iloc[0]
     fp = footprint(CAMERAS["rgb"], _ShotLike(next(poses.iloc[:1].itertuples())), 925.0)
-    assert abs(fp.centroid.x - first.x) > 50 * math.tan(math.radians(15))
+    assert abs(fp.centroid.x - first.x) > alt * math.tan(math.radians(15))
 
 
 def test_two_blocks_share_no_ground(tmp_path):
     from belcheer.simulate.flight import footprint
 
-    sim = simulate(tmp_path / "two", seed=5, camera="rgb", area_ha=0.1, altitude_m=50.0, blocks=2)
+    sim = simulate(tmp_path / "two", seed=5, camera="rgb", area_ha=0.05, altitude_m=35.0, blocks=2)
     poses = _poses(sim)
     assert sorted(poses.block.unique()) == [0, 1]
     params = json.loads(sim.simulation_json.read_text())
@@ -646,4 +648,4 @@ def test_two_blocks_share_no_ground(tmp_path):
         assert min(front) > 0.6
         assert b[0].intersection(b[7]).area / b[0].area > 0.5
     gps = poses.gps_x.groupby(poses.block).agg(["min", "max"])
-    assert gps.loc[1, "min"] - gps.loc[0, "max"] > cam.footprint_m(50.0)[0]
+    assert gps.loc[1, "min"] - gps.loc[0, "max"] > cam.footprint_m(35.0)[0]
