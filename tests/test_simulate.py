@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 
@@ -530,7 +531,7 @@ def test_low_texture_steppe_has_few_but_matchable_features(rgb_sim, tmp_path):
     n_low = np.array([len(k) for k, _ in low_f])
     assert n_normal.min() > 3000
     assert 150 <= n_low.min() and np.median(n_low) <= 0.2 * np.median(n_normal)
-    verified = [_verified_matches(a, b) for a, b in zip(low_f, low_f[1:])]
+    verified = [_verified_matches(a, b) for a, b in itertools.pairwise(low_f)]
     assert min(verified) >= 15
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 from shapely.geometry import Polygon
 
 from belcheer.errors import ConfigError
@@ -112,6 +113,43 @@ def split_blocks(plan: FlightPlan, cam: CameraModel, gap_m: float) -> FlightPlan
     return FlightPlan(plan.altitude_m, plan.speed_m_s, plan.front_overlap, plan.side_overlap,
                       tuple(float(x) for x in west + east), plan.stations,
                       tuple([0] * nb + [1] * nb))
+
+
+def fly_two_blocks(plan: FlightPlan, cam: CameraModel, fly_plan: Callable[[FlightPlan], list[Shot]],
+                   ground_alt_m: float) -> tuple[FlightPlan, list[Shot]]:
+    """``plan`` flown (by ``fly_plan``) as two blocks (:func:`split_blocks`), the gap widened
+    until no true footprint of one block comes within 2 m of one of the other, tilts and
+    banking included."""
+    fw, _ = cam.footprint_m(plan.altitude_m)
+    gap = 1.2 * fw
+    for _ in range(30):
+        two = split_blocks(plan, cam, gap)
+        shots = fly_plan(two)
+        fp = [shapely.union_all([footprint(cam, s, ground_alt_m) for s in shots
+                                 if s.block == b and not s.is_panel]) for b in (0, 1)]
+        if not fp[0].buffer(2.0).intersects(fp[1]):
+            return two, shots
+        gap += 0.2 * fw
+    raise ConfigError("could not separate the two flight blocks; fly lower or on a multirotor")
+
+
+def bounds_holding(footprints: list[Polygon], bounds: tuple[float, float, float, float],
+                   pad_m: float = 10.0) -> tuple[float, float, float, float]:
+    """``bounds`` (UTM metres) grown to hold every footprint plus ``pad_m``, on a 10 m grid."""
+    x0, y0, x1, y1 = shapely.total_bounds(np.asarray(footprints, dtype=object))
+    return (min(bounds[0], float(np.floor(x0 / 10) * 10 - pad_m)),
+            min(bounds[1], float(np.floor(y0 / 10) * 10 - pad_m)),
+            max(bounds[2], float(np.ceil(x1 / 10) * 10 + pad_m)),
+            max(bounds[3], float(np.ceil(y1 / 10) * 10 + pad_m)))
+
+
+def fixed_wing_parameters() -> dict[str, object]:
+    """The fixed-wing pose model's constants, for ``simulation.json``."""
+    return {"roll_sigma_deg": FW_ROLL_SIGMA_DEG, "roll_clip_deg": FW_ROLL_CLIP_DEG,
+            "pitch_sigma_deg": FW_PITCH_SIGMA_DEG, "pitch_clip_deg": FW_PITCH_CLIP_DEG,
+            "yaw_sigma_deg": FW_YAW_SIGMA_DEG, "bank_line_ends_deg": list(FW_BANK_DEG),
+            "crab_deg": list(FW_CRAB_DEG), "speed_m_s": FW_SPEED_M_S,
+            "written_metadata": "EXIF GPS only (altitude above sea level); no XMP, no attitude"}
 
 
 def footprint(cam: CameraModel, shot: Shot, ground_alt_m: float, step_px: int = 40) -> Polygon:

@@ -30,7 +30,6 @@ from belcheer.simulate.flight import (
     footprint,
     plan_flight,
     solar_position,
-    split_blocks,
 )
 from belcheer.simulate.metadata import dji_xmp, micasense_xmp, write_dji_jpeg, write_micasense_tiff
 from belcheer.simulate.radiometry import BandCalibration, exposure_for, micasense_dn, rgb_dn
@@ -235,17 +234,13 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
 
     shots = fly_plan(plan)
     if blocks > 1:
-        plan, shots = _two_blocks(plan, cam, fly_plan)
+        plan, shots = flight.fly_two_blocks(plan, cam, fly_plan, lay.GROUND_ALT_M)
     fps = [footprint(cam, s, lay.GROUND_ALT_M) for s in shots if not s.is_panel] \
         if wide or lake_fraction > 0 else []
     cb(0.1, "scene")
     bounds = (cx - half - margin, cy - half - margin, cx + half + margin, cy + half + margin)
     if wide:
-        fx0, fy0, fx1, fy1 = gpd.GeoSeries(fps).total_bounds
-        bounds = (min(bounds[0], float(np.floor(fx0 / 10) * 10 - 10)),
-                  min(bounds[1], float(np.floor(fy0 / 10) * 10 - 10)),
-                  max(bounds[2], float(np.ceil(fx1 / 10) * 10 + 10)),
-                  max(bounds[3], float(np.ceil(fy1 / 10) * 10 + 10)))
+        bounds = flight.bounds_holding(fps, bounds)
         margin = max(cx - half - bounds[0], cy - half - bounds[1], bounds[2] - cx - half,
                      bounds[3] - cy - half)
     layout = lay.plan_layout((cx, cy), half, margin, np.random.default_rng([scene_seed, 1]))
@@ -317,7 +312,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     cps = pd.DataFrame([{"id": k, "x": x, "y": y, "z": lay.GROUND_ALT_M,
                          "lon": lonlat_of(x, y)[0], "lat": lonlat_of(x, y)[1],
                          "size_m": layout.target_size_m}
-                        for k, (x, y) in layout.checkpoints.items()])
+                        for k, (x, y) in layout.checkpoints.items()],
+                       columns=["id", "x", "y", "z", "lon", "lat", "size_m"])
     cp_path = tr.write_csv(truth_dir / "checkpoints.csv", cps)
     cp_gdf = gpd.GeoDataFrame(cps, geometry=gpd.points_from_xy(cps.lon, cps.lat), crs="EPSG:4326")
     with atomic_path(truth_dir / "checkpoints.geojson") as tmp:
@@ -347,22 +343,6 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
                                                        area, alt, start_local, margin))
     cb(1.0, "done")
     return sim
-
-
-def _two_blocks(plan, cam: CameraModel, fly_plan) -> tuple[Any, list]:
-    """The plan split into two blocks (:func:`flight.split_blocks`), the gap widened until no
-    true footprint of one block touches one of the other (tilts and banking included)."""
-    fw, _ = cam.footprint_m(plan.altitude_m)
-    gap = 1.2 * fw
-    for _ in range(30):
-        two = split_blocks(plan, cam, gap)
-        shots = fly_plan(two)
-        fp = [[footprint(cam, s, lay.GROUND_ALT_M) for s in shots if s.block == b and not s.is_panel]
-              for b in (0, 1)]
-        if not gpd.GeoSeries(fp[0]).union_all().buffer(2.0).intersects(gpd.GeoSeries(fp[1]).union_all()):
-            return two, shots
-        gap += 0.2 * fw
-    raise ConfigError("could not separate the two blocks; fly lower or without banking")
 
 
 def _poses_table(shots, lonlat_of) -> pd.DataFrame:
@@ -436,12 +416,7 @@ def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0,
     fl["platform"], fl["blocks"] = sim.platform, sim.blocks
     fl["line_block"] = list(plan.line_block) or [0] * len(plan.line_x)
     if sim.platform == "fixed-wing":
-        fl["fixed_wing"] = {
-            "roll_sigma_deg": flight.FW_ROLL_SIGMA_DEG, "roll_clip_deg": flight.FW_ROLL_CLIP_DEG,
-            "pitch_sigma_deg": flight.FW_PITCH_SIGMA_DEG, "pitch_clip_deg": flight.FW_PITCH_CLIP_DEG,
-            "yaw_sigma_deg": flight.FW_YAW_SIGMA_DEG, "bank_line_ends_deg": list(flight.FW_BANK_DEG),
-            "crab_deg": list(flight.FW_CRAB_DEG),
-            "written_metadata": "EXIF GPS only (altitude above sea level); no XMP, no attitude"}
+        fl["fixed_wing"] = flight.fixed_wing_parameters()
     return out
 
 
