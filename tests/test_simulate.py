@@ -401,6 +401,9 @@ def test_cli_rejects_bad_options(tmp_path):
     assert main(["simulate", str(tmp_path / "x"), "--texture", "rough"]) == 2
     assert main(["simulate", str(tmp_path / "x"), "--platform", "helicopter"]) == 2
     assert main(["simulate", str(tmp_path / "x"), "--blocks", "3"]) == 2
+    # a lake under 60 % of a tiny survey's frames would flood all its pasture
+    assert main(["simulate", str(tmp_path / "x"), "--lake-fraction", "0.6", "--area-ha", "0.05",
+                 "--altitude", "35"]) == 2
     assert main(["simulate", str(tmp_path / "x"), "--camera", "rededge", "--platform", "fixed-wing"]) == 2
     assert not (tmp_path / "x" / "frames").exists()
 

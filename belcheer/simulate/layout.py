@@ -14,6 +14,7 @@ import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiPoint, Point, Polygon, box
 
+from belcheer.errors import ConfigError
 from belcheer.models import PARCEL_COLUMNS
 
 #: Where the scene lies: Bayangol soum, Selenge aimag (forest steppe of the Orkhon–Selenge basin).
@@ -261,6 +262,9 @@ def place_lake(layout: Layout, footprints: list[Polygon], fraction: float,
     parcels["geometry"] = parcels.geometry.difference(lake)
     parcels = parcels[parcels.geometry.area > 1.0].reset_index(drop=True)
     parcels["area_ha"] = parcels.geometry.area / 1e4
+    if not (parcels.land_use == "pasture").any():
+        raise ConfigError(f"a lake under {fraction:.0%} of the frames would flood every pasture "
+                          "parcel; lower the lake fraction or fly a larger area")
     kept = set(parcels.parcel_id)
     return replace(layout, lake=lake, checkpoints=checkpoints, training=training, parcels=parcels,
                    degraded_ids=tuple(p for p in layout.degraded_ids if p in kept),
