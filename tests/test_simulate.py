@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import shapely
 import tifffile
 from defusedxml import ElementTree as ET
 from rasterio.mask import mask as rio_mask
@@ -395,6 +397,14 @@ def test_cli_rejects_bad_options(tmp_path):
     assert main(["simulate", str(tmp_path / "x"), "--date", "15/07/2026"]) == 2
     assert main(["simulate", str(tmp_path / "x"), "--degradation", "2"]) == 2
     assert main(["simulate", str(tmp_path / "x"), "--area-ha", "0.001"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--lake-fraction", "0.9"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--texture", "rough"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--platform", "helicopter"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--blocks", "3"]) == 2
+    # a lake under 60 % of a tiny survey's frames would flood all its pasture
+    assert main(["simulate", str(tmp_path / "x"), "--lake-fraction", "0.6", "--area-ha", "0.05",
+                 "--altitude", "35"]) == 2
+    assert main(["simulate", str(tmp_path / "x"), "--camera", "rededge", "--platform", "fixed-wing"]) == 2
     assert not (tmp_path / "x" / "frames").exists()
 
 
@@ -486,3 +496,160 @@ def test_flight_plan_sizes_and_coverage(camera, area_ha, low, high):
     cover = unary_union([box(x - fw / 2, y - fh / 2, x + fw / 2, y + fh / 2)
                          for x in plan.line_x for y in plan.stations])
     assert cover.contains(box(-half, -half, half, half))
+
+
+# -- harder surveys (issue 18): lake, low texture, fixed wing, two blocks -----------------------
+
+def _sift_features(frames_dir, names=None):
+    """SIFT keypoints and descriptors of the frames (all, or the capture ids ``names``)."""
+    sift = cv2.SIFT_create()
+    files = sorted(frames_dir.glob("*.JPG")) if names is None else [frames_dir / f"{n}.JPG" for n in names]
+    return [sift.detectAndCompute(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), None) for f in files]
+
+
+def _verified_matches(fa, fb) -> int:
+    """Ratio-test SIFT matches that fit one fundamental matrix (RANSAC, 2 px)."""
+    (ka, da), (kb, db) = fa, fb
+    if da is None or db is None or len(ka) < 8 or len(kb) < 8:
+        return 0
+    good = [m for m, n in cv2.BFMatcher(cv2.NORM_L2).knnMatch(da, db, k=2) if m.distance < 0.8 * n.distance]
+    if len(good) < 8:
+        return 0
+    src = np.float32([ka[m.queryIdx].pt for m in good])
+    dst = np.float32([kb[m.trainIdx].pt for m in good])
+    _, inl = cv2.findFundamentalMat(src, dst, cv2.FM_RANSAC, 2.0, 0.999)
+    return 0 if inl is None else int(inl.sum())
+
+
+def test_low_texture_steppe_has_few_but_matchable_features(rgb_sim, tmp_path):
+    low = simulate(tmp_path / "low", seed=3, texture="low", **RGB_KW)
+    assert json.loads(low.simulation_json.read_text())["scene"]["texture"] == "low"
+    with rasterio.open(rgb_sim.landcover_path) as a, rasterio.open(low.landcover_path) as b:
+        la, lb = a.read(1), b.read(1)
+    fixed = (la != Cover.PASTURE) & (la != Cover.BARE)
+    assert np.array_equal(la[fixed], lb[fixed])              # the same place, only its texture
+    names = ["DJI_0001", "DJI_0002", "DJI_0003", "DJI_0004"]
+    normal_f, low_f = _sift_features(rgb_sim.frames_dir, names[:2]), _sift_features(low.frames_dir, names)
+    n_normal = np.array([len(k) for k, _ in normal_f])
+    n_low = np.array([len(k) for k, _ in low_f])
+    assert n_normal.min() > 3000
+    assert 150 <= n_low.min() and np.median(n_low) <= 0.2 * np.median(n_normal)
+    verified = [_verified_matches(a, b) for a, b in itertools.pairwise(low_f)]
+    assert min(verified) >= 15
+
+
+@pytest.fixture(scope="module")
+def lake_sim(tmp_path_factory):
+    return simulate(tmp_path_factory.mktemp("lake") / "sim", seed=8, camera="rgb", area_ha=0.3,
+                    altitude_m=45.0, lake_fraction=0.15)
+
+
+def test_lake_lies_under_the_asked_share_of_frames(lake_sim):
+    from belcheer.simulate.flight import footprint
+
+    poses = _poses(lake_sim)
+    assert len(poses) == lake_sim.n_captures >= 20
+    over = poses.over_water.to_numpy(bool)
+    assert abs(over.mean() - 0.15) <= 0.08 and over.sum() >= 2
+    assert (poses.water_share[over] >= 0.8).all() and (poses.water_share[~over] < 0.8).all()
+    params = json.loads(lake_sim.simulation_json.read_text())
+    assert params["simulation"]["lake_fraction"] == 0.15
+    lake = params["scene"]["lake"]
+    assert lake["area_m2"] > 1000
+    # the truth raster holds the lake under those frames' footprints, and no target in it
+    with rasterio.open(lake_sim.landcover_path) as src:
+        lc, transform = src.read(1), src.transform
+    cam = CAMERAS["rgb"]
+    for row in poses.itertuples():
+        fp = footprint(cam, _ShotLike(row), 925.0)
+        x0, y0, x1, y1 = fp.bounds
+        gx, gy = np.meshgrid(np.linspace(x0, x1, 40), np.linspace(y0, y1, 40))
+        inside = shapely.contains_xy(fp, gx.ravel(), gy.ravel())
+        r, c = rasterio.transform.rowcol(transform, gx.ravel()[inside], gy.ravel()[inside])
+        water = np.mean(lc[np.asarray(r), np.asarray(c)] == Cover.WATER)
+        assert water == pytest.approx(row.water_share, abs=0.05), row.Index
+    cps = pd.read_csv(lake_sim.checkpoints_path)
+    assert len(cps) >= 1
+    r, c = rasterio.transform.rowcol(transform, cps.x.to_numpy(), cps.y.to_numpy())
+    assert (lc[np.asarray(r), np.asarray(c)] == Cover.TARGET).all()
+    # a frame over water is almost blank: a small fraction of a land frame's SIFT features
+    wet = max(len(k) for k, _ in _sift_features(lake_sim.frames_dir, poses.index[over]))
+    dry = np.median([len(k) for k, _ in _sift_features(lake_sim.frames_dir,
+                                                      poses.index[poses.water_share < 0.05][:3])])
+    assert wet < 0.4 * dry
+
+
+class _ShotLike:
+    """The true pose of a poses.csv row, as :func:`flight.footprint` reads it."""
+
+    def __init__(self, row):
+        self.capture_id, self.x, self.y, self.alt_abs_m = row.Index, row.x, row.y, row.alt_abs_m
+        self.yaw, self.pitch, self.roll = row.yaw, row.pitch, row.roll
+
+
+def test_fixed_wing_without_gimbal(tmp_path, capsys):
+    from belcheer.cli import main
+    from belcheer.ingest import scan
+
+    out = tmp_path / "fw"
+    alt = 35.0
+    assert main(["simulate", str(out), "--camera", "rgb", "--seed", "2", "--area-ha", "0.1",
+                 "--altitude", str(alt), "--platform", "fixed-wing", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["platform"] == "fixed-wing" and info["n_captures"] == 15
+    params = json.loads((out / "truth" / "simulation.json").read_text())
+    assert params["flight"]["speed_m_s"] == 16.0
+    poses = pd.read_csv(out / "truth" / "poses.csv").set_index("capture_id")
+    # written metadata: EXIF GPS only, as a compact camera under a fixed wing
+    for f in sorted((out / "frames").glob("*.JPG")):
+        data = f.read_bytes()
+        assert b"drone-dji" not in data and b"Gimbal" not in data and b"x:xmpmeta" not in data
+    s = scan(out / "frames")
+    assert len(s.flight_captures) == 15
+    for c in s.flight_captures:
+        p = c.frames[0].pose
+        assert p.yaw is None and p.pitch is None and p.roll is None and p.alt_rel_m is None
+        assert p.alt_abs_m == pytest.approx(poses.loc[c.id, "gps_alt_abs_m"], abs=0.01)
+    # true attitude: banking at both ends of every line, roll noise within ±10° elsewhere
+    n_per_line = params["flight"]["triggers_per_line"]
+    pos = np.arange(len(poses)) % n_per_line
+    ends = (pos == 0) | (pos == n_per_line - 1)
+    roll = poses.roll.to_numpy()
+    assert np.all((np.abs(roll[ends]) >= 20) & (np.abs(roll[ends]) <= 30))
+    assert np.abs(roll[~ends]).max() <= 10 and np.abs(roll[~ends]).std() > 1.0
+    assert np.abs(poses.pitch + 90).max() <= 6
+    heading = np.where((np.arange(len(poses)) // n_per_line) % 2 == 0, 0.0, 180.0)
+    off = (poses.yaw.to_numpy() - heading + 180) % 360 - 180
+    north, south = off[heading == 0], off[heading == 180]
+    assert 1.0 < abs(north.mean()) < 8.0 and north.mean() == pytest.approx(-south.mean(), abs=2.0)
+    assert poses.rec_roll.isna().all() and poses.gps_alt_rel_m.isna().all()
+    # a banked frame looks outward of its turn: its footprint centre lies off the line
+    from belcheer.simulate.flight import footprint
+
+    first = poses.iloc[0]
+    fp = footprint(CAMERAS["rgb"], _ShotLike(next(poses.iloc[:1].itertuples())), 925.0)
+    assert abs(fp.centroid.x - first.x) > alt * math.tan(math.radians(15))
+
+
+def test_two_blocks_share_no_ground(tmp_path):
+    from belcheer.simulate.flight import footprint
+
+    sim = simulate(tmp_path / "two", seed=5, camera="rgb", area_ha=0.05, altitude_m=35.0, blocks=2)
+    poses = _poses(sim)
+    assert sorted(poses.block.unique()) == [0, 1]
+    params = json.loads(sim.simulation_json.read_text())
+    assert params["simulation"]["blocks"] == 2 and params["flight"]["line_block"] == [0, 0, 1, 1]
+    cam = CAMERAS["rgb"]
+    fps = {r.Index: footprint(cam, _ShotLike(r), 925.0) for r in poses.itertuples()}
+    blocks = [[fps[c] for c in poses.index[poses.block == b]] for b in (0, 1)]
+    assert all(len(b) == 8 for b in blocks)
+    west = gpd.GeoSeries(blocks[0]).union_all()
+    east = gpd.GeoSeries(blocks[1]).union_all()
+    assert not west.intersects(east) and west.distance(east) > 2.0
+    # inside each block, neighbours overlap as planned (front ≥ 60 %, across lines ≥ 50 %)
+    for b in blocks:
+        front = [b[i].intersection(b[i + 1]).area / b[i].area for i in (0, 1, 2, 4, 5, 6)]
+        assert min(front) > 0.6
+        assert b[0].intersection(b[7]).area / b[0].area > 0.5
+    gps = poses.gps_x.groupby(poses.block).agg(["min", "max"])
+    assert gps.loc[1, "min"] - gps.loc[0, "max"] > cam.footprint_m(35.0)[0]

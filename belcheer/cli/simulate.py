@@ -26,6 +26,10 @@ def register(app: typer.Typer) -> None:
         degradation: float = typer.Option(0.0, "--degradation", help="0…1: lower vegetation cover in the degraded parcels."),
         altitude_m: float = typer.Option(None, "--altitude", help="Flight height above ground, m (default 100 RGB, 120 RedEdge)."),
         gnss: str = typer.Option("autonomous", "--gnss", help="autonomous (GPS, σ 2 m per fix) or rtk (σ 2 cm, offset by an unsurveyed base)."),
+        lake_fraction: float = typer.Option(0.0, "--lake-fraction", help="0…0.6: a textureless lake under about this share of the frames (truth: poses.csv over_water)."),
+        texture: str = typer.Option("normal", "--texture", help="normal, or low (uniform steppe grass: few features to match)."),
+        platform: str = typer.Option("multirotor", "--platform", help="multirotor (gimbal, DJI XMP) or fixed-wing (16 m/s, no gimbal, banking in turns, EXIF GPS only)."),
+        blocks: int = typer.Option(1, "--blocks", help="1, or 2: two blocks of lines that share no overlap."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Simulate a drone survey over Mongolian steppe with known ground truth."""
@@ -42,7 +46,9 @@ def register(app: typer.Typer) -> None:
         with _common.progress_bar(not as_json) as cb:
             sim = simulate(out_dir, camera=camera, seed=seed, area_ha=area_ha, date=day,  # type: ignore[arg-type]
                            scene_seed=scene_seed, degradation=degradation, progress=cb,
-                           altitude_m=altitude_m, gnss=gnss)  # type: ignore[arg-type]
+                           altitude_m=altitude_m, gnss=gnss,  # type: ignore[arg-type]
+                           lake_fraction=lake_fraction, texture=texture,  # type: ignore[arg-type]
+                           platform=platform, blocks=blocks)  # type: ignore[arg-type]
         if as_json:
             _common.print_json(sim.to_dict())
             return
@@ -50,6 +56,7 @@ def register(app: typer.Typer) -> None:
         for k, v in (("camera", sim.camera), ("captures", sim.n_captures),
                      ("place", f"{sim.soum} сум, {sim.aimag} аймаг ({sim.soum_en}, {sim.aimag_en})"),
                      ("CRS", f"EPSG:{sim.epsg}"), ("GSD", f"{sim.gsd_m * 100:.1f} cm/px"),
-                     ("date", sim.date), ("frames", sim.frames_dir), ("truth", sim.truth_dir)):
+                     ("date", sim.date), ("platform", sim.platform), ("frames", sim.frames_dir),
+                     ("truth", sim.truth_dir)):
             t.add_row(f"[bold]{k}[/]", str(v))
         _common.out.print(t)

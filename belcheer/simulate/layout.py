@@ -7,13 +7,14 @@ degradation, so two surveys with the same ``scene_seed`` see the same place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiPoint, Point, Polygon, box
 
+from belcheer.errors import ConfigError
 from belcheer.models import PARCEL_COLUMNS
 
 #: Where the scene lies: Bayangol soum, Selenge aimag (forest steppe of the Orkhon–Selenge basin).
@@ -58,6 +59,8 @@ class Layout:
     target_size_m: float
     training: gpd.GeoDataFrame
     gradient_dir_rad: float
+    #: a textureless lake (``simulate(lake_fraction=…)``), drawn over everything but the targets
+    lake: Polygon | None = None
 
 
 def _pasture_cells(zone: Polygon, n: int, rng: np.random.Generator) -> list[Polygon]:
@@ -201,3 +204,68 @@ def _training_polygons(pasture_zone, fields, tracks, corral, gers, roofs, pond, 
     codes = {"pasture": 1, "cropland": 2, "bare": 3, "water": 4, "built": 5}
     return gpd.GeoDataFrame({"class": [c for c, _ in recs], "class_code": [codes[c] for c, _ in recs]},
                             geometry=[g for _, g in recs], crs=f"EPSG:{EPSG}")
+
+
+#: a frame is "over water" when at least this share of its footprint lies on the lake
+OVER_WATER_SHARE = 0.8
+
+
+def water_share(footprints: list[Polygon], water: Polygon) -> np.ndarray:
+    """Share (0…1) of each footprint's area on ``water`` (UTM metres)."""
+    fps = np.asarray(footprints, dtype=object)
+    return shapely.area(shapely.intersection(fps, water)) / shapely.area(fps)
+
+
+def _blob(center: tuple[float, float], r0: float, wobble: tuple[float, float, float, float]) -> Polygon:
+    a2, p2, a3, p3 = wobble
+    th = np.linspace(0, 2 * np.pi, 97)[:-1]
+    r = r0 * (1 + a2 * np.sin(2 * th + p2) + a3 * np.sin(3 * th + p3))
+    return Polygon(np.column_stack([center[0] + r * np.cos(th), center[1] + r * np.sin(th)]))
+
+
+def place_lake(layout: Layout, footprints: list[Polygon], fraction: float,
+               rng: np.random.Generator) -> Layout:
+    """Add a textureless lake under about ``fraction`` of the frames (UTM metres).
+
+    The lake is a rounded blob about the frame nearest the flight area's north-east corner
+    (away from the winter camp), grown until the number of frames with at least
+    :data:`OVER_WATER_SHARE` of their footprint on water is nearest ``fraction`` of all frames
+    (at least one). Checkpoint targets and training polygons under the lake are removed and
+    the parcels are clipped to the shore (their ``area_ha`` recomputed).
+    """
+    n = len(footprints)
+    want = max(1, round(fraction * n))
+    cx, cy = layout.center_xy
+    h = layout.half_m
+    corner = (cx + h * rng.uniform(0.8, 1.0), cy + h * rng.uniform(0.8, 1.0))
+    cents = np.array([(p.centroid.x, p.centroid.y) for p in footprints])
+    k0 = int(np.argmin(np.hypot(cents[:, 0] - corner[0], cents[:, 1] - corner[1])))
+    center = (float(cents[k0, 0]), float(cents[k0, 1]))
+    wobble = (float(rng.uniform(0.04, 0.12)), float(rng.uniform(0, 2 * np.pi)),
+              float(rng.uniform(0.03, 0.08)), float(rng.uniform(0, 2 * np.pi)))
+
+    def count(r0: float) -> int:
+        return int((water_share(footprints, _blob(center, r0, wobble)) >= OVER_WATER_SHARE).sum())
+
+    lo, hi = 0.0, 10.0 * max(max(p.bounds[2] - p.bounds[0], p.bounds[3] - p.bounds[1]) for p in footprints)
+    for _ in range(40):        # smallest radius reaching ``want`` frames
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if count(mid) >= want else (mid, hi)
+    # the count rises in steps: keep the radius just below the step when that lands nearer
+    r0 = lo if abs(count(lo) - fraction * n) < abs(count(hi) - fraction * n) and count(lo) > 0 else hi
+    lake = _blob(center, r0, wobble)
+
+    shore = lake.buffer(layout.target_size_m + 1.0)
+    checkpoints = {k: xy for k, xy in layout.checkpoints.items() if not shore.contains(Point(xy))}
+    training = layout.training[~layout.training.intersects(lake)].reset_index(drop=True)
+    parcels = layout.parcels.copy()
+    parcels["geometry"] = parcels.geometry.difference(lake)
+    parcels = parcels[parcels.geometry.area > 1.0].reset_index(drop=True)
+    parcels["area_ha"] = parcels.geometry.area / 1e4
+    if not (parcels.land_use == "pasture").any():
+        raise ConfigError(f"a lake under {fraction:.0%} of the frames would flood every pasture "
+                          "parcel; lower the lake fraction or fly a larger area")
+    kept = set(parcels.parcel_id)
+    return replace(layout, lake=lake, checkpoints=checkpoints, training=training, parcels=parcels,
+                   degraded_ids=tuple(p for p in layout.degraded_ids if p in kept),
+                   crop_peak_doy={k: v for k, v in layout.crop_peak_doy.items() if k in kept})

@@ -96,9 +96,11 @@ def dji_xmp(cam: CameraModel, when: _dt.datetime, alt_abs: float, alt_rel: float
 
 
 def write_dji_jpeg(path: Path, rgb: np.ndarray, cam: CameraModel, capture_id: str,
-                   when_local: _dt.datetime, lat: float, lon: float, alt_abs: float, xmp: bytes,
-                   exposure_s: float = 1 / 800) -> None:
-    """Save an RGB uint8 (row, col, 3) array as a DJI JPEG with EXIF, GPS and XMP."""
+                   when_local: _dt.datetime, lat: float, lon: float, alt_abs: float,
+                   xmp: bytes | None, exposure_s: float = 1 / 800) -> None:
+    """Save an RGB uint8 (row, col, 3) array as a DJI JPEG with EXIF, GPS and XMP; with
+    ``xmp`` None no XMP at all, as a compact camera geotagged by a fixed-wing autopilot writes
+    it (EXIF GPS with the altitude above sea level, no attitude, no relative altitude)."""
     stamp = when_local.strftime("%Y:%m:%d %H:%M:%S").encode()
     ex = Fraction(exposure_s).limit_denominator(100000)
     fpr = Fraction(10.0 / cam.pixel_pitch_mm).limit_denominator(1000)   # pixels per cm
@@ -133,7 +135,8 @@ def write_dji_jpeg(path: Path, rgb: np.ndarray, cam: CameraModel, capture_id: st
                 piexif.GPSIFD.GPSAltitudeRef: 0 if alt_abs >= 0 else 1,
                 piexif.GPSIFD.GPSAltitude: (round(abs(alt_abs) * 1000), 1000)},
     }
-    Image.fromarray(rgb, "RGB").save(path, "JPEG", quality=92, exif=piexif.dump(exif), xmp=xmp)
+    extra = {} if xmp is None else {"xmp": xmp}
+    Image.fromarray(rgb, "RGB").save(path, "JPEG", quality=92, exif=piexif.dump(exif), **extra)
 
 
 def _seq(values, fmt: str = "{!r}") -> str:

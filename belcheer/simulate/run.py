@@ -18,13 +18,16 @@ from belcheer.errors import ConfigError, InputError
 from belcheer.fileio import atomic_path, write_json_atomic
 from belcheer.grid import geobox_for_bounds
 from belcheer.progress import ProgressCallback, no_progress
+from belcheer.simulate import flight
 from belcheer.simulate import layout as lay
 from belcheer.simulate import truth as tr
 from belcheer.simulate.cameras import CAMERAS, CameraModel, vignetting_poly
 from belcheer.simulate.flight import (
+    FW_SPEED_M_S,
     LOCAL_UTC_OFFSET_H,
     clear_sky_irradiance,
     fly,
+    footprint,
     plan_flight,
     solar_position,
 )
@@ -103,6 +106,11 @@ class Simulation:
     #: σ per horizontal axis of a fix's absolute error, metres (for rtk: the base's)
     gps_sigma_h_m: float = GPS_SIGMA_H_M
     gps_bias_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: scene and flight options of issue 18 (see :func:`simulate`)
+    lake_fraction: float = 0.0
+    texture: str = "normal"
+    platform: str = "multirotor"
+    blocks: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,7 +129,10 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
              scene_seed: int | None = None, degradation: float = 0.0,
              progress: ProgressCallback | None = None,
              altitude_m: float | None = None,
-             gnss: Literal["autonomous", "rtk"] = "autonomous") -> Simulation:
+             gnss: Literal["autonomous", "rtk"] = "autonomous",
+             lake_fraction: float = 0.0, texture: Literal["normal", "low"] = "normal",
+             platform: Literal["multirotor", "fixed-wing"] = "multirotor",
+             blocks: int = 1) -> Simulation:
     """Simulate one drone survey over a steppe scene in Bayangol soum (Selenge), EPSG:32648.
 
     ``camera`` "rgb" (DJI FC6310 JPEGs at 1.7 MP), "rgb-12mp" (the same at 12 MP, for time and
@@ -141,6 +152,17 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     "rtk" (fixes of σ 2 cm relative to a base, all offset by the base's own unsurveyed fix,
     σ 1.5 m per axis; the offset is in ``Simulation.gps_bias_m``). The written metadata carries
     each mode's accuracy as real cameras do.
+
+    Harder surveys (each changes the scene or flight; the defaults give the runs above):
+    ``lake_fraction`` (0…0.6) adds a textureless lake under about that share of the frames;
+    ``poses.csv`` then gets ``water_share`` (of each footprint) and ``over_water`` (share ≥ 0.8).
+    ``texture`` "low" is uniform steppe grass (no shrubs, stones or dung spots, weak tussocks).
+    ``platform`` "fixed-wing" (RGB cameras only) flies at 16 m/s without gimbal: roll noise up
+    to ±10°, banking 20–30° in the first and last frame of each line, crab, and frames whose
+    metadata holds only EXIF GPS (altitude above sea level; no attitude, no relative altitude).
+    ``blocks`` 2 flies two blocks of lines (``block`` 0 west, 1 east in ``poses.csv``) with a
+    gap wider than the footprint between them, so no frame of one overlaps one of the other.
+    With a fixed wing or two blocks the scene grows to hold every frame's footprint.
     """
     cb = progress or no_progress
     if camera not in CAMERAS:
@@ -149,6 +171,19 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
         raise ConfigError(f"unknown gnss {gnss!r}; choose autonomous or rtk")
     if not 0.0 <= degradation <= 1.0:
         raise ConfigError(f"degradation {degradation} is outside 0…1")
+    if not 0.0 <= lake_fraction <= 0.6:
+        raise ConfigError(f"lake fraction {lake_fraction} is outside 0…0.6")
+    if texture not in ("normal", "low"):
+        raise ConfigError(f"unknown texture {texture!r}; choose normal or low")
+    if platform not in ("multirotor", "fixed-wing"):
+        raise ConfigError(f"unknown platform {platform!r}; choose multirotor or fixed-wing")
+    if platform == "fixed-wing" and camera == "rededge":
+        raise ConfigError("the fixed-wing platform flies the RGB cameras only; choose rgb or rgb-12mp")
+    if blocks not in (1, 2):
+        raise ConfigError(f"blocks {blocks}: choose 1 or 2")
+    fixed_wing = platform == "fixed-wing"
+    # a survey's own footprints set the scene's extent when frames look far beyond the area
+    wide = fixed_wing or blocks > 1
     cam = CAMERAS[camera]
     area = DEFAULT_AREA_HA[camera] if area_ha is None else float(area_ha)
     if not 0.05 <= area <= 100:
@@ -159,7 +194,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     need = max(fw, fh) / 2 + 0.08 * alt + 5.0
     # at the default altitudes both cameras share one margin, hence one scene per scene_seed
     margin = MARGIN_M if altitude_m is None else float(np.ceil(need / 10.0) * 10.0)
-    if need > margin:
+    if need > margin and not wide:
         raise ConfigError(f"altitude {alt} m gives a footprint wider than the simulated margin "
                           f"({margin:.0f} m); fly at most {DEFAULT_ALTITUDE_M[camera]:.0f} m")
     date = date or DEFAULT_DATE
@@ -176,17 +211,10 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     cx, cy = (round(v) for v in to_utm.transform(*lay.CENTER_LONLAT))
     half = float(np.sqrt(area * 1e4) / 2)
 
-    cb(0.0, "scene")
-    layout = lay.plan_layout((cx, cy), half, margin, np.random.default_rng([scene_seed, 1]))
-    geobox = geobox_for_bounds((cx - half - margin, cy - half - margin,
-                                cx + half + margin, cy + half + margin), lay.EPSG, TRUTH_RES_M)
-    truth = render_truth(layout, geobox, date, degradation, scene_seed)
-    cb(0.2, "flight")
-
-    rng = np.random.default_rng([seed, 2])
+    cb(0.0, "flight")
     start_local = _dt.datetime.combine(date, START_LOCAL)
     start_utc = start_local - _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
-    plan = plan_flight((cx, cy), half, cam, alt)
+    plan = plan_flight((cx, cy), half, cam, alt, **({"speed_m_s": FW_SPEED_M_S} if fixed_wing else {}))
     multispectral = camera == "rededge"
     if gnss == "rtk":
         brng = np.random.default_rng([seed, 5])
@@ -195,12 +223,32 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
         sig_h, sig_v = RTK_SIGMA_H_M, RTK_SIGMA_V_M
     else:
         bias, sig_h, sig_v = (0.0, 0.0, 0.0), GPS_SIGMA_H_M, GPS_SIGMA_V_M
-    shots = fly(plan, cam, start_utc, lonlat_of, lay.GROUND_ALT_M, rng,
-                gps_sigma_h_m=sig_h, gps_sigma_v_m=sig_v, gps_bias_m=bias,
-                attitude_sigma_deg=ATTITUDE_SIGMA_DEG,
-                attitude_record_sigma_deg=ATTITUDE_RECORD_SIGMA_DEG,
-                panel_xy=(cx - half - 8.0, cy - half - 8.0) if multispectral else None,
-                id_format="IMG_{:04d}" if multispectral else "DJI_{:04d}")
+
+    def fly_plan(p):
+        return fly(p, cam, start_utc, lonlat_of, lay.GROUND_ALT_M, np.random.default_rng([seed, 2]),
+                   gps_sigma_h_m=sig_h, gps_sigma_v_m=sig_v, gps_bias_m=bias,
+                   attitude_sigma_deg=ATTITUDE_SIGMA_DEG,
+                   attitude_record_sigma_deg=ATTITUDE_RECORD_SIGMA_DEG,
+                   panel_xy=(cx - half - 8.0, cy - half - 8.0) if multispectral else None,
+                   id_format="IMG_{:04d}" if multispectral else "DJI_{:04d}", platform=platform)
+
+    shots = fly_plan(plan)
+    if blocks > 1:
+        plan, shots = flight.fly_two_blocks(plan, cam, fly_plan, lay.GROUND_ALT_M)
+    fps = [footprint(cam, s, lay.GROUND_ALT_M) for s in shots if not s.is_panel] \
+        if wide or lake_fraction > 0 else []
+    cb(0.1, "scene")
+    bounds = (cx - half - margin, cy - half - margin, cx + half + margin, cy + half + margin)
+    if wide:
+        bounds = flight.bounds_holding(fps, bounds)
+        margin = max(cx - half - bounds[0], cy - half - bounds[1], bounds[2] - cx - half,
+                     bounds[3] - cy - half)
+    layout = lay.plan_layout((cx, cy), half, margin, np.random.default_rng([scene_seed, 1]))
+    if lake_fraction > 0:
+        layout = lay.place_lake(layout, fps, lake_fraction, np.random.default_rng([scene_seed, 7]))
+    geobox = geobox_for_bounds(bounds, lay.EPSG, TRUTH_RES_M)
+    truth = render_truth(layout, geobox, date, degradation, scene_seed, texture=texture)
+    cb(0.2, "frames")
     elev0, _ = solar_position(start_utc, *lay.CENTER_LONLAT)
     clear0 = clear_sky_irradiance(elev0)
     ms_cal = _capture_ms_calibration(cam, clear0) if multispectral else {}
@@ -234,10 +282,11 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
                 light = shot.irradiance["green"] / clear0["green"]
                 rgb = rgb_dn(refl, light, vig[0], noise_rng)
                 when_local = shot.time_utc + _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
-                xmp = dji_xmp(cam, when_local, shot.gps_alt_abs_m, shot.gps_alt_rel_m, shot.rec_yaw,
-                              shot.rec_pitch, shot.rec_roll,
-                              (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll), ll[1], ll[0],
-                              (sig_h, sig_h, sig_v) if gnss == "rtk" else None)
+                xmp = None if fixed_wing else dji_xmp(
+                    cam, when_local, shot.gps_alt_abs_m, shot.gps_alt_rel_m, shot.rec_yaw,
+                    shot.rec_pitch, shot.rec_roll,
+                    (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll), ll[1], ll[0],
+                    (sig_h, sig_h, sig_v) if gnss == "rtk" else None)
                 write_dji_jpeg(tmp_frames / f"{shot.capture_id}.JPG", rgb, cam, shot.capture_id,
                                when_local, ll[1], ll[0], shot.gps_alt_abs_m, xmp)
             cb(0.2 + 0.6 * (k + 1) / len(shots), f"frame {shot.capture_id}")
@@ -251,11 +300,20 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     lc_path = tr.write_single_cog(truth_dir / "landcover.tif", truth.landcover, geobox, "landcover",
                                   nodata=0, kind="landcover",
                                   classes="1=pasture,2=cropland,3=bare,4=water,5=built,6=target")
-    poses_path = tr.write_csv(truth_dir / "poses.csv", _poses_table(shots, lonlat_of))
+    poses = _poses_table(shots, lonlat_of)
+    if blocks > 1:
+        poses["block"] = [s.block for s in shots]
+    if layout.lake is not None:
+        share = np.full(len(shots), np.nan)
+        share[[not s.is_panel for s in shots]] = lay.water_share(fps, layout.lake)
+        poses["water_share"] = np.round(share, 4)
+        poses["over_water"] = share >= lay.OVER_WATER_SHARE
+    poses_path = tr.write_csv(truth_dir / "poses.csv", poses)
     cps = pd.DataFrame([{"id": k, "x": x, "y": y, "z": lay.GROUND_ALT_M,
                          "lon": lonlat_of(x, y)[0], "lat": lonlat_of(x, y)[1],
                          "size_m": layout.target_size_m}
-                        for k, (x, y) in layout.checkpoints.items()])
+                        for k, (x, y) in layout.checkpoints.items()],
+                       columns=["id", "x", "y", "z", "lon", "lat", "size_m"])
     cp_path = tr.write_csv(truth_dir / "checkpoints.csv", cps)
     cp_gdf = gpd.GeoDataFrame(cps, geometry=gpd.points_from_xy(cps.lon, cps.lat), crs="EPSG:4326")
     with atomic_path(truth_dir / "checkpoints.geojson") as tmp:
@@ -279,7 +337,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
         soum=lay.SOUM, aimag=lay.AIMAG, soum_en=lay.SOUM_EN, aimag_en=lay.AIMAG_EN,
         center_lonlat=lay.CENTER_LONLAT, camera=camera, n_captures=n_captures, seed=seed,
         scene_seed=scene_seed, date=date, degradation=degradation, gnss=gnss,
-        gps_sigma_h_m=sig_h if gnss == "autonomous" else RTK_BASE_SIGMA_H_M, gps_bias_m=bias)
+        gps_sigma_h_m=sig_h if gnss == "autonomous" else RTK_BASE_SIGMA_H_M, gps_bias_m=bias,
+        lake_fraction=float(lake_fraction), texture=texture, platform=platform, blocks=int(blocks))
     write_json_atomic(sim.simulation_json, _parameters(sim, cam, plan, layout, ms_cal, clear0,
                                                        area, alt, start_local, margin))
     cb(1.0, "done")
@@ -306,7 +365,7 @@ def _poses_table(shots, lonlat_of) -> pd.DataFrame:
 def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0, area, alt,
                 start_local, margin) -> dict[str, Any]:
     """Everything needed to understand (or re-run) the simulation, JSON-ready."""
-    return {
+    out = {
         "simulation": sim.to_dict(),
         "scene": {"epsg": lay.EPSG, "center_utm": layout.center_xy, "area_ha": area,
                   "half_side_m": layout.half_m, "margin_m": margin, "truth_res_m": TRUTH_RES_M,
@@ -348,6 +407,17 @@ def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0,
             "rgb_bands": "RGB JPEG channels show the red/green/blue truth bands",
             "dji_time": "DJI EXIF times are local (UTC+8); MicaSense times are UTC"},
     }
+    out["scene"]["texture"] = sim.texture
+    out["scene"]["lake"] = None if layout.lake is None else {
+        "fraction_asked": sim.lake_fraction, "area_m2": float(layout.lake.area),
+        "bounds_utm": list(layout.lake.bounds), "over_water_share": lay.OVER_WATER_SHARE,
+        "checkpoints_kept": sorted(layout.checkpoints)}
+    fl = out["flight"]
+    fl["platform"], fl["blocks"] = sim.platform, sim.blocks
+    fl["line_block"] = list(plan.line_block) or [0] * len(plan.line_x)
+    if sim.platform == "fixed-wing":
+        fl["fixed_wing"] = flight.fixed_wing_parameters()
+    return out
 
 
 def load_parameters(sim_json: Path) -> dict[str, Any]:

@@ -69,6 +69,8 @@ def _material_raster(layout: Layout, geobox: GeoBox) -> tuple[np.ndarray, np.nda
     shapes += [(layout.pond, _WATER)]
     shapes += [(g, _FELT) for g in layout.gers]
     shapes += [(r, _ROOF) for r in layout.roofs]
+    if layout.lake is not None:
+        shapes += [(layout.lake, _WATER)]
     s = layout.target_size_m / 2
     for x, y in layout.checkpoints.values():
         shapes += [(box(x - s - 0.3, y - s - 0.3, x + s + 0.3, y + s + 0.3), _TWHITE),
@@ -98,15 +100,25 @@ def _dots(shape: tuple[int, int], res: float, rng: np.random.Generator) -> np.nd
     return out
 
 
+#: pasture texture: amplitudes of the tussock field and of the per-pixel noise, and the contrast
+#: of the shrub/stone/dung discs (1 = their own reflectance, 0 = invisible); "low" is uniform
+#: steppe grass, the normal ground in Mongolia
+TEXTURE = {"normal": (0.07, 0.04, 1.0), "low": (0.05, 0.03, 0.22)}
+
+
 def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: float,
-                 scene_seed: int, block_rows: int = 256) -> Truth:
+                 scene_seed: int, block_rows: int = 256, texture: str = "normal") -> Truth:
     """Render the scene's surface reflectance on ``geobox`` (north-up UTM grid, metres).
 
     Random fields depend on ``scene_seed`` only; ``date`` and ``degradation`` change the
-    vegetation, never the geometry or the texture.
+    vegetation, never the geometry or the texture. ``texture`` "low" leaves out the shrub,
+    stone and dung discs and weakens the tussock and per-pixel texture (:data:`TEXTURE`).
     """
     if not 0.0 <= degradation <= 1.0:
         raise ValueError(f"degradation must be within 0…1, got {degradation}")
+    if texture not in TEXTURE:
+        raise ValueError(f"texture must be one of {sorted(TEXTURE)}, got {texture!r}")
+    tussock, grain, dot_contrast = TEXTURE[texture]
     rng = np.random.default_rng([scene_seed, 101])
     h, w = geobox.shape
     res = float(geobox.resolution.x)
@@ -160,7 +172,7 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
                           borderMode=cv2.BORDER_REFLECT)
         grad = (X * np.float32(gd[0]) + Y * np.float32(gd[1])) / np.float32(span)   # −1…1
         c = np.float32(0.60) - np.float32(0.12) * grad + np.float32(0.10) * n_coarse \
-            + np.float32(0.07) * n_mid
+            + np.float32(tussock) * n_mid
         c *= 1.0 - 0.95 * np.exp(-np.hypot(X - np.float32(wx - cx), Y - np.float32(wy - cy))
                                  / np.float32(layout.piosphere_m))
         c *= 1.0 - 0.6 * np.exp(-np.hypot(X - np.float32(kx - cx), Y - np.float32(ky - cy)) / np.float32(15.0))
@@ -177,11 +189,16 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
             out[crop] = cc * em["crop"] + (1 - cc) * soil
         past = mat == _PASTURE
         for code, name in ((1, "shrub"), (2, "stone"), (3, "soil")):
-            out[past & (dt == code)] = em[name] * (0.8 if code == 3 else 1.0)
+            sel = past & (dt == code)
+            if dot_contrast == 1.0:
+                out[sel] = em[name] * (0.8 if code == 3 else 1.0)
+            else:
+                out[sel] = (dot_contrast * em[name] * (0.8 if code == 3 else 1.0)
+                            + (1 - dot_contrast) * out[sel])
         for code, val in fixed:
             out[mat == code] = val
         tex_rng = np.random.default_rng([scene_seed, 202, b0])
-        amp = np.where((mat == _WATER) | (mat >= _TWHITE), np.float32(0.005), np.float32(0.04))
+        amp = np.where((mat == _WATER) | (mat >= _TWHITE), np.float32(0.005), np.float32(grain))
         tex = 1.0 + amp * tex_rng.standard_normal(mat.shape, dtype=np.float32)
         out *= tex[..., None]
         refl[:, b0:b1, :] = np.clip(np.rint(out * SCALE), 1, 65535).astype(np.uint16).transpose(2, 0, 1)
