@@ -31,6 +31,7 @@ from belcheer.orthomosaic.features import detect_all
 from belcheer.orthomosaic.gcp import read_gcps
 from belcheer.orthomosaic.orientation import fix_yaw_flips, footprint, initial_orientation
 from belcheer.orthomosaic.pairs import blocks, candidate_pairs, match_all
+from belcheer.orthomosaic.radiometry import Balance, balance_frames, seam_step
 from belcheer.orthomosaic.render import Ground, RenderCamera, render_mosaic
 from belcheer.progress import ProgressCallback, scaled
 from belcheer.types import FrameCorrection
@@ -262,9 +263,14 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     by_id = {c.id: c for c in caps}
     cache = fr.FrameCache(lambda cid, f: fr.read_capture(by_id[cid], alignment.get(cid), correction, f))
     rcams = [RenderCamera(c.id, adj.rotvecs[k], adj.centres[k], cam_of[k], fps[k]) for k, c in enumerate(caps)]
+    # RGB frames are balanced (exposure, vignetting); reflectance and DN are measurements
+    balance = balance_frames(rcams, io.origin, ground_z, cache.loader) if rgb and correction is None \
+        else Balance({}, {"method": "none: reflectance and camera DN are not gain-normalised"})
+    rcams = balance.cameras(rcams)
     prog(0.55, "rendering")
     seams = render_mosaic(geobox, io.origin, rcams, ground, cache.get, factor, bands, dtype, out_path,
                           scheduler=scheduler, progress=scaled(progress, 0.55, 0.97))
+    seam = seam_step(rcams, io.origin, ground_z, geobox, seams, cache.loader, reflectance=correction is not None)
     report = {
         "survey": survey.name,
         "epsg": epsg,
@@ -304,6 +310,8 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         "intrinsics": [{"f_px": m.f, "k1": m.dist[0], "k2": m.dist[1]} for m in adj.models],
         "covered_area_ha": round(area.area / 1e4, 4),
         "band_alignment_px": band_residuals,
+        "radiometry": balance.report,
+        "seam_step_pct": seam,
         "footprints_wkt": {c.id: fps[k].wkt for k, c in enumerate(caps)},
         "nadir_points_utm": {c.id: [float(adj.centres[k][0] + io.origin[0]),
                                     float(adj.centres[k][1] + io.origin[1])] for k, c in enumerate(caps)},

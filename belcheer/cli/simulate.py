@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         degradation: float = typer.Option(0.0, "--degradation", help="0…1: lower vegetation cover in the degraded parcels."),
         altitude_m: float = typer.Option(None, "--altitude", help="Flight height above ground, m (default 100 RGB, 120 RedEdge)."),
         gnss: str = typer.Option("autonomous", "--gnss", help="autonomous (GPS, σ 2 m per fix) or rtk (σ 2 cm, offset by an unsurveyed base)."),
+        vignetting: float = typer.Option(None, "--vignetting", help="Lens fall-off at the image corners, 0…0.8 (default: the camera's own)."),
+        exposure_jitter: float = typer.Option(0.0, "--exposure-jitter", help="RGB: σ of each frame's exposure drift, stops (EV); 0 = all frames alike."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Simulate a drone survey over Mongolian steppe with known ground truth."""
@@ -42,7 +44,8 @@ def register(app: typer.Typer) -> None:
         with _common.progress_bar(not as_json) as cb:
             sim = simulate(out_dir, camera=camera, seed=seed, area_ha=area_ha, date=day,  # type: ignore[arg-type]
                            scene_seed=scene_seed, degradation=degradation, progress=cb,
-                           altitude_m=altitude_m, gnss=gnss)  # type: ignore[arg-type]
+                           altitude_m=altitude_m, gnss=gnss,  # type: ignore[arg-type]
+                           vignetting=vignetting, exposure_jitter=exposure_jitter)
         if as_json:
             _common.print_json(sim.to_dict())
             return
