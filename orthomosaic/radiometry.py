@@ -279,6 +279,9 @@ def balance_frames(cams: Sequence[RenderCamera], origin: tuple[float, float], gr
         "ground_points": n_points,
         "observations": int(len(pid)),
         "exposure_relative_range": [round(float(exposure.min()), 3), round(float(exposure.max()), 3)],
+        # each frame's brightness relative to the survey's (geometric) mean, before balancing
+        "exposure_relative": {cams[k].capture_id: round(float(e), 4)
+                              for k, e in zip(np.flatnonzero(observed), exposure, strict=True)},
         "vignetting_at_corners": [[round(float(np.exp(flats[li, b].sum())), 3) for b in range(n_bands)]
                                   for li in range(n_lens)],
         "residual_log_sigma": round(float(np.mean(sigmas)), 4),
