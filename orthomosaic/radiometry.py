@@ -130,9 +130,14 @@ def _sample(cam: RenderCamera, pts: np.ndarray, read: Callable[[str, float], np.
     inside = (depth > 0) & (mx >= 1) & (my >= 1) & (mx <= iw - 2) & (my <= ih - 2)
     vals = np.full((n, img.shape[2]), np.nan, np.float32)
     if inside.any():
-        smooth = cv2.blur(img.astype(np.float32), (3, 3))
+        f = img.astype(np.float32)
+        valid = np.isfinite(f).all(axis=-1).astype(np.float32)
+        # a box filter's running sums would carry one NaN along whole rows: filter the valid
+        # values and the validity, and keep only pixels whose whole 3×3 window is valid
+        smooth = cv2.blur(np.where(valid[..., None] > 0, f, 0.0).astype(np.float32), (3, 3))
         if smooth.ndim == 2:
             smooth = smooth[..., None]
+        smooth[cv2.blur(valid, (3, 3)) < 0.999] = np.nan
         got = cv2.remap(smooth, mx[inside][None, :], my[inside][None, :], cv2.INTER_LINEAR)
         vals[inside] = got.reshape(int(inside.sum()), img.shape[2])
     return vals, px[:, 0], px[:, 1]
@@ -347,7 +352,8 @@ def seam_step(cams: Sequence[RenderCamera], origin: tuple[float, float], ground_
                 raw[side] = np.full((n, vals.shape[1]), np.nan, np.float32)
                 cor[side] = np.full((n, vals.shape[1]), np.nan, np.float32)
             raw[side][idx] = vals
-            cor[side][idx] = vals * cam.balance.factor(u, v) if cam.balance is not None else vals
+            balanced = cam.balance is not None and not reflectance
+            cor[side][idx] = vals * cam.balance.factor(u, v) if balanced else vals
     out: dict[str, Any] = {"uncorrected": None, "corrected": None, "seam_points": 0}
     if n == 0 or raw[0] is None or raw[1] is None:
         return out | {"note": "no seamline: a single frame or frames that do not meet"}

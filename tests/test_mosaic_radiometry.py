@@ -85,9 +85,14 @@ def test_seam_step_measured_on_the_seamline_before_and_after_balance():
     rep = seam_step(balanced, origin, 0.0, gb, seams, read)
     assert rep["uncorrected"] == pytest.approx(9.52, abs=0.01)
     assert rep["corrected"] == pytest.approx(0.0, abs=0.01)
-    # reflectance is never balanced: the step is measured and nothing else
+    # reflectance is never balanced: the step is measured and nothing else; NaN outside the
+    # bands' common area (a strip along each frame's edge here) spoils no value beside it
+    for cid, value in (("A", 0.20), ("B", 0.22)):
+        images[cid] = np.full((300, 400, 5), value, np.float32)
+        images[cid][:, :8] = np.nan
     rep = seam_step(balanced, origin, 0.0, gb, seams, read, reflectance=True)
     assert rep["uncorrected"] == pytest.approx(9.52, abs=0.01) and rep["corrected"] is None
+    assert rep["seam_points"] == h
     assert "not gain-normalised" in rep["note"]
 
 
