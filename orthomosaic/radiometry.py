@@ -130,8 +130,8 @@ def _sample(cam: RenderCamera, pts: np.ndarray, read: Callable[[str, float], np.
     inside = (depth > 0) & (mx >= 1) & (my >= 1) & (mx <= iw - 2) & (my <= ih - 2)
     vals = np.full((n, img.shape[2]), np.nan, np.float32)
     if inside.any():
-        f = img.astype(np.float32)
-        valid = np.isfinite(f).all(axis=-1).astype(np.float32)
+        f: np.ndarray = np.asarray(img, np.float32)
+        valid: np.ndarray = np.isfinite(f).all(axis=-1).astype(np.float32)
         # a box filter's running sums would carry one NaN along whole rows: filter the valid
         # values and the validity, and keep only pixels whose whole 3×3 window is valid
         smooth = cv2.blur(np.where(valid[..., None] > 0, f, 0.0).astype(np.float32), (3, 3))
@@ -285,7 +285,7 @@ def balance_frames(cams: Sequence[RenderCamera], origin: tuple[float, float], gr
         "observations": int(len(pid)),
         "exposure_relative_range": [round(float(exposure.min()), 3), round(float(exposure.max()), 3)],
         # each frame's brightness relative to the survey's (geometric) mean, before balancing
-        "exposure_relative": {cams[k].capture_id: round(float(e), 4)
+        "exposure_relative": {cams[int(k)].capture_id: round(float(e), 4)
                               for k, e in zip(np.flatnonzero(observed), exposure, strict=True)},
         "vignetting_at_corners": [[round(float(np.exp(flats[li, b].sum())), 3) for b in range(n_bands)]
                                   for li in range(n_lens)],
@@ -341,22 +341,27 @@ def seam_step(cams: Sequence[RenderCamera], origin: tuple[float, float], ground_
     xy, la, lb = _seam_points(geobox, seams, origin)
     n = len(xy)
     pts = np.column_stack([xy, np.full(n, float(ground_z))])
-    raw = [None, None]
-    cor = [None, None]
-    for side, lab in enumerate((la, lb)):
-        for k in np.unique(lab):
-            idx = np.flatnonzero(lab == k)
-            cam = cams[int(k)]
-            vals, u, v = _sample(cam, pts[idx], read)
-            if raw[side] is None:
-                raw[side] = np.full((n, vals.shape[1]), np.nan, np.float32)
-                cor[side] = np.full((n, vals.shape[1]), np.nan, np.float32)
-            raw[side][idx] = vals
-            balanced = cam.balance is not None and not reflectance
-            cor[side][idx] = vals * cam.balance.factor(u, v) if balanced else vals
     out: dict[str, Any] = {"uncorrected": None, "corrected": None, "seam_points": 0}
-    if n == 0 or raw[0] is None or raw[1] is None:
+    if n == 0:
         return out | {"note": "no seamline: a single frame or frames that do not meet"}
+    # both sides of every seam point at once: each frame is read once
+    side_pts = np.concatenate([pts, pts])
+    side_lab = np.concatenate([la, lb])
+    raw_all: np.ndarray | None = None
+    cor_all: np.ndarray | None = None
+    for k in np.unique(side_lab):
+        idx = np.flatnonzero(side_lab == k)
+        cam = cams[int(k)]
+        vals, u, v = _sample(cam, side_pts[idx], read)
+        if raw_all is None or cor_all is None:
+            raw_all = np.full((2 * n, vals.shape[1]), np.nan, np.float32)
+            cor_all = raw_all.copy()
+        raw_all[idx] = vals
+        balanced = cam.balance is not None and not reflectance
+        cor_all[idx] = vals * cam.balance.factor(u, v) if cam.balance is not None and balanced else vals
+    assert raw_all is not None and cor_all is not None
+    raw = (raw_all[:n], raw_all[n:])
+    cor = (cor_all[:n], cor_all[n:])
     ok = np.all(np.isfinite(raw[0]) & np.isfinite(raw[1]), axis=1)
     if not reflectance:
         # clipped 8-bit values hide the step they are part of

@@ -310,7 +310,7 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
     return seams
 
 
-def seam_grid_step(shape: tuple[int, int]) -> int:
+def seam_grid_step(shape: Sequence[int]) -> int:
     """Output pixels per cell of the seam-label image :func:`render_mosaic` returns: its cell
     (i, j) holds the label of output pixel (i·step, j·step)."""
     return max(1, max(int(shape[0]), int(shape[1])) // 1000)
