@@ -196,7 +196,7 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
         else:
             valid &= np.isfinite(sample).all(axis=-1)
         if cam.balance is not None:
-            sample *= cam.balance.factor_decimated(mx, my, factor)
+            sample *= cam.balance.factor_on_tile(mx, my, factor)
         d = np.hypot(gx - np.float32(cam.centre[0]), gy - np.float32(cam.centre[1]))
         dists.append(np.where(valid, d, np.inf))
         samples.append(np.nan_to_num(sample))

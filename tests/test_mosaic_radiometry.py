@@ -28,6 +28,13 @@ def test_frame_balance_factor_is_gain_at_centre_and_lifts_the_corners():
     np.testing.assert_allclose(f[0], [0.5, 1.0], rtol=1e-6)
     # the corner (r = r0) received 0.8 of the centre's light: it is lifted by 1/0.8
     np.testing.assert_allclose(f[1], [0.5 / 0.8, 1.0], rtol=1e-5)
+    # the renderer clips points outside a frame to ±10⁶ px: no overflow there (inf × weight 0
+    # would be NaN in the blend)
+    steep = FrameBalance((1.0,), ((0.0, 0.0, -0.5),), (199.5, 149.5), 250.0)
+    assert np.isfinite(steep.factor(np.array([-1e6]), np.array([1e6]))).all()
+    tile = steep.factor_on_tile(*np.meshgrid(np.linspace(-1e6, 400, 64, dtype=np.float32),
+                                             np.linspace(0, 300, 48, dtype=np.float32)), 1.0)
+    assert tile.shape == (48, 64, 1) and np.isfinite(tile).all()
     # decimated by 2: pixel (99.5, 74.5) of the half-size image is the full frame's centre
     np.testing.assert_allclose(fb.factor_decimated(np.float32(99.5), np.float32(74.5), 2.0), [0.5, 1.0],
                                rtol=1e-5)
