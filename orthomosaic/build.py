@@ -36,6 +36,7 @@ from belcheer.orthomosaic.placement import (
     place_by_gps,
     start_poses,
 )
+from belcheer.orthomosaic.radiometry import Balance, balance_frames, seam_step
 from belcheer.orthomosaic.render import Ground, RenderCamera, render_mosaic
 from belcheer.progress import ProgressCallback, scaled
 from belcheer.types import FrameCorrection
@@ -433,13 +434,20 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
             penalty += OBLIQUE_PENALTY * h_med
         rcams.append(RenderCamera(caps[k].id, final_rot[k], final_cen[k], cam_of[k], fps[k],
                                   distance_scale=h_med / max(heights[k], 1e-3), penalty_m=penalty))
+    # RGB frames are balanced (exposure, vignetting); reflectance and DN are measurements
+    balance = balance_frames(rcams, io.origin, ground_z, cache.loader) if rgb and correction is None \
+        else Balance({}, {"method": "none: reflectance and camera DN are not gain-normalised"})
+    rcams = balance.cameras(rcams)
     prog(0.55, "rendering")
     seams = render_mosaic(geobox, io.origin, rcams, ground, cache.get, factor, bands, dtype, out_path,
                           scheduler=scheduler, progress=scaled(progress, 0.55, 0.97))
+    seam = seam_step(rcams, io.origin, ground_z, geobox, seams, cache.loader, reflectance=correction is not None)
     report = _report(survey, epsg, dsm, caps, used, status, reason, block_of, comps, adj, adj_idx,
                      gps_idx, start, final_cen, io, shift, removed, dropped, pairs_report, rejected,
                      turned, no_gps, stray, gcps, gsd, res, ground_z, ground_source, adj_models,
                      area, band_residuals, fps, off_nadir, heights)
+    report["radiometry"] = balance.report
+    report["seam_step_pct"] = seam
     return MosaicResult(out_path, geobox, bands, report | {"_seams": seams})
 
 

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import dask
@@ -31,6 +32,9 @@ from belcheer.orthomosaic.features import compute
 from belcheer.orthomosaic.geometry import CameraModel, project
 from belcheer.progress import ProgressCallback, no_progress
 
+if TYPE_CHECKING:
+    from belcheer.orthomosaic.radiometry import FrameBalance
+
 
 @dataclass(frozen=True)
 class RenderCamera:
@@ -47,6 +51,8 @@ class RenderCamera:
     #: from nadir), so such frames fill only what no better frame sees
     distance_scale: float = 1.0
     penalty_m: float = 0.0
+    #: the frame's exposure and vignetting correction (see :mod:`.radiometry`), None: as recorded
+    balance: FrameBalance | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,8 @@ def render_tile(win: Window, geobox: GeoBox, origin: tuple[float, float], cams: 
             sample = sample.astype(np.float32)
         else:
             valid &= np.isfinite(sample).all(axis=-1)
+        if cam.balance is not None:
+            sample *= cam.balance.factor_on_tile(mx, my, factor)
         d = (np.hypot(gx - np.float32(cam.centre[0]), gy - np.float32(cam.centre[1]))
              * np.float32(cam.distance_scale) + np.float32(cam.penalty_m))
         dists.append(np.where(valid, d, np.inf))
@@ -265,7 +273,7 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
     _, nearest = cKDTree(np.array([c.centre[:2] for c in cams])).query(centres)
     windows = [windows[k] for k in np.lexsort((np.arange(len(windows)), nearest))]
     nb = len(bands)
-    step = max(1, max(height, width) // 1000)
+    step = seam_grid_step(geobox.shape)
     seams = np.full(((height + step - 1) // step, (width + step - 1) // step), -1, np.int32)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".mosaic-") as tmpdir:
@@ -332,6 +340,12 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
         write_cog(tmp, out_path, dtype)
     cb(1.0, "orthomosaic written")
     return seams
+
+
+def seam_grid_step(shape: Sequence[int]) -> int:
+    """Output pixels per cell of the seam-label image :func:`render_mosaic` returns: its cell
+    (i, j) holds the label of output pixel (i·step, j·step)."""
+    return max(1, max(int(shape[0]), int(shape[1])) // 1000)
 
 
 def write_cog(src_path: Path, out_path: Path, dtype: str) -> None:

@@ -114,3 +114,17 @@ def test_five_band_reflectance_and_ndvi_against_truth(flight):
     assert abs(bias) <= 0.005 and rmse <= 0.03, (rmse, bias)
     rmse, _ = _against_truth(ndvi.path, 1, sim.ndvi_path, 1, shift, 1)
     assert rmse <= 0.045, rmse
+
+
+def test_reflectance_mosaic_seam_step_is_measured_not_normalised(flight):
+    """Reflectance is never gain-normalised: the quality report carries its seam step as
+    measured (calibrated frames agree to a few per cent) and no corrected value."""
+    import json
+
+    _, prod, _ = flight
+    report = json.loads(Path(prod.metadata["quality_report"]).read_text())
+    step = report["seam_step_pct"]
+    assert step["corrected"] is None and "not gain-normalised" in step["note"]
+    assert step["seam_points"] > 500
+    assert 0.0 < step["uncorrected"] <= 3.0, step
+    assert report["radiometry"]["method"].startswith("none")

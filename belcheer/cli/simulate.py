@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
         texture: str = typer.Option("normal", "--texture", help="normal, or low (uniform steppe grass: few features to match)."),
         platform: str = typer.Option("multirotor", "--platform", help="multirotor (gimbal, DJI XMP) or fixed-wing (16 m/s, no gimbal, banking in turns, EXIF GPS only)."),
         blocks: int = typer.Option(1, "--blocks", help="1, or 2: two blocks of lines that share no overlap."),
+        vignetting: float = typer.Option(None, "--vignetting", help="Lens fall-off at the image corners, 0…0.8 (default: the camera's own)."),
+        exposure_jitter: float = typer.Option(0.0, "--exposure-jitter", help="RGB: σ of each frame's exposure drift, stops (EV); 0 = all frames alike."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Simulate a drone survey over Mongolian steppe with known ground truth."""
@@ -48,7 +50,8 @@ def register(app: typer.Typer) -> None:
                            scene_seed=scene_seed, degradation=degradation, progress=cb,
                            altitude_m=altitude_m, gnss=gnss,  # type: ignore[arg-type]
                            lake_fraction=lake_fraction, texture=texture,  # type: ignore[arg-type]
-                           platform=platform, blocks=blocks)  # type: ignore[arg-type]
+                           platform=platform, blocks=blocks,  # type: ignore[arg-type]
+                           vignetting=vignetting, exposure_jitter=exposure_jitter)
         if as_json:
             _common.print_json(sim.to_dict())
             return

@@ -160,3 +160,12 @@ def project_to_pixels(cam: CameraModel, position: np.ndarray, rot: np.ndarray,
     px, _ = cv2.projectPoints(points.astype(np.float64).reshape(-1, 1, 3), rvec, tvec, K,
                               np.array(cam.distortion, np.float64))
     return px.reshape(-1, 2)
+
+
+def with_vignetting(cam: CameraModel, strength: float) -> CameraModel:
+    """``cam`` with every band's vignetting replaced by ``p(r) = 1 − strength · (r/r₀)²``, r₀ the
+    half-diagonal (pixels): the signal at the image corners is ``1 − strength`` of the centre's."""
+    r0 = float(np.hypot(*cam.vignetting_center)) if any(cam.vignetting_center) else \
+        float(np.hypot(cam.width_px, cam.height_px) / 2)
+    poly = _vig(float(strength), 0.0, r0)
+    return replace(cam, vignetting=tuple(poly for _ in cam.vignetting or (0,)))

@@ -22,8 +22,12 @@ MicaSense's ``V · R · (DN − BL) / (g · te) · a1 / 2¹⁶`` with ``V = 1/p(
 
 DJI RGB (relative, not calibrated; JPEG, sRGB-like)::
 
-    s      = k · ρ_c · (E_green / E_green,clear) · p(r)      per channel c ∈ (red, green, blue)
+    s      = k · x_f · ρ_c · (E_green / E_green,clear) · p(r)   per channel c ∈ (red, green, blue)
     DN_c   = round(255 · clip(s + n, 0, 1)^(1/2.2)),  n ~ N(0, (0.003 + 0.01·s)²), k = 1.7
+
+with ``x_f`` the frame's exposure relative to the flight's nominal one (1 unless the survey is
+simulated with ``exposure_jitter``: an auto-exposure that drifts from frame to frame, see
+:func:`exposure_gains`; EXIF ExposureTime then carries ``x_f / 800`` s).
 """
 
 from __future__ import annotations
@@ -95,3 +99,12 @@ def rgb_reflectance(dn: np.ndarray, light: float, vignette_poly: np.ndarray) -> 
     """Inverse of :func:`rgb_dn` without noise: reflectance (3, row, col), float32."""
     s = (dn.astype(np.float32).transpose(2, 0, 1) / 255.0) ** 2.2
     return s / (RGB_GAIN * light * vignette_poly[None])
+
+
+def exposure_gains(n: int, jitter_ev: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame exposure ``x_f = 2^e``, ``e ~ N(0, jitter_ev²)`` stops (EV), float64 (n,).
+
+    ``jitter_ev`` 0 gives ones: every frame exposed alike."""
+    if jitter_ev <= 0:
+        return np.ones(n)
+    return 2.0 ** rng.normal(0.0, float(jitter_ev), n)

@@ -21,7 +21,7 @@ from belcheer.progress import ProgressCallback, no_progress
 from belcheer.simulate import flight
 from belcheer.simulate import layout as lay
 from belcheer.simulate import truth as tr
-from belcheer.simulate.cameras import CAMERAS, CameraModel, vignetting_poly
+from belcheer.simulate.cameras import CAMERAS, CameraModel, vignetting_poly, with_vignetting
 from belcheer.simulate.flight import (
     FW_SPEED_M_S,
     LOCAL_UTC_OFFSET_H,
@@ -32,7 +32,13 @@ from belcheer.simulate.flight import (
     solar_position,
 )
 from belcheer.simulate.metadata import dji_xmp, micasense_xmp, write_dji_jpeg, write_micasense_tiff
-from belcheer.simulate.radiometry import BandCalibration, exposure_for, micasense_dn, rgb_dn
+from belcheer.simulate.radiometry import (
+    BandCalibration,
+    exposure_for,
+    exposure_gains,
+    micasense_dn,
+    rgb_dn,
+)
 from belcheer.simulate.render import panel_scene, render_reflectance
 from belcheer.simulate.scene import SCALE, render_truth
 from belcheer.simulate.spectra import BANDS, FWHM_NM, WAVELENGTHS_NM
@@ -111,6 +117,10 @@ class Simulation:
     texture: str = "normal"
     platform: str = "multirotor"
     blocks: int = 1
+    #: corner fall-off of the lens vignetting (None: the camera's own model, see cameras.py)
+    vignetting: float | None = None
+    #: σ of the per-frame exposure drift, stops (EV); the truth is poses.csv ``exposure_gain``
+    exposure_jitter_ev: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -132,7 +142,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
              gnss: Literal["autonomous", "rtk"] = "autonomous",
              lake_fraction: float = 0.0, texture: Literal["normal", "low"] = "normal",
              platform: Literal["multirotor", "fixed-wing"] = "multirotor",
-             blocks: int = 1) -> Simulation:
+             blocks: int = 1,
+             vignetting: float | None = None, exposure_jitter: float = 0.0) -> Simulation:
     """Simulate one drone survey over a steppe scene in Bayangol soum (Selenge), EPSG:32648.
 
     ``camera`` "rgb" (DJI FC6310 JPEGs at 1.7 MP), "rgb-12mp" (the same at 12 MP, for time and
@@ -163,6 +174,12 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     ``blocks`` 2 flies two blocks of lines (``block`` 0 west, 1 east in ``poses.csv``) with a
     gap wider than the footprint between them, so no frame of one overlaps one of the other.
     With a fixed wing or two blocks the scene grows to hold every frame's footprint.
+    ``vignetting`` (0…0.8) replaces the lens's fall-off by ``1 − vignetting · (r/r₀)²`` (r₀ the
+    half-diagonal: corners get ``1 − vignetting`` of the centre's light); ``exposure_jitter``
+    (RGB only) gives each frame its own exposure, ``2^e`` with ``e ~ N(0, exposure_jitter²)``
+    stops, as an auto-exposure does, written to EXIF ExposureTime. Truth: the polynomial in
+    ``simulation.json`` (camera.vignetting_polynomial) and each frame's linear exposure factor
+    in ``poses.csv`` (``exposure_gain``).
     """
     cb = progress or no_progress
     if camera not in CAMERAS:
@@ -185,6 +202,15 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     # a survey's own footprints set the scene's extent when frames look far beyond the area
     wide = fixed_wing or blocks > 1
     cam = CAMERAS[camera]
+    if vignetting is not None:
+        if not 0.0 <= vignetting <= 0.8:
+            raise ConfigError(f"vignetting {vignetting} is outside 0…0.8 (corner fall-off)")
+        cam = with_vignetting(cam, vignetting)
+    if not 0.0 <= exposure_jitter <= 2.0:
+        raise ConfigError(f"exposure jitter {exposure_jitter} EV is outside 0…2 stops")
+    if exposure_jitter and camera == "rededge":
+        raise ConfigError("exposure jitter is simulated for RGB cameras only (a RedEdge records "
+                          "its exposure and the reflectance calibration divides it out)")
     area = DEFAULT_AREA_HA[camera] if area_ha is None else float(area_ha)
     if not 0.05 <= area <= 100:
         raise ConfigError(f"--area-ha {area} is outside 0.05…100 ha")
@@ -253,6 +279,10 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     clear0 = clear_sky_irradiance(elev0)
     ms_cal = _capture_ms_calibration(cam, clear0) if multispectral else {}
     vig = [vignetting_poly(cam, i) for i in range(len(cam.vignetting))]
+    # its own random stream: surveys without jitter keep every other draw unchanged
+    gains = exposure_gains(len(shots), exposure_jitter, np.random.default_rng([seed, 6]))
+    if multispectral or not exposure_jitter:
+        gains = np.ones(len(shots))
     flight_uid = f"SIMFLIGHT{seed:06d}{scene_seed % 1000000:06d}"[:20]
 
     with atomic_path(frames_dir, suffix="") as tmp_frames:
@@ -280,7 +310,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
                                          ms_cal[band], xmp)
             else:
                 light = shot.irradiance["green"] / clear0["green"]
-                rgb = rgb_dn(refl, light, vig[0], noise_rng)
+                rgb = rgb_dn(refl, light * float(gains[k]), vig[0], noise_rng)
                 when_local = shot.time_utc + _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
                 xmp = None if fixed_wing else dji_xmp(
                     cam, when_local, shot.gps_alt_abs_m, shot.gps_alt_rel_m, shot.rec_yaw,
@@ -288,7 +318,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
                     (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll), ll[1], ll[0],
                     (sig_h, sig_h, sig_v) if gnss == "rtk" else None)
                 write_dji_jpeg(tmp_frames / f"{shot.capture_id}.JPG", rgb, cam, shot.capture_id,
-                               when_local, ll[1], ll[0], shot.gps_alt_abs_m, xmp)
+                               when_local, ll[1], ll[0], shot.gps_alt_abs_m, xmp,
+                               exposure_s=float(gains[k]) / 800)
             cb(0.2 + 0.6 * (k + 1) / len(shots), f"frame {shot.capture_id}")
 
     cb(0.8, "truth")
@@ -300,7 +331,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     lc_path = tr.write_single_cog(truth_dir / "landcover.tif", truth.landcover, geobox, "landcover",
                                   nodata=0, kind="landcover",
                                   classes="1=pasture,2=cropland,3=bare,4=water,5=built,6=target")
-    poses = _poses_table(shots, lonlat_of)
+    poses = _poses_table(shots, lonlat_of, gains)
     if blocks > 1:
         poses["block"] = [s.block for s in shots]
     if layout.lake is not None:
@@ -338,16 +369,17 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
         center_lonlat=lay.CENTER_LONLAT, camera=camera, n_captures=n_captures, seed=seed,
         scene_seed=scene_seed, date=date, degradation=degradation, gnss=gnss,
         gps_sigma_h_m=sig_h if gnss == "autonomous" else RTK_BASE_SIGMA_H_M, gps_bias_m=bias,
-        lake_fraction=float(lake_fraction), texture=texture, platform=platform, blocks=int(blocks))
+        lake_fraction=float(lake_fraction), texture=texture, platform=platform, blocks=int(blocks),
+        vignetting=vignetting, exposure_jitter_ev=float(exposure_jitter))
     write_json_atomic(sim.simulation_json, _parameters(sim, cam, plan, layout, ms_cal, clear0,
                                                        area, alt, start_local, margin))
     cb(1.0, "done")
     return sim
 
 
-def _poses_table(shots, lonlat_of) -> pd.DataFrame:
+def _poses_table(shots, lonlat_of, gains: np.ndarray) -> pd.DataFrame:
     rows = []
-    for s in shots:
+    for s, gain in zip(shots, gains, strict=True):
         lon, lat = lonlat_of(s.x, s.y)
         glon, glat = lonlat_of(s.gps_x, s.gps_y)
         row = {"capture_id": s.capture_id, "is_panel": s.is_panel,
@@ -356,7 +388,7 @@ def _poses_table(shots, lonlat_of) -> pd.DataFrame:
                "roll": s.roll, "x": s.x, "y": s.y, "gps_lon": glon, "gps_lat": glat,
                "gps_x": s.gps_x, "gps_y": s.gps_y, "gps_alt_abs_m": s.gps_alt_abs_m,
                "gps_alt_rel_m": s.gps_alt_rel_m, "rec_yaw": s.rec_yaw, "rec_pitch": s.rec_pitch,
-               "rec_roll": s.rec_roll}
+               "rec_roll": s.rec_roll, "exposure_gain": float(gain)}
         row.update({f"irradiance_{b}": v for b, v in s.irradiance.items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -397,6 +429,7 @@ def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0,
                    "gps_sigma_v_m": GPS_SIGMA_V_M if sim.gnss == "autonomous" else RTK_SIGMA_V_M,
                    "attitude_sigma_deg": ATTITUDE_SIGMA_DEG, "yaw_sigma_deg": 2 * ATTITUDE_SIGMA_DEG,
                    "attitude_record_sigma_deg": ATTITUDE_RECORD_SIGMA_DEG,
+                   "exposure_jitter_ev": sim.exposure_jitter_ev,
                    "clear_sky_irradiance_at_start": clear0},
         "conventions": {
             "pose": "yaw = heading of the image top, deg clockwise from north; pitch −90 = nadir, "
