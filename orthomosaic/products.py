@@ -98,6 +98,20 @@ def _survey_correction(ws: Workspace, survey: str, correction: FrameCorrection |
     return correction, {"method": "custom correction", "source": "python", "notes": []}
 
 
+def _narrow_bands(sv: Survey) -> Survey:
+    """The survey with a multispectral rig's RGB frames (P4M JPEG, Sequoia RGB, Mavic 3M
+    ``_D.JPG``) left out of its captures: the mosaic carries the narrow bands, and an RGB
+    frame of another size and lens would be neither calibrated nor aligned."""
+    import dataclasses
+
+    caps = []
+    for c in sv.captures:
+        narrow = tuple(f for f in c.frames if f.band.name != "rgb")
+        caps.append(dataclasses.replace(c, frames=narrow) if narrow and len(narrow) < len(c.frames)
+                    else c)
+    return dataclasses.replace(sv, captures=tuple(caps))
+
+
 def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg: int | None = None,
            dsm: Path | None = None, gcp: Path | None = None, correction: FrameCorrection | None = None,
            relative: bool = False, scheduler: str | None = None,
@@ -112,6 +126,8 @@ def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg:
     """
     sv: Survey = ws.survey(survey)
     correction, calibration = _survey_correction(ws, survey, correction, relative, sv)
+    if sv.is_multispectral:
+        sv = _narrow_bands(sv)
     name = "reflectance" if correction is not None else "orthomosaic"
     out = ws.product_path(survey, name)
     result = build_orthomosaic(sv, out, resolution=resolution, epsg=epsg, dsm=dsm, gcp=gcp,
