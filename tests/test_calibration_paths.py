@@ -2,7 +2,11 @@
 
 On the real RedEdge tutorial capture (panel IMG_0000, flight IMG_0001, albedo 0.49): the
 step-by-step CLI (calibrate → mosaic → indices), ``belcheer run``, an API job and the Python
-API give bit-identical NDVI, and each says that panel and sunlight sensor disagree.
+API use the bit-identical calibration and give the same NDVI, and each says that panel and
+sunlight sensor disagree. The NDVI is not bit-identical: the orthomosaic itself is not
+bit-reproducible — the same path run twice, even with Dask's synchronous scheduler and one
+OpenCV thread, differs by up to 8e-6 in reflectance at a few thousand pixels (cause not yet
+found) — so the NDVI is held to 1e-4 and to identical valid pixels.
 """
 
 from __future__ import annotations
@@ -98,9 +102,10 @@ def test_every_path_gives_bit_identical_ndvi(paths: dict) -> None:
     assert meta["calibration"]["method"] == "both" and meta["calibration"]["albedos"]["nir"] == 0.49
     for name in ("run", "api", "python"):
         got, m = paths[name]
+        assert m["calibration"]["id"] == meta["calibration"]["id"], name  # the same calibration
         assert got.shape == ref.shape, name
-        assert got.tobytes() == ref.tobytes(), name
-        assert m["calibration"]["id"] == meta["calibration"]["id"], name
+        assert np.array_equal(np.isnan(got), np.isnan(ref)), name
+        assert float(np.nanmax(np.abs(got - ref))) <= 1e-4, name
 
 
 def test_disagreement_is_said_in_job_report_and_survey_info(paths: dict) -> None:
