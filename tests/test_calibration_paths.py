@@ -95,7 +95,7 @@ def paths(real_data: Path, tmp_path_factory) -> dict:
     return out
 
 
-def test_every_path_gives_bit_identical_ndvi(paths: dict) -> None:
+def test_every_path_uses_one_calibration_and_gives_the_same_ndvi(paths: dict) -> None:
     ref, meta = paths["cli"]
     # the tutorial's vegetation: NDVI median ≈ 0.60 from panel reflectance (0.21 from DN)
     assert np.nanmedian(ref) == pytest.approx(0.60, abs=0.02)
