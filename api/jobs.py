@@ -112,5 +112,9 @@ class JobRunner:
             cat.update_job(job_id, state="failed", error=f"{type(exc).__name__}: {exc}",
                            message="internal error")
             return
-        cat.update_job(job_id, state="done", progress=1.0, message="done",
-                       result={"done": done, "stages": stages})
+        result: dict[str, Any] = {"done": done, "stages": stages}
+        rec = cat.calibration(params.survey)
+        if rec is not None:
+            # the report says how reflectance was made, and what disagreed
+            result["calibration"] = pipeline.calibration_report(rec)
+        cat.update_job(job_id, state="done", progress=1.0, message="done", result=result)

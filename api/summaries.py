@@ -24,8 +24,14 @@ def survey_doc(ws: Workspace, rec: SurveyRecord, base: str) -> dict[str, Any]:
             "tiles": f"{base}/tiles/{p.id}/{{z}}/{{x}}/{{y}}.png",
             "tilejson": f"{base}/tiles/{p.id}/tilejson.json", "legend": f"{base}/legend/{p.id}",
         })
+    cal = ws.catalog.calibration(rec.name)
     return {"name": rec.name, "date": rec.date, "epsg": rec.epsg, "published": rec.published,
-            "created": rec.created, "summary": dict(rec.summary), "products": products}
+            "created": rec.created, "summary": dict(rec.summary), "products": products,
+            "calibration": None if cal is None else {
+                "method": cal.method, "source": cal.source, "panel_capture": cal.panel_capture,
+                "albedos": dict(cal.albedos), "absolute": bool(cal.body.get("absolute", True)),
+                # code + values, so the web map words each note in the reader's language
+                "notes": [dict(n) for n in cal.notes]}}
 
 
 def _num(v: Any) -> float | None:

@@ -88,6 +88,18 @@ CREATE TABLE IF NOT EXISTS users (
     user_group TEXT,
     created TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS calibrations (
+    survey TEXT PRIMARY KEY REFERENCES surveys(name) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    method TEXT NOT NULL,
+    source TEXT NOT NULL,
+    panel_capture TEXT,
+    albedos TEXT NOT NULL DEFAULT '{}',
+    irradiances TEXT NOT NULL DEFAULT '{}',
+    notes TEXT NOT NULL DEFAULT '[]',
+    body TEXT NOT NULL,
+    created TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -135,6 +147,37 @@ class ParcelVersion:
 
 
 @dataclass(frozen=True)
+class CalibrationRecord:
+    """A survey's stored radiometric calibration: what every reflectance product of it used.
+
+    ``method`` panel | sensor | both; ``source`` who made it (``calibrate``, ``automatic``,
+    ``pipeline``, ``python``); ``albedos`` and ``irradiances`` per band name (irradiance in the
+    camera's radiance units × sr: W m⁻² nm⁻¹ for MicaSense, relative for Sequoia and DJI);
+    ``notes`` what the user must know (fallbacks, panel vs sensor disagreement); ``body`` the
+    full calibration report, from which the calibration is rebuilt exactly; ``id`` a digest of
+    ``body`` that products record.
+    """
+
+    survey: str
+    id: str
+    method: str
+    source: str
+    panel_capture: str | None
+    albedos: Mapping[str, float]
+    irradiances: Mapping[str, float]
+    notes: Sequence[str]
+    body: Mapping[str, Any]
+    created: str
+
+    def summary(self) -> dict[str, Any]:
+        """What products, job reports and the web map show of it."""
+        return {"id": self.id, "method": self.method, "source": self.source,
+                "panel_capture": self.panel_capture, "albedos": dict(self.albedos),
+                "notes": list(self.notes), "absolute": bool(self.body.get("absolute", True)),
+                "created": self.created}
+
+
+@dataclass(frozen=True)
 class Job:
     """A long-running pipeline job (ingest → mosaic → indices → stats)."""
 
@@ -178,6 +221,9 @@ class Catalog(Protocol):
                   rows: Sequence[Mapping[str, Any]], parcel_version: int | None = None) -> int: ...
     def stats(self, survey: str | None = None, index_name: str | None = None,
               parcel_id: str | None = None) -> list[dict[str, Any]]: ...
+    # radiometric calibration
+    def put_calibration(self, record: CalibrationRecord) -> CalibrationRecord: ...
+    def calibration(self, survey: str) -> CalibrationRecord | None: ...
     # jobs
     def add_job(self, kind: str, params: Mapping[str, Any], owner: str | None = None) -> Job: ...
     def update_job(self, job_id: str, **fields: Any) -> Job: ...
@@ -249,6 +295,8 @@ class SQLiteCatalog:
             if exists and not replace:
                 raise ConflictError(f"survey {name!r} already exists; choose another --survey "
                                     "name or re-ingest with --replace")
+            # a re-ingested survey may hold other frames: its old calibration no longer applies
+            con.execute("DELETE FROM calibrations WHERE survey=?", (name,))
             con.execute(
                 "INSERT INTO surveys (name, manifest, epsg, date, created, summary) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET manifest=excluded.manifest, epsg=excluded.epsg, "
@@ -279,6 +327,7 @@ class SQLiteCatalog:
         with self._tx() as con:
             con.execute("DELETE FROM products WHERE survey=?", (name,))
             con.execute("DELETE FROM stats WHERE survey=?", (name,))
+            con.execute("DELETE FROM calibrations WHERE survey=?", (name,))
             con.execute("DELETE FROM surveys WHERE name=?", (name,))
 
     # -- products ------------------------------------------------------------------------
@@ -384,6 +433,30 @@ class SQLiteCatalog:
             d.update(json.loads(d.pop("extra")))
             out.append(d)
         return out
+
+    # -- radiometric calibration -------------------------------------------------------
+    def put_calibration(self, record: CalibrationRecord) -> CalibrationRecord:
+        """Store (replacing any earlier one) the survey's calibration record."""
+        self.survey(record.survey)
+        dumps = lambda v: json.dumps(v, ensure_ascii=False, default=_json_default)  # noqa: E731
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO calibrations VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (record.survey, record.id, record.method, record.source, record.panel_capture,
+                         dumps(dict(record.albedos)), dumps(dict(record.irradiances)),
+                         dumps(list(record.notes)), dumps(dict(record.body)), record.created))
+        return record
+
+    def calibration(self, survey: str) -> CalibrationRecord | None:
+        """The survey's stored calibration, or None when it has not been calibrated."""
+        row = self._con().execute("SELECT * FROM calibrations WHERE survey=?", (survey,)).fetchone()
+        if row is None:
+            return None
+        return CalibrationRecord(survey=row["survey"], id=row["id"], method=row["method"],
+                                 source=row["source"], panel_capture=row["panel_capture"],
+                                 albedos=json.loads(row["albedos"]),
+                                 irradiances=json.loads(row["irradiances"]),
+                                 notes=json.loads(row["notes"]), body=json.loads(row["body"]),
+                                 created=row["created"])
 
     # -- jobs ----------------------------------------------------------------------------
     @staticmethod

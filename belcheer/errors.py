@@ -73,6 +73,11 @@ class ProcessingError(BelcheerError):
     http_status = 422
 
 
+class UnsupportedCameraError(ProcessingError):
+    """A multispectral camera belcheer has no radiometric model for (the message names it and
+    the supported families)."""
+
+
 class FormulaError(InputError):
     """A user band-math formula that is malformed or not allowed."""
 

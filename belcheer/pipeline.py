@@ -88,26 +88,39 @@ def _calibrate(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
     survey = ctx.ws.survey(ctx.params.survey)
     if not survey.is_multispectral:
         return {"skipped": "RGB camera: indices are relative"}
-    from belcheer.indices import calibrate
+    from belcheer.indices.stored import survey_calibration
 
-    ctx.calibration = calibrate(survey, panel_albedo=ctx.params.panel_albedo)
-    return {"method": ctx.calibration.method}
+    ctx.calibration, rec = survey_calibration(ctx.ws, ctx.params.survey,
+                                              panel_albedo=ctx.params.panel_albedo, source="pipeline")
+    return calibration_report(rec)
+
+
+def calibration_report(rec: Any) -> dict[str, Any]:
+    """What a run's (and a job's) report says of the survey's calibration: method, id, who made
+    it, panel capture and albedos, and the notes (English text; ``note_codes`` for translation)."""
+    return {"method": rec.method, "id": rec.id, "source": rec.source,
+            "panel_capture": rec.panel_capture, "albedos": dict(rec.albedos),
+            "absolute": bool(rec.body.get("absolute", True)),
+            "notes": [n["text"] for n in rec.notes], "note_codes": [dict(n) for n in rec.notes]}
 
 
 def _mosaic(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
     from belcheer.orthomosaic import mosaic
 
     p = ctx.params
-    if ctx.calibration is None and ctx.ws.survey(p.survey).is_multispectral:
-        # resumed after the calibrate stage: calibration objects are not persisted, recompute (cheap)
-        _calibrate(ctx, progress)
+    # a multispectral survey is mosaicked with its stored calibration (made by the calibrate
+    # stage, or now if that was skipped): the same one whichever path reaches this point
     product = mosaic(ctx.ws, p.survey, resolution=p.resolution, epsg=p.epsg,
-                     correction=ctx.calibration, scheduler=p.scheduler, progress=progress)
+                     scheduler=p.scheduler, progress=progress)
     meta = product.metadata
     # what the job report shows of the mosaic: never a silent partial result
-    return {"product": product.name, "path": str(product.path),
-            **{k: meta.get(k) for k in ("frames_used", "frames_gps_only", "frames_dropped", "blocks",
-                                        "reprojection_mean_px", "quality_report", "preview")}}
+    out: dict[str, Any] = {"product": product.name, "path": str(product.path),
+                           **{k: meta.get(k) for k in ("frames_used", "frames_gps_only", "frames_dropped",
+                                                       "blocks", "reprojection_mean_px", "quality_report",
+                                                       "preview")}}
+    if "calibration" in meta:
+        out["calibration"] = meta["calibration"]["method"]
+    return out
 
 
 def _indices(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:

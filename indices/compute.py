@@ -508,25 +508,47 @@ def _compute_dataarray(arr: xr.DataArray, indices: Sequence[str],
 
 def compute_survey(ws: Any, survey: str, indices: Sequence[str], *,
                    formulas: Mapping[str, str] | None = None, scheduler: str | Any | None = None,
-                   progress: ProgressCallback | None = None) -> list[Product]:
+                   progress: ProgressCallback | None = None, relative: bool = False) -> list[Product]:
     """Compute indices for a survey's ``reflectance`` product (else its ``orthomosaic``) and
     register one INDEX product per index, named by the index in lowercase.
 
-    Indices from an orthomosaic that is not reflectance (RGB or multispectral DN) are flagged
-    ``relative``: fine for patterns within one flight, not comparable between dates.
+    A multispectral survey's indices come from its reflectance mosaic, made with the survey's
+    stored calibration (each index product records which, in ``metadata["calibration"]``); a
+    reflectance mosaic made with an earlier calibration is refused. Indices from its DN mosaic
+    exist only with ``relative=True`` and are flagged ``relative`` with the reason. RGB
+    orthomosaics give relative indices: fine for patterns within one flight, not comparable
+    between dates.
     """
-    from belcheer.errors import NotFoundError
+    from belcheer.errors import NotFoundError, ProcessingError
     from belcheer.models import ProductKind
 
-    try:
-        src = ws.product(survey, "reflectance")
-    except NotFoundError:
+    multispectral = _is_multispectral(ws, survey)
+    src = None
+    if not relative:
+        try:
+            src = ws.product(survey, "reflectance")
+        except NotFoundError:
+            src = None
+    if src is not None:
+        rec = ws.catalog.calibration(survey)
+        made = (src.metadata.get("calibration") or {}).get("id")
+        if rec is not None and made and made != rec.id:
+            raise ProcessingError(
+                f"survey {survey!r} was recalibrated (now {rec.method}, {rec.id}) after its "
+                f"reflectance mosaic was made (with {made}); run `belcheer mosaic {survey}` again "
+                "so indices use the current calibration")
+    else:
         try:
             src = ws.product(survey, "orthomosaic")
         except NotFoundError:
             raise NotFoundError(f"survey {survey!r} has no reflectance or orthomosaic product yet; "
                                 f"run `belcheer mosaic {survey}` first") from None
-    relative = src.kind is not ProductKind.REFLECTANCE or bool(src.relative)
+        if multispectral and not relative:
+            raise ProcessingError(
+                f"survey {survey!r} is multispectral but has only a DN mosaic: indices of DN are "
+                f"not reflectance and not comparable between dates. Run `belcheer mosaic {survey}` "
+                "(it calibrates the survey first), or give --relative for DN indices flagged as such")
+    relative = relative or src.kind is not ProductKind.REFLECTANCE or bool(src.relative)
     out_dir = ws.product_path(survey, "ndvi").parent
     paths = compute(src, indices, out_dir=out_dir, formulas=formulas, scheduler=scheduler,
                     progress=progress, relative=relative)
@@ -544,8 +566,22 @@ def compute_survey(ws: Any, survey: str, indices: Sequence[str], *,
             meta.update(long_name=d.long_name, reference=d.reference, constants=dict(d.constants))
         if "calibration" in src.metadata:
             meta["calibration"] = src.metadata["calibration"]
+        if relative:
+            meta["relative_reason"] = ("multispectral DN, not reflectance (--relative)" if multispectral
+                                       else "RGB: relative, not comparable between dates")
         products.append(ws.add_product(Product(
             id="", survey=survey, kind=ProductKind.INDEX, name=name.lower(), path=Path(path),
             epsg=src.epsg, bands=(Band(name=name.lower(), label=name),), units=None,
             relative=relative, metadata=meta)))
     return products
+
+
+def _is_multispectral(ws: Any, survey: str) -> bool:
+    """True when the survey's frames are a multispectral camera's (an imported orthophoto has
+    no frames: it is taken as it is)."""
+    from belcheer.errors import BelcheerError
+
+    try:
+        return bool(ws.survey(survey).is_multispectral)
+    except BelcheerError:  # no such survey: the product lookup below says so
+        return False

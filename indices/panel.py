@@ -11,12 +11,15 @@ blur. Pixel coordinates: (x, y, width, height), top-left origin.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
-from belcheer.errors import ProcessingError
+from belcheer.errors import ConfigError, ProcessingError
 
 #: a panel whose radiance varies more than this inside the region (shadow, glare) is refused
 MAX_PANEL_CV = 0.03
@@ -94,3 +97,63 @@ def measure_panel(radiance: np.ndarray, region: tuple[int, int, int, int] | None
                               "panel capture without shadow or glare, or give --panel-region")
     return PanelMeasurement(region=tuple(int(v) for v in region),  # type: ignore[arg-type]
                             mean=mean, cv=cv, pixels=int(patch.size), detected=detected)
+
+
+#: the shipped table of panels' albedos by serial (each entry names its source)
+ALBEDO_TABLE = "panel_albedo.json"
+_SERIAL = re.compile(r"^RP\d{2}-[0-9A-Z]+-[0-9A-Z]{2}$", re.IGNORECASE)
+
+
+def albedo_table() -> dict[str, dict]:
+    """Serial → {"albedo": {band: value}, "source": text, "model": text} from the shipped table."""
+    from importlib.resources import files
+
+    text = files("belcheer.indices").joinpath(ALBEDO_TABLE).read_text(encoding="utf-8")
+    return {k.upper(): v for k, v in json.loads(text)["panels"].items()}
+
+
+def is_panel_serial(text: str) -> bool:
+    """True for a MicaSense panel serial such as ``RP04-1234567-OB``."""
+    return bool(_SERIAL.match(text.strip()))
+
+
+def albedo_of_serial(serial: str) -> tuple[dict[str, float], str]:
+    """A panel's albedo per band and the source of the values, from :func:`albedo_table`.
+
+    Raises :class:`ConfigError` naming the known serials when the panel is not in the table."""
+    table = albedo_table()
+    entry = table.get(serial.strip().upper())
+    if entry is None:
+        raise ConfigError(f"panel {serial.strip()!r} is not in belcheer's albedo table (known: "
+                          f"{', '.join(sorted(table))}); give its albedo from the panel's "
+                          "calibration sheet instead, e.g. --panel-albedo 0.49 or "
+                          "blue=0.49,green=0.49,…")
+    return {k: float(v) for k, v in entry["albedo"].items()}, str(entry["source"])
+
+
+def parse_albedo(value: Any) -> float | list[float] | dict[str, float] | None:
+    """A panel albedo as users write it: ``0.49`` (every band), ``0.49,0.5,…`` (per band in the
+    camera's order), ``blue=0.49,nir=0.5`` (by band name), a MicaSense panel serial
+    (``RP04-…``, looked up in the shipped table), or already a number / list / mapping."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): float(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [float(v) for v in value]
+    text = str(value).strip()
+    if not text:
+        return None
+    if is_panel_serial(text):
+        return albedo_of_serial(text)[0]
+    try:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if all("=" in p for p in parts):
+            return {k.strip().lower(): float(v) for k, v in (p.split("=", 1) for p in parts)}
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"panel albedo {text!r}: give 0.49, or 0.49,0.49,… per band, or "
+                          "blue=0.49,green=0.49,…, or the panel's serial RP04-…") from None
+    return values[0] if len(values) == 1 else values

@@ -24,16 +24,37 @@ the sunshine sensor's irradiance (IrradianceList: count / (gain · integration t
 arbitrary units too, so sensor-only Sequoia reflectance ``π·I/E`` is consistent between frames
 and dates of one camera but its absolute level needs a panel.
 
-DJI P4 Multispectral / Mavic 3M (DJI's image-processing guide)::
+DJI P4 Multispectral (FC6360) / Mavic 3M (M3M), after DJI's "P4 Multispectral Image Processing
+Guide" (the Mavic 3M writes the same tags; its sunlight sensor gives a spectral irradiance per
+band)::
 
-    X = V(x, y) · (p − BlackLevel) / 65535 / (gain · t_e) · SensorGainAdjustment
+    X = (p − BlackLevel)/65535 · V(x, y) / (SensorGain · ExposureTime/10⁶) · SensorGainAdjustment
+    V = 1 + k0·r + k1·r² + … + k5·r⁶,  r = distance of pixel (x, y) from (CenterX, CenterY)
 
-relative units, matched by DJI's sunlight-sensor ``Irradiance`` (also relative).
+with ``p`` the 16-bit DN, ``BlackLevel`` on the same 16-bit scale (4096), ``SensorGain`` the
+analog gain, ``ExposureTime`` in µs (XMP; EXIF's seconds when it is absent),
+``VignettingData`` ``k0…k5`` about ``CalibratedOpticalCenterX/Y`` (the correction multiplies
+the DN), and ``SensorGainAdjustment`` (DJI's ``pCam``) the per-band sensitivity relative to
+the NIR band. ``X`` is in relative radiance units, matched by the sunlight sensor's XMP
+``Irradiance`` (relative too, so sensor-only DJI reflectance ``π·X/Irradiance`` is consistent
+between frames and dates of one drone but not absolute — DJI's guide multiplies by the
+sunlight sensor's own per-band factor, which the files do not carry; a panel sets the level).
+``DewarpData`` (lens distortion) is read at ingest (``belcheer.ingest.frames``). Assumptions
+checked only against belcheer's simulator, not against DJI's own software: the vignetting is
+applied after the black level is subtracted (as in the formula above), and
+``RelativeOpticalCenterX/Y`` (P4M) / ``DewarpHMatrix`` (M3M) are taken as the band's offset
+from / homography to the reference band, used only to seed band alignment.
+
+A tag missing or contradicting the others (:func:`model_warnings`) never stops a band: it is
+converted with that correction left out (vignetting 1, adjustment 1, EXIF exposure, black level
+4096) and the calibration report names the warning.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -44,6 +65,11 @@ from belcheer.models import Frame
 
 #: camera families with a radiometric model here
 MICASENSE, SEQUOIA, DJI = "micasense", "sequoia", "dji"
+#: what an error about an unsupported multispectral camera lists
+SUPPORTED_FAMILIES = ("MicaSense RedEdge / RedEdge-M / RedEdge-MX / Altum, Parrot Sequoia, "
+                      "DJI P4 Multispectral (FC6360), DJI Mavic 3 Multispectral (M3M)")
+#: DJI's black level when the tag is missing (16-bit scale)
+DJI_DEFAULT_BLACK = 4096.0
 
 
 def camera_family(frame: Frame) -> str | None:
@@ -53,7 +79,8 @@ def camera_family(frame: Frame) -> str | None:
         return MICASENSE
     if "parrot" in key or "sequoia" in key:
         return SEQUOIA
-    if "dji" in key and frame.band.name in {"blue", "green", "red", "rededge", "nir"}:
+    if ("dji" in key or "fc6360" in key or "m3m" in key) \
+            and frame.band.name in {"blue", "green", "red", "rededge", "nir"}:
         return DJI
     return None
 
@@ -169,20 +196,111 @@ def sequoia_radiance(dn: np.ndarray, *, sensor_model: tuple[float, float, float]
 
 # -- DJI multispectral ------------------------------------------------------------------------
 
+def dji_vignetting(shape: tuple[int, int], center: tuple[float, float],
+                   polynomial: tuple[float, ...]) -> np.ndarray:
+    """DJI's vignetting correction ``V = 1 + k0·r + … + k5·r⁶`` (multiply the DN by it), float32,
+    ``r`` in pixels of the integer pixel index (col, row) from ``center``. Cached, read-only."""
+    return _dji_vignetting(tuple(shape), tuple(float(c) for c in center),  # type: ignore[arg-type]
+                           tuple(float(k) for k in polynomial))
+
+
+@lru_cache(maxsize=32)
+def _dji_vignetting(shape: tuple[int, int], center: tuple[float, float],
+                    polynomial: tuple[float, ...]) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = np.hypot(xx - center[0], yy - center[1])
+    v = np.polynomial.polynomial.polyval(r, (1.0, *polynomial)).astype(np.float32)
+    v.flags.writeable = False
+    return v
+
+
 def dji_radiance(dn: np.ndarray, *, black_level: float, exposure_s: float, gain: float,
                  sensor_gain_adjustment: float, vignetting_center: tuple[float, float] | None,
                  vignetting_polynomial: tuple[float, ...] | None) -> np.ndarray:
-    """DJI P4M / Mavic 3M DN → relative radiance (DJI's normalised camera value), float32."""
+    """DJI P4M / Mavic 3M DN → relative radiance ``X`` (module docstring), float32, ≥ 0."""
     a = _as_2d(dn).astype(np.float32)
-    h, w = a.shape
+    lin = (a - np.float32(black_level)) / np.float32(65535.0)
     if vignetting_center and vignetting_polynomial:
-        # DJI stores the correction itself: multiply by 1 + k0·r + … + k5·r⁶
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-        r = np.hypot(xx - vignetting_center[0], yy - vignetting_center[1])
-        a = a * np.polynomial.polynomial.polyval(r, (1.0, *vignetting_polynomial)).astype(np.float32)
-    out = (a - np.float32(black_level)) / np.float32(65535.0 * gain * exposure_s) \
-        * np.float32(sensor_gain_adjustment)
+        lin = lin * dji_vignetting(a.shape, vignetting_center, vignetting_polynomial)
+    out = lin * np.float32(sensor_gain_adjustment / (gain * exposure_s))
     return np.maximum(out, 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DJIModel:
+    """The DJI coefficients of one frame, after falling back where tags are missing or
+    contradictory (``warnings``: (code, text) pairs)."""
+
+    black_level: float
+    exposure_s: float | None
+    gain: float
+    sensor_gain_adjustment: float
+    vignetting_center: tuple[float, float] | None
+    vignetting_polynomial: tuple[float, ...] | None
+    warnings: tuple[tuple[str, str], ...] = ()
+
+
+def dji_model(frame: Frame) -> DJIModel:
+    """Read and check a DJI multispectral frame's radiometric tags (never raises)."""
+    r = frame.radiometry
+    warn: list[tuple[str, str]] = []
+    black = r.black_level if r.black_level is not None else \
+        (floats(vendor_value(frame, "BlackLevel")) or (None,))[0]
+    if black is None:
+        warn.append(("dji_black_level_missing", f"no BlackLevel: {DJI_DEFAULT_BLACK:g} assumed"))
+        black = DJI_DEFAULT_BLACK
+    elif not 0 <= black < 65535:
+        warn.append(("dji_black_level_invalid", f"BlackLevel {black:g} is outside 0…65535: "
+                     f"{DJI_DEFAULT_BLACK:g} assumed"))
+        black = DJI_DEFAULT_BLACK
+    exposure = r.exposure_s
+    xmp_us = (floats(vendor_value(frame, "ExposureTime")) or (None,))[0]
+    if xmp_us is not None and xmp_us > 0:
+        if exposure and abs(xmp_us / 1e6 / exposure - 1.0) > 0.05:
+            warn.append(("dji_exposure_contradictory",
+                         f"XMP ExposureTime {xmp_us:g} µs contradicts EXIF {exposure * 1e6:g} µs: "
+                         "EXIF used"))
+        else:
+            exposure = xmp_us / 1e6
+    gain = r.gain if r.gain is not None else (floats(vendor_value(frame, "SensorGain")) or (None,))[0]
+    if gain is None or not math.isfinite(gain) or gain <= 0:
+        warn.append(("dji_sensor_gain_missing", "no usable SensorGain: gain 1 assumed"))
+        gain = 1.0
+    pcam_t = floats(vendor_value(frame, "SensorGainAdjustment"))
+    pcam = pcam_t[0] if pcam_t else None
+    if pcam is None or not math.isfinite(pcam) or not 0.05 < pcam < 20:
+        warn.append(("dji_gain_adjustment_missing",
+                     "no usable SensorGainAdjustment: band sensitivity not adjusted (1 assumed)"))
+        pcam = 1.0
+    center = r.vignetting_center
+    if center is None:
+        cx = floats(vendor_value(frame, "CalibratedOpticalCenterX"))
+        cy = floats(vendor_value(frame, "CalibratedOpticalCenterY"))
+        center = (cx[0], cy[0]) if cx and cy else None
+    poly = r.vignetting_polynomial or floats(vendor_value(frame, "VignettingData"))
+    if poly is None or center is None:
+        warn.append(("dji_vignetting_missing", "no VignettingData / optical centre: vignetting "
+                     "not corrected"))
+        poly, center = None, None
+    elif len(poly) != 6 or not all(math.isfinite(k) for k in poly):
+        warn.append(("dji_vignetting_invalid", f"VignettingData has {len(poly)} terms (6 "
+                     "expected): vignetting not corrected"))
+        poly, center = None, None
+    elif frame.intrinsics and not (0 <= center[0] <= frame.intrinsics.width_px
+                                   and 0 <= center[1] <= frame.intrinsics.height_px):
+        warn.append(("dji_vignetting_invalid", f"vignetting centre {center} lies outside the "
+                     "frame: vignetting not corrected"))
+        poly, center = None, None
+    return DJIModel(float(black), exposure, float(gain), float(pcam), center, poly, tuple(warn))
+
+
+def model_warnings(frame: Frame) -> tuple[tuple[str, str], ...]:
+    """(code, text) for each radiometric tag of ``frame`` that is missing or contradictory and
+    was left out of its model (DJI: see :func:`dji_model`); empty for a complete frame."""
+    if camera_family(frame) == DJI:
+        return dji_model(frame).warnings
+    return ()
 
 
 # -- dispatch ---------------------------------------------------------------------------------
@@ -230,24 +348,14 @@ def radiance(frame: Frame, dn: np.ndarray) -> np.ndarray:
                                 exposure_s=_need(r.exposure_s, "exposure time", frame),
                                 iso=_need(iso, "ISO", frame), vignetting=vig)
     if fam == DJI:
-        black = r.black_level if r.black_level is not None else \
-            (floats(vendor_value(frame, "BlackLevel")) or (4096.0,))[0]
-        center = r.vignetting_center
-        if center is None:
-            cx = floats(vendor_value(frame, "CalibratedOpticalCenterX"))
-            cy = floats(vendor_value(frame, "CalibratedOpticalCenterY"))
-            center = (cx[0], cy[0]) if cx and cy else None
-        poly = r.vignetting_polynomial or floats(vendor_value(frame, "VignettingData"))
-        pcam = floats(vendor_value(frame, "SensorGainAdjustment")) or (1.0,)
-        gain = r.gain if r.gain is not None else \
-            (floats(vendor_value(frame, "SensorGain")) or (1.0,))[0]
-        return dji_radiance(dn, black_level=float(black),
-                            exposure_s=_need(r.exposure_s, "exposure time", frame),
-                            gain=float(gain), sensor_gain_adjustment=pcam[0],
-                            vignetting_center=center, vignetting_polynomial=poly)
-    raise InputError(f"camera {frame.camera.key!r} ({frame.path.name}) has no radiometric model: "
-                     "belcheer calibrates MicaSense, Parrot Sequoia and DJI multispectral frames; "
-                     "indices from other cameras are relative")
+        m = dji_model(frame)
+        return dji_radiance(dn, black_level=m.black_level,
+                            exposure_s=_need(m.exposure_s, "exposure time", frame),
+                            gain=m.gain, sensor_gain_adjustment=m.sensor_gain_adjustment,
+                            vignetting_center=m.vignetting_center,
+                            vignetting_polynomial=m.vignetting_polynomial)
+    raise InputError(f"camera {frame.camera.key!r} ({frame.path.name}, band {frame.band.name}) has "
+                     f"no radiometric model; supported: {SUPPORTED_FAMILIES}")
 
 
 # -- sunlight sensor ---------------------------------------------------------------------------
@@ -315,6 +423,10 @@ def sensor_irradiance(frame: Frame) -> tuple[float, dict[str, Any]] | None:
             return float(r.irradiance), {"source": "sequoia_irradiance"}
         return None
     if fam == DJI:
-        e = r.irradiance or (floats(vendor_value(frame, "Irradiance")) or (None,))[0]
-        return (float(e), {"source": "dji_irradiance", "units": "relative"}) if e else None
+        # the Mavic 3M's sunlight sensor writes each band's spectral irradiance in that band's
+        # file, as the P4M does: one Irradiance per frame. Zero is returned (and reported as a
+        # faulty reading by the calibration), not hidden
+        e = r.irradiance if r.irradiance is not None else \
+            (floats(vendor_value(frame, "Irradiance")) or (None,))[0]
+        return (float(e), {"source": "dji_irradiance", "units": "relative"}) if e is not None else None
     return None

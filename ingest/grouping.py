@@ -14,6 +14,11 @@ anything else           one file                            the file's stem
 
 The same number restarts in each MicaSense ``SET`` folder, so ids are made unique by prefixing
 the folder (relative to the scanned root, ``/`` → ``_``) only when they would collide.
+
+DJI multispectral frames carry ``drone-dji:CaptureUUID``, shared by the band files (and the RGB
+JPEG) of one capture: where it is written it groups the files, whatever they are called (file
+numbers are not reliable: renamed or re-numbered copies happen), and the band order comes
+from the band (XMP ``BandName`` / ``CentralWavelength``), not the file name.
 """
 
 from __future__ import annotations
@@ -78,11 +83,36 @@ def _folder_key(frame: Frame, root: Path | None) -> str:
     return parent.as_posix()
 
 
+#: band order of a DJI multispectral capture (P4M file digits 1…5; the Mavic 3M has no blue)
+DJI_BAND_ORDER = {"blue": 1, "green": 2, "red": 3, "rededge": 4, "nir": 5}
+_UUID_KEY = "drone-dji:CaptureUUID"
+
+
+def by_capture_uuid(frames: Iterable[Frame]) -> list[Frame]:
+    """Frames sharing a ``drone-dji:CaptureUUID`` given one capture id (the file names' usual id,
+    else the smallest) and DJI band indices; other frames unchanged."""
+    frames = list(frames)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, f in enumerate(frames):
+        uid = f.tags.get(_UUID_KEY)
+        if isinstance(uid, str) and uid.strip():
+            groups[uid.strip()].append(i)
+    for members in groups.values():
+        ids = [frames[i].capture_id for i in members]
+        chosen = max(sorted(set(ids)), key=ids.count)
+        for i in members:
+            f = frames[i]
+            index = DJI_BAND_ORDER.get(f.band.name, f.band_index)
+            frames[i] = replace(f, capture_id=chosen, band_index=index)
+    return frames
+
+
 def group_captures(frames: Iterable[Frame], root: Path | None = None) -> list[Capture]:
-    """Group frames into captures by (folder, capture id), bands in band-index order, captures
-    in time order (then id). A second frame of the same band in one capture is an error."""
+    """Group frames into captures by (folder, capture id) — DJI multispectral frames by their
+    ``CaptureUUID`` — bands in band-index order, captures in time order (then id). A second
+    frame of the same band in one capture is an error."""
     groups: dict[tuple[str, str], list[Frame]] = defaultdict(list)
-    for f in frames:
+    for f in by_capture_uuid(frames):
         groups[(_folder_key(f, root), f.capture_id)].append(f)
     ids_in_folders: dict[str, set[str]] = defaultdict(set)
     for folder, cid in groups:

@@ -15,6 +15,8 @@ no_gps              error/w.  no position: an error when no frame of the survey 
 black               error     99 % of pixels at the black level
 saturated           error/w.  > 50 % (error) or > 5 % (warning) of pixels at full scale
 duplicate_band      error     a second frame of one band in one capture
+missing_band        error     a multispectral capture lacks a band the survey's other captures
+                              have (a file lost or not copied): the capture is dropped
 blurry              warning   normalised Laplacian variance below the threshold
 oblique             warning   the camera looked more than 15° away from nadir
 altitude_outlier    warning   height more than 3.5 robust σ (MAD) from the flight's median
@@ -112,12 +114,38 @@ def mixed_cameras(captures: Sequence[Capture]) -> list[Problem]:
                     "ingest each camera's folder as its own survey", Severity.WARNING)]
 
 
+#: narrow bands of a multispectral rig (a rig's RGB frame is not required)
+_NARROW = frozenset({"blue", "green", "red", "rededge", "nir", "lwir", "pan"})
+
+
+def missing_bands(captures: Sequence[Capture]) -> dict[str, list[Problem]]:
+    """Multispectral captures lacking a band that most of the survey's captures have: an error
+    on each of their frames, naming the band (the capture is left out of the mosaic)."""
+    sets = [frozenset(f.band.name for f in c.frames if f.band.name in _NARROW) for c in captures]
+    multi = [b for b in sets if len(b) > 1]
+    if not multi:
+        return {}
+    full = max(set(multi), key=lambda b: (multi.count(b), len(b)))
+    out: dict[str, list[Problem]] = defaultdict(list)
+    for c, have in zip(captures, sets, strict=True):
+        lacking = sorted(full - have)
+        if not have or not lacking or len(have) > len(full):
+            continue
+        for f in c.frames:
+            out[str(f.path)].append(Problem(
+                "missing_band", f"capture {c.id} has no {', '.join(lacking)} frame (the survey's "
+                f"captures have {', '.join(sorted(full))}): dropped from the mosaic — copy the "
+                "missing file from the card or leave the capture out", Severity.ERROR, f.path))
+    return out
+
+
 def apply(captures: Sequence[Capture], heights: dict[str, Height],
           panels: Sequence[str] = ()) -> list[Capture]:
-    """The captures with the oblique, altitude-outlier and duplicate-time problems added."""
+    """The captures with the missing-band, oblique, altitude-outlier and duplicate-time
+    problems added."""
     merged: dict[str, list[Problem]] = defaultdict(list)
-    for found in (oblique_problems(captures), altitude_outliers(captures, heights, panels),
-                  duplicate_times(captures)):
+    for found in (missing_bands(captures), oblique_problems(captures),
+                  altitude_outliers(captures, heights, panels), duplicate_times(captures)):
         for key, probs in found.items():
             merged[key].extend(probs)
     return chainable_without_gps([_with(c, merged) for c in captures])

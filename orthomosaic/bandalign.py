@@ -3,7 +3,8 @@
 Each band of a multispectral rig is a separate camera a few centimetres from the others, so the
 band images are offset by tens of pixels. We align every band to a primary band with a
 homography: initialised from the MicaSense ``RigRelatives`` angles where the camera wrote them
-(infinite homography K_ref · R · K⁻¹), else from phase correlation, then refined with OpenCV's
+(infinite homography K_ref · R · K⁻¹) or DJI's calibrated band positions (P4 Multispectral
+``RelativeOpticalCenterX/Y``, Mavic 3M ``DewarpHMatrix``), else from phase correlation, then refined with OpenCV's
 ECC on gradient magnitude (contrast differs between bands; edges do not) over an image pyramid.
 The residual is measured independently, by phase correlation of the gradient magnitudes in
 windows over the whole frame, in full-resolution pixels.
@@ -127,6 +128,33 @@ def rig_homography(band: Frame, primary: Frame) -> np.ndarray | None:
     kp = np.array(primary.intrinsics.matrix())
     r_rel = rot(rp[0]).T @ rot(rb[0])
     h = kp @ r_rel.T @ np.linalg.inv(kb)
+    return h / h[2, 2]
+
+
+def _dji_to_reference(frame: Frame) -> np.ndarray | None:
+    """This DJI band's homography onto its rig's reference band, from its XMP: the Mavic 3M's
+    ``DewarpHMatrix`` (row-major 3×3) or the P4 Multispectral's ``RelativeOpticalCenterX/Y``
+    (pixel offset of this band's optical centre from the reference band's: a translation)."""
+    from belcheer.ingest.xmp import number, numbers
+
+    tags = frame.tags
+    h = numbers(tags.get("drone-dji:DewarpHMatrix"))
+    if h is not None and len(h) == 9 and np.isfinite(h).all() and abs(h[8]) > 1e-9:
+        return np.array(h, dtype=np.float64).reshape(3, 3) / h[8]
+    rx = number(tags.get("drone-dji:RelativeOpticalCenterX"))
+    ry = number(tags.get("drone-dji:RelativeOpticalCenterY"))
+    if rx is None or ry is None or not (np.isfinite(rx) and np.isfinite(ry)):
+        return None
+    return np.array([[1.0, 0.0, -rx], [0.0, 1.0, -ry], [0.0, 0.0, 1.0]])
+
+
+def dji_rig_homography(band: Frame, primary: Frame) -> np.ndarray | None:
+    """Initial band→primary homography from DJI's calibrated band positions (both frames' XMP),
+    ``H_primary⁻¹ · H_band`` with ``H`` each band's homography onto the rig's reference band."""
+    hb, hp = _dji_to_reference(band), _dji_to_reference(primary)
+    if hb is None or hp is None:
+        return None
+    h = np.linalg.inv(hp) @ hb
     return h / h[2, 2]
 
 
@@ -391,8 +419,17 @@ def align_bands(images: dict[str, np.ndarray], frames: dict[str, Frame], primary
     pending = [n for n in images if n != primary]
     solved: dict[str, np.ndarray] = {primary: np.eye(3)}
     methods: dict[str, str] = {}
-    feats = {name: _band_features(img) for name, img in ideal.items()}
     for name in pending:
+        # DJI writes each band's calibrated position in the rig: a seed ECC refines below
+        seed = dji_rig_homography(frames[name], frames[primary]) if (
+            name in frames and primary in frames) else None
+        if seed is not None:
+            solved[name], methods[name] = seed, "dji_xmp"
+    feats = {name: _band_features(img) for name, img in ideal.items()
+             if name == primary or name not in solved}
+    for name in pending:
+        if name in solved:
+            continue
         h = _feature_homography(feats[name], feats[primary], ref.shape)
         if h is not None:
             solved[name], methods[name] = h, "sift"
@@ -401,7 +438,7 @@ def align_bands(images: dict[str, np.ndarray], frames: dict[str, Frame], primary
             continue
         # NIR often shares too few edges with the visible primary: chain through a solved band
         # (red edge resembles NIR), H(name→primary) = H(k→primary) · H(name→k)
-        for k in [b for b in solved if b != primary] + [primary]:
+        for k in [b for b in solved if b != primary and b in feats] + [primary]:
             h = _feature_homography(feats[name], feats[k], ref.shape) if k != primary else None
             if h is not None:
                 solved[name], methods[name] = solved[k] @ h, f"sift via {k}"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from belcheer.errors import CRSError, InputError, NotFoundError
+from belcheer.errors import ConfigError, CRSError, InputError, NotFoundError
 from belcheer.fileio import atomic_path, write_json_atomic
 from belcheer.grid import geobox_of_file
 from belcheer.models import Band, Product, ProductKind, Survey
@@ -88,15 +88,62 @@ def write_report(result: MosaicResult, report_dir: Path, stem: str = "orthomosai
     return json_path, png_path
 
 
+def _survey_correction(ws: Workspace, survey: str, correction: FrameCorrection | None,
+                       relative: bool, sv: Survey) -> tuple[FrameCorrection | None, dict[str, Any] | None]:
+    """The correction to mosaic with, and the calibration summary the product records.
+
+    A multispectral survey is always calibrated (the stored calibration, else one made now)
+    unless ``relative`` asks for a DN mosaic; an explicit ``correction`` that is a belcheer
+    :class:`~belcheer.indices.Calibration` becomes the survey's stored calibration, so the
+    indices made from this mosaic know which one it was."""
+    if correction is not None and relative:
+        raise ConfigError("give either a correction (reflectance) or relative=True (DN mosaic), not both")
+    if relative or not sv.is_multispectral:
+        return correction, None
+    from belcheer.indices import Calibration
+    from belcheer.indices.stored import store_calibration, survey_calibration
+
+    if correction is None:
+        cal, rec = survey_calibration(ws, survey, source="automatic")
+        return cal, rec.summary()
+    if isinstance(correction, Calibration):
+        have = ws.catalog.calibration(survey)
+        rec = have if have is not None and Calibration.from_dict(have.body).to_dict() == \
+            correction.to_dict() else store_calibration(ws, survey, correction, "python")
+        return correction, rec.summary()
+    return correction, {"method": "custom correction", "source": "python", "notes": []}
+
+
+def _narrow_bands(sv: Survey) -> Survey:
+    """The survey with a multispectral rig's RGB frames (P4M JPEG, Sequoia RGB, Mavic 3M
+    ``_D.JPG``) left out of its captures: the mosaic carries the narrow bands, and an RGB
+    frame of another size and lens would be neither calibrated nor aligned."""
+    import dataclasses
+
+    caps = []
+    for c in sv.captures:
+        narrow = tuple(f for f in c.frames if f.band.name != "rgb")
+        caps.append(dataclasses.replace(c, frames=narrow) if narrow and len(narrow) < len(c.frames)
+                    else c)
+    return dataclasses.replace(sv, captures=tuple(caps))
+
+
 def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg: int | None = None,
            dsm: Path | None = None, gcp: Path | None = None, correction: FrameCorrection | None = None,
-           scheduler: str | None = None, progress: ProgressCallback | None = None) -> Product:
+           relative: bool = False, scheduler: str | None = None,
+           progress: ProgressCallback | None = None) -> Product:
     """Mosaic a workspace survey and register the product.
 
-    Without ``correction``: product ``orthomosaic`` (kind ORTHOMOSAIC; RGB uint8 or
-    multispectral DN float32). With it: product ``reflectance`` (kind REFLECTANCE, float32).
+    A multispectral survey is mosaicked as reflectance (product ``reflectance``, kind
+    REFLECTANCE, float32) with its stored calibration — calibrated now and stored when it has
+    none (the product's ``metadata["calibration"]`` says how) — or with ``correction`` when
+    given. ``relative=True`` gives its DN mosaic instead (product ``orthomosaic``, flagged
+    relative). RGB: product ``orthomosaic`` (uint8, relative).
     """
     sv: Survey = ws.survey(survey)
+    correction, calibration = _survey_correction(ws, survey, correction, relative, sv)
+    if sv.is_multispectral:
+        sv = _narrow_bands(sv)
     name = "reflectance" if correction is not None else "orthomosaic"
     out = ws.product_path(survey, name)
     result = build_orthomosaic(sv, out, resolution=resolution, epsg=epsg, dsm=dsm, gcp=gcp,
@@ -111,6 +158,10 @@ def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg:
         "reprojection_mean_px": rep.get("reprojection_mean_px"), "blocks": len(rep.get("blocks", [])),
         "covered_area_ha": rep.get("covered_area_ha"),
     }
+    if calibration is not None:
+        meta["calibration"] = calibration
+    if relative and sv.is_multispectral:
+        meta["relative_reason"] = "multispectral DN mosaic (relative=True): not reflectance"
     kind = ProductKind.REFLECTANCE if correction is not None else ProductKind.ORTHOMOSAIC
     return ws.add_product(Product(id="", survey=survey, kind=kind, name=name, path=out,
                                   epsg=epsg or sv.epsg, bands=result.bands,

@@ -136,6 +136,34 @@ def test_server_folders_must_be_inside_allowed_roots(small, fast_pipeline, tmp_p
     assert job["state"] == "done" and job["params"]["frames_dir"] == str((allowed / "flight1").resolve())
 
 
+def test_jobs_take_a_panel_albedo_and_panel_captures(small, fast_pipeline):
+    ws, client, allowed = small
+    officer = token(client, "officer")
+    for albedo, want in ((0.49, 0.49), ([0.49, 0.5, 0.5, 0.51, 0.5], [0.49, 0.5, 0.5, 0.51, 0.5]),
+                         ({"nir": 0.5, "red": 0.49}, {"nir": 0.5, "red": 0.49}),
+                         ("RP04-SIM0001-SC", {"blue": 0.538, "green": 0.542, "red": 0.541,
+                                              "rededge": 0.539, "nir": 0.533})):
+        r = client.post("/jobs", json={"survey": "srv", "frames_dir": str(allowed / "flight1"),
+                                       "panel_albedo": albedo, "panels": ["IMG_0000"]}, headers=officer)
+        assert r.status_code == 202, r.text
+        assert r.json()["params"]["panel_albedo"] == want
+        assert r.json()["params"]["panels"] == ["IMG_0000"]
+        _wait(client, r.json()["id"], officer)
+    r = client.post("/jobs", json={"survey": "srv", "panel_albedo": "RP04-1234567-OB"}, headers=officer)
+    assert r.status_code == 400 and "RP04-1234567-OB" in r.json()["detail"]
+    files = [("files", ("DJI_0001.JPG", _jpeg(), "image/jpeg"))]
+    r = client.post("/jobs/upload", data={"survey": "up", "start": "false", "panel_albedo": "blue=0.49,nir=0.5",
+                                          "panels": "IMG_0000, IMG_0099"}, files=files, headers=officer)
+    assert r.status_code == 202, r.text
+    params = r.json()["params"]
+    assert params["panel_albedo"] == {"blue": 0.49, "nir": 0.5}
+    assert params["panels"] == ["IMG_0000", "IMG_0099"]
+    from belcheer.api.jobs import JobRunner
+
+    p = JobRunner(ws).params_for(ws.catalog.job(r.json()["id"]))
+    assert p.panel_albedo == {"blue": 0.49, "nir": 0.5} and tuple(p.panels) == ("IMG_0000", "IMG_0099")
+
+
 def test_parcel_file_upload(small):
     ws, client, _ = small
     import geopandas as gpd

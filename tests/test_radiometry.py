@@ -82,7 +82,13 @@ def test_tutorial_flight_panel_vs_sensor(tutorial: Survey) -> None:
     assert sensor.method == "sensor" and sensor.metadata["absolute"]
     # auto without the panel's albedo: the sensor alone, with a note saying why
     auto = calibrate(tutorial)
-    assert auto.method == "sensor" and "no --panel-albedo" in auto.metadata["notes"][0]
+    assert auto.method == "sensor" and auto.notes[0]["code"] == "panel_ignored_no_albedo"
+    assert "no panel albedo given" in auto.notes[0]["text"]
+    # panel and DLS disagree by > 15 % in four bands: the panel wins, and a note says so
+    (off,) = [n for n in panel.notes if n["code"] == "panel_sensor_disagree"]
+    assert set(off["bands"]) == {"green", "red", "nir", "rededge"} and off["method"] == "panel"
+    assert off["bands"]["nir"] == pytest.approx(0.549, abs=0.005)
+    assert "nir +55%" in off["text"] and "the panel wins" in off["text"]
     diff = panel.metadata["panel_vs_sensor"]
     assert diff["capture"] == "IMG_0001" and set(diff["bands"]) == set(BANDS)
     cap = tutorial.capture("IMG_0001")

@@ -31,12 +31,21 @@ class JobRequest(BaseModel):
     epsg: int | None = Field(None, ge=1024, le=32767)
     resolution: float | None = Field(None, gt=0, le=100)
     replace: bool = False
+    #: the reflectance panel's albedo: one value, one per band (list in the camera's band order,
+    #: or band name → value), or a MicaSense panel serial looked up in the shipped table
+    panel_albedo: float | list[float] | dict[str, float] | str | None = None
+    #: capture ids of the panel captures (replacing detection), e.g. ["IMG_0000"]
+    panels: list[str] = Field(default_factory=list, max_length=50)
 
 
 def _params(survey: str, **kw) -> dict:
+    from belcheer.indices.panel import parse_albedo
+
     safe_name(survey)
+    albedo = parse_albedo(kw.get("panel_albedo"))  # a bad value or unknown serial: 400 now
     return {"survey": survey, "frames_dir": None, "indices": kw.get("indices"), "epsg": kw.get("epsg"),
-            "resolution": kw.get("resolution"), "replace": bool(kw.get("replace"))}
+            "resolution": kw.get("resolution"), "replace": bool(kw.get("replace")),
+            "panel_albedo": albedo, "panels": [p.strip() for p in kw.get("panels") or [] if p.strip()]}
 
 
 @router.post("", status_code=202)
@@ -44,7 +53,7 @@ def start_job(req: JobRequest, ws: Workspace = Depends(workspace), user: User = 
               jobs: JobRunner = Depends(runner), cfg=Depends(settings)) -> dict:
     """Start ingest → calibrate → mosaic → indices → stats on a server-side folder (officers)."""
     params = _params(req.survey, indices=req.indices, epsg=req.epsg, resolution=req.resolution,
-                     replace=req.replace)
+                     replace=req.replace, panel_albedo=req.panel_albedo, panels=req.panels)
     if req.frames_dir:
         params["frames_dir"] = str(safety.allowed_folder(req.frames_dir, cfg.allowed_roots))
     job = ws.catalog.add_job(PIPELINE_KIND, params, owner=user.username)
@@ -55,10 +64,15 @@ def start_job(req: JobRequest, ws: Workspace = Depends(workspace), user: User = 
 @router.post("/upload", status_code=202)
 def upload_job(survey: str = Form(...), files: list[UploadFile] = File(...),
                start: bool = Form(True), epsg: int | None = Form(None),
+               panel_albedo: str | None = Form(None), panels: str | None = Form(None),
                ws: Workspace = Depends(workspace), user: User = Depends(require("officer")),
                jobs: JobRunner = Depends(runner), cfg=Depends(settings)) -> dict:
-    """Upload a survey's frames (JPEG/TIFF files or zips of them) and start processing them."""
-    params = {**_params(survey, epsg=epsg), UPLOADED: True}
+    """Upload a survey's frames (JPEG/TIFF files or zips of them) and start processing them.
+
+    ``panel_albedo``: ``0.49``, ``0.49,0.5,…`` per band, ``blue=0.49,…`` or a panel serial
+    ``RP04-…``; ``panels``: comma-separated capture ids of the panel captures."""
+    params = {**_params(survey, epsg=epsg, panel_albedo=panel_albedo,
+                        panels=(panels or "").replace(" ", ",").split(",")), UPLOADED: True}
     job = ws.catalog.add_job(PIPELINE_KIND, params, owner=user.username)
     dest = job_frames_dir(ws, job.id)
     try:

@@ -182,11 +182,36 @@ function showExports() {
     .map((f) => `<a class="button" href="/export/parcels.${f}?survey=${s}">${f.toUpperCase()}</a>`).join(" ");
 }
 
+/** A calibration note in the reader's language, from its code and values. */
+function noteText(n) {
+  if (n.code === "panel_sensor_disagree") {
+    const bands = Object.entries(n.bands || {}).map(([b, v]) => `${b} ${v > 0 ? "+" : ""}${Math.round(v * 100)}%`);
+    return t("note.panel_sensor_disagree", { bands: bands.join(", ") });
+  }
+  if (n.code === "sensor_skipped") return t("note.sensor_skipped", { count: (n.captures || []).length });
+  if (n.code && n.code.startsWith("dji_")) return t("note.tags", { band: n.band || "" });
+  return t(`note.${n.code}`);
+}
+
+/** How the survey's reflectance was made, and what the user must know about it. */
+function showCalibration(cal) {
+  const box = $("calibration");
+  if (!box) return;
+  if (!cal) { box.textContent = t("calibration.none"); return; }
+  const lines = [t(`calibration.method.${cal.method}`)];
+  const albedo = [...new Set(Object.values(cal.albedos || {}))];
+  if (cal.panel_capture) lines.push(t("calibration.panel", { capture: cal.panel_capture, albedo: albedo.join(", ") }));
+  if (cal.absolute === false) lines.push(t("calibration.relative"));
+  for (const n of cal.notes || []) lines.push(`⚠ ${noteText(n)}`);
+  box.innerHTML = lines.map((l) => `<p>${l.replace(/[&<>]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[c])}</p>`).join("");
+}
+
 async function loadSurvey(name) {
   state.survey = name;
   const s = await getJSON(`/surveys/${encodeURIComponent(name)}`);
   state.products = s.products;
   showExports();
+  showCalibration(s.calibration);
   const map = state.map;
   if (!map) return;
   clearSurveyLayers(map);
@@ -207,7 +232,11 @@ function watchJob(id) {
     const j = JSON.parse(e.data);
     bar.value = j.progress;
     status.textContent = `${t("job.progress")}: ${Math.round(j.progress * 100)}% ${j.stage || ""}`;
-    if (j.state === "done") status.textContent = t("job.done");
+    if (j.state === "done") {
+      const cal = (j.result || {}).calibration;
+      status.textContent = cal ? `${t("job.done")} — ${t("calibration.job", { method: t(`calibration.method.${cal.method}`) })}`
+        : t("job.done");
+    }
     if (j.state === "failed") status.textContent = `${t("job.failed")}: ${j.error}`;
   });
   es.addEventListener("end", () => es.close());

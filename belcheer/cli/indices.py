@@ -19,18 +19,11 @@ def _parse_formulas(items: list[str] | None) -> dict[str, str]:
 
 
 def parse_albedo(text: str | None) -> float | list[float] | dict[str, float] | None:
-    """``0.49`` → 0.49; ``0.49,0.5,…`` → per band in order; ``blue=0.49,nir=0.5`` → by name."""
-    if text is None or not text.strip():
-        return None
-    try:
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if all("=" in p for p in parts):
-            return {k.strip(): float(v) for k, v in (p.split("=", 1) for p in parts)}
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"--panel-albedo {text!r}: give 0.49, or 0.49,0.49,… per band, or "
-                          "blue=0.49,green=0.49,…") from None
-    return values[0] if len(values) == 1 else values
+    """``0.49`` → 0.49; ``0.49,0.5,…`` → per band in order; ``blue=0.49,nir=0.5`` → by name;
+    a MicaSense panel serial ``RP04-…`` → its albedos from the shipped table."""
+    from belcheer.indices.panel import parse_albedo as parse
+
+    return parse(text)
 
 
 def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
@@ -58,6 +51,9 @@ def register(app: typer.Typer) -> None:
         scheduler: str = typer.Option(None, "--scheduler",
                                       help="threads, processes, or tcp://host:8786 (Dask cluster)."),
         list_: bool = typer.Option(False, "--list", help="List the index catalogue and exit."),
+        relative: bool = typer.Option(False, "--relative",
+                                      help="Indices of a multispectral survey's DN mosaic (not "
+                                           "reflectance; flagged relative in the product)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Compute vegetation indices for a survey (one COG per index, registered as products)."""
@@ -81,13 +77,16 @@ def register(app: typer.Typer) -> None:
         ws = _common.workspace()
         with _common.progress_bar(not as_json) as cb:
             products = compute_survey(ws, survey, names, formulas=formulas or None,
-                                      scheduler=scheduler, progress=cb)
+                                      scheduler=scheduler, progress=cb, relative=relative)
         if as_json:
             _common.print_json([p.to_dict() for p in products])
             return
         for p in products:
-            flag = " (relative: uncalibrated RGB/DN)" if p.relative else ""
+            flag = f" (relative: {p.metadata.get('relative_reason', 'not reflectance')})" \
+                if p.relative else ""
             _common.out.print(f"{p.name:10s} {p.path}{flag}")
+        if products and "calibration" in products[0].metadata:
+            print_calibration(products[0].metadata["calibration"])
 
     @app.command("calibrate")
     def calibrate_cmd(
@@ -102,17 +101,17 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Calibrate a multispectral survey to reflectance and print the calibration report."""
-        from belcheer.fileio import write_json_atomic
-        from belcheer.indices import calibrate
+        from belcheer.indices.stored import survey_calibration
 
         if method not in ("auto", "panel", "sensor", "both"):
             raise ConfigError(f"--method {method!r}: use auto, panel, sensor or both")
         ws = _common.workspace()
-        s = ws.survey(survey)
-        cal = calibrate(s, method=method, panel_albedo=parse_albedo(panel_albedo),  # type: ignore[arg-type]
-                        panel_region=parse_region(panel_region))
-        report = cal.to_dict()
-        path = write_json_atomic(ws.report_dir(survey) / "calibration.json", report)
+        cal, rec = survey_calibration(ws, survey, method=method,  # type: ignore[arg-type]
+                                      panel_albedo=parse_albedo(panel_albedo),
+                                      panel_region=parse_region(panel_region), source="calibrate",
+                                      recalibrate=True)
+        report = {**cal.to_dict(), "id": rec.id, "source": rec.source}
+        path = ws.report_dir(survey) / "calibration.json"
         if as_json:
             _common.print_json(report)
             return
@@ -124,3 +123,21 @@ def register(app: typer.Typer) -> None:
             _common.out.print(f"  {band:8s} reflectance panel {d['panel']:.3f} sensor {d['sensor']:.3f}")
         if "calibration_error" in report:
             _common.out.print(f"  calibration error (max |Δρ|): {report['calibration_error']['max_abs']:.3f}")
+        for n in rec.notes:
+            _common.out.print(f"  [yellow]note:[/] {n['text']}")
+        _common.out.print(f"stored as the survey's calibration {rec.id}: `belcheer mosaic {survey}` "
+                          "and `belcheer indices` use it")
+
+
+def print_calibration(summary: dict) -> None:
+    """One line saying how the survey was calibrated, and its notes (CLI output of mosaic,
+    indices and run)."""
+    how = {"automatic": "calibrated automatically", "calibrate": "by `belcheer calibrate`",
+           "pipeline": "by `belcheer run`", "python": "from the Python API"}.get(
+        summary.get("source", ""), summary.get("source", ""))
+    albedo = summary.get("albedos") or {}
+    extra = f", panel {summary.get('panel_capture')} albedo " + \
+        ",".join(f"{v:g}" for v in dict.fromkeys(albedo.values())) if albedo else ""
+    _common.out.print(f"calibration: {summary.get('method')} ({how}{extra})")
+    for n in summary.get("notes") or []:
+        _common.out.print(f"  [yellow]note:[/] {n['text'] if isinstance(n, dict) else n}")

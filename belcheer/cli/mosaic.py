@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         from_rasters: list[Path] = typer.Option(None, "--from-rasters",
                                                 help="Merge georeferenced rasters instead."),
         survey_opt: str = typer.Option(None, "--survey", help="Survey for --from-rasters."),
+        relative: bool = typer.Option(False, "--relative",
+                                      help="Multispectral: mosaic DN instead of reflectance "
+                                           "(flagged relative)."),
         as_json: bool = typer.Option(False, "--json", help="Print the product as JSON."),
     ) -> None:
         """Build the orthomosaic COG of a survey (or merge rasters with --from-rasters)."""
@@ -47,7 +50,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("give a SURVEY name (see `belcheer ingest`)")
             with _common.progress_bar(not as_json) as cb:
                 product = mosaic(ws, survey, resolution=resolution, epsg=epsg, dsm=dsm, gcp=gcp,
-                                 scheduler=scheduler, progress=cb)
+                                 relative=relative, scheduler=scheduler, progress=cb)
         if as_json:
             _common.print_json(product.to_dict())
         else:
@@ -56,6 +59,12 @@ def register(app: typer.Typer) -> None:
                         "reprojection_mean_px", "gsd_m", "quality_report"):
                 if key in product.metadata:
                     _common.out.print(f"  {key}: {product.metadata[key]}")
+            if "calibration" in product.metadata:
+                from belcheer.cli.indices import print_calibration
+
+                print_calibration(product.metadata["calibration"])
+            elif "relative_reason" in product.metadata:
+                _common.out.print(f"  relative: {product.metadata['relative_reason']}")
 
     @app.command("import-ortho")
     def import_cmd(

@@ -21,18 +21,22 @@ def register(app: typer.Typer) -> None:
         parcels: Path = typer.Option(None, "--parcels", help="Parcel file to import before statistics."),
         epsg: int = typer.Option(None, "--epsg", help="Output UTM EPSG code (default: from the survey)."),
         resolution: float = typer.Option(None, "--resolution", help="Orthomosaic pixel size, metres."),
-        panel_albedo: float = typer.Option(None, "--panel-albedo", help="Reflectance panel albedo (0–1)."),
+        panel_albedo: str = typer.Option(None, "--panel-albedo",
+                                         help="Panel reflectance: 0.49, or per band 0.49,0.49,… or "
+                                              "blue=0.49,…, or a MicaSense panel serial RP04-…"),
         scheduler: str = typer.Option(None, "--scheduler", help="threads | processes | tcp://host:8786"),
         replace: bool = typer.Option(False, "--replace", help="Re-ingest a survey that already exists."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Run ingest → calibrate → mosaic → indices → stats on one survey."""
+        from belcheer.cli.indices import parse_albedo
         from belcheer.pipeline import PipelineParams, run_pipeline
 
         ws = _common.workspace()
         params = PipelineParams(survey=survey, frames_dir=frames_dir,
                                 indices=[i.strip() for i in index.split(",")] if index else None,
-                                epsg=epsg, resolution=resolution, panel_albedo=panel_albedo,
+                                epsg=epsg, resolution=resolution,
+                                panel_albedo=parse_albedo(panel_albedo),  # type: ignore[arg-type]
                                 parcels=parcels, scheduler=scheduler, replace=replace)
         with _common.progress_bar(not as_json) as cb:
             result = run_pipeline(ws, params, progress=cb)
@@ -40,7 +44,14 @@ def register(app: typer.Typer) -> None:
             _common.print_json(result)
         else:
             for stage, res in result.items():
+                if stage == "calibrate" and "note_codes" in res:
+                    res = {k: v for k, v in res.items() if k not in ("notes", "note_codes")}
                 _common.out.print(f"[bold]{stage:<10}[/] {res}")
+            rec = ws.catalog.calibration(survey)
+            if rec is not None:
+                from belcheer.cli.indices import print_calibration
+
+                print_calibration(rec.summary())
 
     @app.command("demo")
     def demo(

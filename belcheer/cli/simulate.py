@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_cmd(
         out_dir: Path = typer.Argument(..., help="Folder to write frames/ and truth/ into."),
-        camera: str = typer.Option("rgb", "--camera", help="rgb (DJI FC6310 JPEG, 1.7 MP), rgb-12mp (the same at 12 MP) or rededge (MicaSense RedEdge-M 5-band TIFF)."),
+        camera: str = typer.Option("rgb", "--camera", help="rgb (DJI FC6310 JPEG, 1.7 MP), rgb-12mp (the same at 12 MP), rededge (MicaSense RedEdge-M 5-band TIFF), p4m (DJI P4 Multispectral) or m3m (DJI Mavic 3M)."),
         seed: int = typer.Option(0, "--seed", help="Random seed of the flight (and of the scene unless --scene-seed)."),
         area_ha: float = typer.Option(None, "--area-ha", help="Flown area, hectares (default 3 RGB, 2 RedEdge)."),
         date: str = typer.Option(None, "--date", help="Survey date YYYY-MM-DD (default 2026-07-15): sets the season."),
@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
         """Simulate a drone survey over Mongolian steppe with known ground truth."""
         from belcheer.simulate import simulate
 
-        if camera not in ("rgb", "rgb-12mp", "rededge"):
-            raise ConfigError(f"--camera {camera!r}: choose rgb, rgb-12mp or rededge")
+        if camera not in ("rgb", "rgb-12mp", "rededge", "p4m", "m3m"):
+            raise ConfigError(f"--camera {camera!r}: choose rgb, rgb-12mp, rededge, p4m or m3m")
         day = None
         if date:
             try:

@@ -39,6 +39,16 @@ class CameraModel:
     vignetting_center: tuple[float, float] = (0.0, 0.0)
     focal_35mm: int | None = None
     serial: str = "SIM-0001"
+    #: whose metadata and radiometric model the frames follow: micasense | dji
+    vendor: str = "micasense"
+    #: DJI multispectral: per band (file order) the vignetting correction k0…k5 that DJI writes
+    #: as VignettingData (the DN is *multiplied* by 1 + k0·r + … + k5·r⁶), and each band lens's
+    #: principal-point offset (px) from the photo centre: the bands of a DJI rig are separate
+    #: cameras, so one ground point sits at different pixels in each band
+    dji_vignetting: tuple[tuple[float, ...], ...] = ()
+    band_offsets_px: tuple[tuple[float, float], ...] = ()
+    #: principal-point offset (px) of this body from the photo centre (one band's camera)
+    principal_offset_px: tuple[float, float] = (0.0, 0.0)
 
     @property
     def focal_px(self) -> float:
@@ -52,7 +62,8 @@ class CameraModel:
         w, h = self.sensor_mm
         return Intrinsics(width_px=self.width_px, height_px=self.height_px, focal_mm=self.focal_mm,
                           focal_px=self.focal_px, sensor_width_mm=w, sensor_height_mm=h,
-                          cx=self.width_px / 2.0, cy=self.height_px / 2.0,
+                          cx=self.width_px / 2.0 + self.principal_offset_px[0],
+                          cy=self.height_px / 2.0 + self.principal_offset_px[1],
                           distortion=tuple(self.distortion))
 
     def footprint_m(self, altitude_m: float) -> tuple[float, float]:
@@ -94,23 +105,62 @@ FC6310_12MP = replace(FC6310, key="rgb-12mp", width_px=4248, height_px=2832,
                       pixel_pitch_mm=13.2 / 4248, vignetting=(_vig(0.22, 0.03, 960.0 * 4248 / 1600),),
                       vignetting_center=(2124.0, 1416.0))
 
-CAMERAS: dict[str, CameraModel] = {"rgb": FC6310, "rgb-12mp": FC6310_12MP, "rededge": REDEDGE_M}
+def _dji_vig(a: float, b: float, r0: float) -> tuple[float, ...]:
+    """DJI VignettingData k0…k5 for a correction ``1 + a (r/r0)² + b (r/r0)⁴`` (≥ 1 off-centre)."""
+    return (0.0, a / r0**2, 0.0, b / r0**4, 0.0, 0.0)
+
+
+#: DJI Phantom 4 Multispectral (FC6360): five 1/2.9" band cameras, 5.74 mm lenses, 1600×1300
+#: (3.0 µm pixels), rendered at 800×650 with the pixel pitch doubled (the same field of view,
+#: four times cheaper), 16-bit TIFFs in file order Blue, Green, Red, Red edge, NIR
+#: (``DJI_xxx1.TIF`` … ``DJI_xxx5.TIF``); each band lens a few pixels off the others
+P4M = CameraModel(
+    key="p4m", make="DJI", model="FC6360", width_px=800, height_px=650, focal_mm=5.74,
+    pixel_pitch_mm=0.006, distortion=(-0.045, 0.060, 0.0002, -0.0001, -0.015),
+    bands=("blue", "green", "red", "rededge", "nir"),
+    vignetting_center=(400.0, 325.0), serial="0RRDF2A0010001", vendor="dji",
+    dji_vignetting=tuple(_dji_vig(a, 0.05, 520.0) for a in (0.36, 0.33, 0.31, 0.29, 0.27)),
+    band_offsets_px=((2.6, -1.4), (0.0, 0.0), (-1.8, 2.2), (3.1, 1.7), (-2.4, -2.9)))
+
+#: DJI Mavic 3 Multispectral (M3M): four 1/2.8" band cameras (green, red, red edge, NIR;
+#: 2592×1944 at 2.16 µm, 4.34 mm lenses) rendered at 1296×972 with the pitch doubled; files
+#: ``DJI_<time>_<n>_MS_G.TIF`` … ``_MS_NIR.TIF``
+M3M = CameraModel(
+    key="m3m", make="DJI", model="M3M", width_px=1296, height_px=972, focal_mm=4.34,
+    pixel_pitch_mm=0.00432, distortion=(-0.070, 0.085, 0.0001, 0.0002, -0.025),
+    bands=("green", "red", "rededge", "nir"),
+    vignetting_center=(648.0, 486.0), serial="1581F5FHD23AB001", vendor="dji",
+    dji_vignetting=tuple(_dji_vig(a, 0.06, 810.0) for a in (0.34, 0.32, 0.30, 0.28)),
+    band_offsets_px=((0.0, 0.0), (3.4, -2.1), (-2.7, 1.6), (1.9, 3.3)))
+
+CAMERAS: dict[str, CameraModel] = {"rgb": FC6310, "rgb-12mp": FC6310_12MP, "rededge": REDEDGE_M,
+                                   "p4m": P4M, "m3m": M3M}
+
+
+def band_camera(cam: CameraModel, band_index: int) -> CameraModel:
+    """The camera of one band of a DJI rig: that band only, its lens offset applied."""
+    off = cam.band_offsets_px[band_index] if cam.band_offsets_px else (0.0, 0.0)
+    return replace(cam, bands=(cam.bands[band_index],), principal_offset_px=off)
 
 
 def vignetting_poly(cam: CameraModel, band_index: int) -> np.ndarray:
-    """``p(r)`` (≤ 1 off-centre) on the integer pixel grid (row, col), float32.
+    """``p(r)`` (≤ 1 off-centre) on the integer pixel grid (row, col), float32: the fraction of
+    the light a pixel receives. DJI cameras write its inverse (their correction) as k0…k5.
 
     As in MicaSense's reference code, ``r`` is measured from integer pixel indices."""
-    coeffs = cam.vignetting[min(band_index, len(cam.vignetting) - 1)]
     v, u = np.mgrid[0:cam.height_px, 0:cam.width_px].astype(np.float64)
     r = np.hypot(u - cam.vignetting_center[0], v - cam.vignetting_center[1])
+    if cam.vendor == "dji":
+        k = cam.dji_vignetting[band_index]
+        return (1.0 / np.polynomial.polynomial.polyval(r, (1.0, *k))).astype(np.float32)
+    coeffs = cam.vignetting[min(band_index, len(cam.vignetting) - 1)]
     p = np.ones_like(r)
     for i, c in enumerate(coeffs):
         p += c * r ** (i + 1)
     return p.astype(np.float32)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def ray_grid(cam: CameraModel) -> tuple[np.ndarray, np.ndarray]:
     """Undistorted normalised coordinates ``(x, y)`` of every pixel centre (float32, H×W).
 

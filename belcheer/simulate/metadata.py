@@ -15,7 +15,7 @@ from PIL import Image, TiffImagePlugin
 from PIL.TiffImagePlugin import IFDRational
 
 from belcheer.simulate.cameras import CameraModel
-from belcheer.simulate.radiometry import BandCalibration
+from belcheer.simulate.radiometry import BandCalibration, DJIBandCalibration
 
 _XPACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 _XPACKET_END = '\n<?xpacket end="w"?>'
@@ -261,3 +261,102 @@ def write_micasense_tiff(path: Path, dn: np.ndarray, cam: CameraModel, when_utc:
     ti.tagtype[700] = 1
     Image.fromarray(np.ascontiguousarray(dn, dtype=np.uint16)).save(
         path, format="TIFF", tiffinfo=ti, strip_size=100 * cam.width_px * 2)
+
+
+def dji_ms_xmp(cam: CameraModel, band_index: int, band_label: str, center_nm: float,
+               when_local: _dt.datetime, lat: float, lon: float, alt_abs: float, alt_rel: float,
+               gimbal: tuple[float, float, float], flight: tuple[float, float, float],
+               cal: DJIBandCalibration, irradiance: float, capture_uuid: str,
+               rtk_std: tuple[float, float, float] | None = None) -> bytes:
+    """The ``drone-dji`` XMP of one DJI P4 Multispectral / Mavic 3M band TIFF: pose, band,
+    radiometric calibration (BlackLevel, SensorGain, ExposureTime µs, SensorGainAdjustment,
+    VignettingData about CalibratedOpticalCenterX/Y), sunlight-sensor ``Irradiance`` (relative
+    units), lens (``DewarpData``: fx, fy, principal-point offset of this band's lens from the
+    photo centre, k1 k2 p1 p2 k3, in pixels of the written image) and the band's position in
+    the rig: ``RelativeOpticalCenterX/Y`` (P4M: pixel offset of this band's optical centre from
+    the reference band's) or ``DewarpHMatrix`` (M3M: homography, row-major, taking this band's
+    undistorted pixels onto the reference band's)."""
+    yaw, pitch, roll = gimbal
+    fy, fp, fr = flight
+    k1, k2, p1, p2, k3 = cam.distortion
+    dx, dy = cam.band_offsets_px[band_index]
+    rx, ry = cam.band_offsets_px[0]  # the rig's reference band: the first in file order
+    dewarp = (f"2026-01-01;{cam.focal_px:.6f},{cam.focal_px:.6f},{dx:.6f},{dy:.6f},"
+              f"{k1:.6f},{k2:.6f},{p1:.6f},{p2:.6f},{k3:.6f}")
+    vig = ",".join(f"{k!r}" for k in cam.dji_vignetting[band_index])
+    if cam.model == "M3M":
+        h = (1.0, 0.0, -(dx - rx), 0.0, 1.0, -(dy - ry), 0.0, 0.0, 1.0)
+        rig = f'\n   drone-dji:DewarpHMatrix="{",".join(f"{v:.6f}" for v in h)}"'
+    else:
+        rig = (f'\n   drone-dji:RelativeOpticalCenterX="{dx - rx:.6f}"'
+               f'\n   drone-dji:RelativeOpticalCenterY="{dy - ry:.6f}"')
+    text = f"""{_XPACKET_BEGIN}<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="DJI Meta Data"
+    xmlns:tiff="http://ns.adobe.com/tiff/1.0/"
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/"
+    xmlns:Camera="http://pix4d.com/camera/1.0/"
+   xmp:CreateDate="{when_local:%Y-%m-%dT%H:%M:%S}"
+   tiff:Make="{cam.make}"
+   tiff:Model="{cam.model}"
+   dc:format="image/tiff"
+   drone-dji:GpsLatitude="{lat:+.8f}"
+   drone-dji:GpsLongtitude="{lon:+.8f}"
+   drone-dji:AbsoluteAltitude="{_signed(alt_abs, 3)}"
+   drone-dji:RelativeAltitude="{_signed(alt_rel, 3)}"
+   drone-dji:GimbalRollDegree="{_signed(roll)}"
+   drone-dji:GimbalYawDegree="{_signed(_angle180(yaw))}"
+   drone-dji:GimbalPitchDegree="{_signed(pitch)}"
+   drone-dji:FlightRollDegree="{_signed(fr)}"
+   drone-dji:FlightYawDegree="{_signed(_angle180(fy))}"
+   drone-dji:FlightPitchDegree="{_signed(fp)}"
+   drone-dji:CaptureUUID="{capture_uuid}"
+   drone-dji:BandName="{band_label}"
+   drone-dji:CentralWavelength="{center_nm:g}"
+   drone-dji:BlackLevel="{cal.black_level}"
+   drone-dji:SensorGain="{cal.gain:g}"
+   drone-dji:ExposureTime="{cal.exposure_us:g}"
+   drone-dji:SensorGainAdjustment="{cal.gain_adjustment!r}"
+   drone-dji:Irradiance="{irradiance!r}"
+   drone-dji:CalibratedOpticalCenterX="{cam.width_px / 2:.6f}"
+   drone-dji:CalibratedOpticalCenterY="{cam.height_px / 2:.6f}"
+   drone-dji:VignettingData="{vig}"
+   drone-dji:DewarpData="{dewarp}"
+   drone-dji:DewarpFlag="0"{rig}{_rtk_fields(rtk_std)}
+   Camera:BandName="{band_label}"
+   Camera:CentralWavelength="{center_nm:g}">
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>{_XPACKET_END}"""
+    return text.encode("utf-8")
+
+
+def write_dji_ms_tiff(path: Path, dn: np.ndarray, cam: CameraModel, when_local: _dt.datetime,
+                      lat: float, lon: float, alt_abs: float, cal: DJIBandCalibration,
+                      xmp: bytes) -> None:
+    """Save one DJI multispectral band (uint16 row × col) as a TIFF with EXIF + GPS IFDs
+    (local time, as DJI writes) and the XMP packet in tag 700."""
+    stamp = when_local.strftime("%Y:%m:%d %H:%M:%S")
+    ti = TiffImagePlugin.ImageFileDirectory_v2()
+    ti[271] = cam.make
+    ti[272] = cam.model
+    ti[274] = 1
+    ti[305] = "v02.03.0111"
+    ti[306] = stamp
+    ti[0x8769] = {0x829A: _rat(cal.exposure_us / 1e6, 10**9), 0x829D: IFDRational(22, 10),
+                  0x8822: 2, 0x8827: int(round(cal.gain * 100)), 0x9000: b"0230",
+                  0x9003: stamp, 0x9004: stamp, 0x920A: _rat(cam.focal_mm, 100),
+                  0xA20E: _rat(1.0 / cam.pixel_pitch_mm, 10**6),
+                  0xA20F: _rat(1.0 / cam.pixel_pitch_mm, 10**6), 0xA210: 4,
+                  0xA431: cam.serial}
+    ti[0x8825] = {0: b"\x02\x02\x00\x00", 1: "N" if lat >= 0 else "S",
+                  2: tuple(IFDRational(a, b) for a, b in _dms(lat, 10**7)),
+                  3: "E" if lon >= 0 else "W",
+                  4: tuple(IFDRational(a, b) for a, b in _dms(lon, 10**7)),
+                  5: 0, 6: _rat(alt_abs, 10**6)}
+    ti[700] = xmp
+    ti.tagtype[700] = 1
+    Image.fromarray(np.ascontiguousarray(dn, dtype=np.uint16)).save(
+        path, format="TIFF", tiffinfo=ti, strip_size=64 * cam.width_px * 2)

@@ -20,6 +20,23 @@ with a1,a2,a3 = XMP RadiometricCalibration, te = EXIF ExposureTime (s), g = ISO/
 BL = BlackLevel (4800). Inverting: ``L = (DN − BL) · a1 · R(y) / (g · te · 2¹⁶ · p(r))``, which is
 MicaSense's ``V · R · (DN − BL) / (g · te) · a1 / 2¹⁶`` with ``V = 1/p(r)``; ρ = π L / E.
 
+DJI P4 Multispectral / Mavic 3M (the inverse of ``belcheer.indices.radiometry.dji_radiance``,
+DJI's "P4 Multispectral Image Processing Guide" model)::
+
+    X      = U · ρ · E / π                   relative radiance (E as above; DJI's units,
+                                             U = 1000 per W m⁻² sr⁻¹ nm⁻¹, give
+                                             millisecond exposures as real P4M frames have)
+    V(r)   = 1 + k0·r + … + k5·r⁶            DJI's vignetting correction (XMP VignettingData,
+                                             r from CalibratedOpticalCenterX/Y); the light a
+                                             pixel receives is 1/V of the centre's
+    S      = X · g · t_µs/10⁶ · 65535 / (pCam · V(r))   signal above black, DN
+    DN     = BL + 16 · round((S + n) / 16)    noise as MicaSense's, clipped to 0…65520
+
+with g = XMP SensorGain, t_µs = XMP ExposureTime (µs; EXIF ExposureTime in s), pCam = XMP
+SensorGainAdjustment (per-band sensitivity, NIR = 1), BL = BlackLevel 4096. The sunlight
+sensor writes ``Irradiance = c · U · E`` with a per-band sensitivity ``c`` of its own (DJI's
+relative units): sensor-only reflectance is off by 1/c, and a panel removes it.
+
 DJI RGB (relative, not calibrated; JPEG, sRGB-like)::
 
     s      = k · x_f · ρ_c · (E_green / E_green,clear) · p(r)   per channel c ∈ (red, green, blue)
@@ -51,6 +68,42 @@ class BandCalibration:
     exposure_s: float
     gain: float = 1.0
     black_level: int = BLACK_LEVEL
+
+
+#: DJI multispectral black level (16-bit scale)
+DJI_BLACK_LEVEL = 4096
+#: DJI's relative radiance units per W m⁻² sr⁻¹ nm⁻¹ in the simulator
+DJI_UNIT = 1000.0
+
+
+@dataclass(frozen=True)
+class DJIBandCalibration:
+    """DJI multispectral constants of one band: exposure (µs) and analog gain for the flight,
+    the band's SensorGainAdjustment, and the sunlight sensor's own sensitivity in that band."""
+
+    exposure_us: float
+    gain: float
+    gain_adjustment: float
+    sunlight_sensitivity: float
+    black_level: int = DJI_BLACK_LEVEL
+
+
+def dji_dn(reflectance: np.ndarray, irradiance: float, cal: DJIBandCalibration,
+           vignette_poly: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Raw 16-bit DN of one DJI band from surface reflectance (row, col) under ``irradiance``;
+    ``vignette_poly`` is the light fraction 1/V(r) (:func:`belcheer.simulate.cameras.vignetting_poly`)."""
+    x = reflectance.astype(np.float64) * irradiance * DJI_UNIT / np.pi
+    signal = x * cal.gain * cal.exposure_us / 1e6 * 65535.0 * vignette_poly / cal.gain_adjustment
+    noisy = signal + rng.standard_normal(signal.shape) * np.sqrt(144.0 + 0.4 * np.maximum(signal, 0))
+    dn = cal.black_level + 16.0 * np.rint(noisy / 16.0)
+    return np.clip(dn, 0, 65520).astype(np.uint16)
+
+
+def dji_exposure_us(max_reflectance: float, irradiance: float, gain: float, gain_adjustment: float,
+                    target_dn: float = 40000.0) -> float:
+    """Exposure (µs, whole) putting ``max_reflectance`` at ``target_dn`` above black at the centre."""
+    x = max_reflectance * irradiance * DJI_UNIT / np.pi
+    return float(round(target_dn * gain_adjustment / (x * gain * 65535.0) * 1e6))
 
 
 def row_gradient(cal: BandCalibration, height: int) -> np.ndarray:

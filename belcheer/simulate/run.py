@@ -21,7 +21,13 @@ from belcheer.progress import ProgressCallback, no_progress
 from belcheer.simulate import flight
 from belcheer.simulate import layout as lay
 from belcheer.simulate import truth as tr
-from belcheer.simulate.cameras import CAMERAS, CameraModel, vignetting_poly, with_vignetting
+from belcheer.simulate.cameras import (
+    CAMERAS,
+    CameraModel,
+    band_camera,
+    vignetting_poly,
+    with_vignetting,
+)
 from belcheer.simulate.flight import (
     FW_SPEED_M_S,
     LOCAL_UTC_OFFSET_H,
@@ -31,9 +37,20 @@ from belcheer.simulate.flight import (
     plan_flight,
     solar_position,
 )
-from belcheer.simulate.metadata import dji_xmp, micasense_xmp, write_dji_jpeg, write_micasense_tiff
+from belcheer.simulate.metadata import (
+    dji_ms_xmp,
+    dji_xmp,
+    micasense_xmp,
+    write_dji_jpeg,
+    write_dji_ms_tiff,
+    write_micasense_tiff,
+)
 from belcheer.simulate.radiometry import (
+    DJI_UNIT,
     BandCalibration,
+    DJIBandCalibration,
+    dji_dn,
+    dji_exposure_us,
     exposure_for,
     exposure_gains,
     micasense_dn,
@@ -47,8 +64,10 @@ from belcheer.simulate.spectra import BANDS, FWHM_NM, WAVELENGTHS_NM
 MARGIN_M = 90.0
 #: truth raster resolution, metres (finer than both cameras' GSD at their default altitude)
 TRUTH_RES_M = 0.08
-DEFAULT_AREA_HA = {"rgb": 3.0, "rgb-12mp": 3.0, "rededge": 2.0}
-DEFAULT_ALTITUDE_M = {"rgb": 100.0, "rgb-12mp": 100.0, "rededge": 120.0}
+DEFAULT_AREA_HA = {"rgb": 3.0, "rgb-12mp": 3.0, "rededge": 2.0, "p4m": 2.0, "m3m": 2.0}
+DEFAULT_ALTITUDE_M = {"rgb": 100.0, "rgb-12mp": 100.0, "rededge": 120.0, "p4m": 80.0, "m3m": 100.0}
+#: cameras whose frames are one file per band (a panel capture comes first)
+MULTISPECTRAL = frozenset({"rededge", "p4m", "m3m"})
 DEFAULT_DATE = _dt.date(2026, 7, 15)
 #: take-off time, local (UTC+8)
 START_LOCAL = _dt.time(11, 0, 0)
@@ -59,6 +78,14 @@ _MS_CAL = {"blue": (1.62e-4, 1.05e-7, 1.3e-6), "green": (1.88e-4, 1.10e-7, 1.2e-
            "red": (2.02e-4, 1.15e-7, 1.4e-6), "nir": (2.41e-4, 0.95e-7, 1.1e-6),
            "rededge": (2.12e-4, 1.00e-7, 1.25e-6)}
 _MS_LABEL = {"blue": "Blue", "green": "Green", "red": "Red", "nir": "NIR", "rededge": "Red edge"}
+_DJI_LABEL = {"blue": "Blue", "green": "Green", "red": "Red", "nir": "NIR", "rededge": "RedEdge"}
+#: DJI SensorGainAdjustment (pCam: sensitivity relative to NIR) and the sunlight sensor's own
+#: per-band sensitivity (its relative units)
+_DJI_PCAM = {"blue": 1.412, "green": 1.205, "red": 1.093, "rededge": 1.041, "nir": 1.0}
+_DJI_SUNLIGHT = {"blue": 0.83, "green": 0.91, "red": 1.07, "rededge": 1.12, "nir": 1.21}
+#: file suffix per band: P4M's last digit of DJI_xxxN.TIF, Mavic 3M's _MS_x
+_P4M_DIGIT = {"blue": 1, "green": 2, "red": 3, "rededge": 4, "nir": 5}
+_M3M_SUFFIX = {"green": "MS_G", "red": "MS_R", "rededge": "MS_RE", "nir": "MS_NIR"}
 GPS_SIGMA_H_M = 2.0
 GPS_SIGMA_V_M = 3.0
 #: RTK fixed solution: per-fix σ relative to the base (horizontal per axis, vertical), metres
@@ -134,7 +161,23 @@ def _capture_ms_calibration(cam: CameraModel, irr0: dict[str, float]) -> dict[st
             for b in cam.bands}
 
 
-def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "rgb", seed: int = 0,
+def _capture_dji_calibration(cam: CameraModel, irr0: dict[str, float]) -> dict[str, DJIBandCalibration]:
+    """Auto-exposure fixed for the flight per band: 0.65 reflectance at 40 000 DN above black
+    under the clear sky at take-off, gain 1×."""
+    return {b: DJIBandCalibration(exposure_us=dji_exposure_us(0.65, irr0[b], 1.0, _DJI_PCAM[b]),
+                                  gain=1.0, gain_adjustment=_DJI_PCAM[b],
+                                  sunlight_sensitivity=_DJI_SUNLIGHT[b]) for b in cam.bands}
+
+
+def _dji_name(cam: CameraModel, shot, band: str) -> str:
+    if cam.key == "p4m":
+        return f"DJI_{shot.index:03d}{_P4M_DIGIT[band]}.TIF"
+    when = shot.time_utc + _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
+    return f"DJI_{when:%Y%m%d%H%M%S}_{shot.index:04d}_{_M3M_SUFFIX[band]}.TIF"
+
+
+def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge", "p4m", "m3m"] = "rgb",
+             seed: int = 0,
              area_ha: float | None = None, date: _dt.date | None = None,
              scene_seed: int | None = None, degradation: float = 0.0,
              progress: ProgressCallback | None = None,
@@ -147,9 +190,10 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     """Simulate one drone survey over a steppe scene in Bayangol soum (Selenge), EPSG:32648.
 
     ``camera`` "rgb" (DJI FC6310 JPEGs at 1.7 MP), "rgb-12mp" (the same at 12 MP, for time and
-    memory on full-size frames) or "rededge" (MicaSense RedEdge-M). Writes ``out_dir/frames``
-    (DJI JPEGs or MicaSense 5-band TIFFs with a panel capture
-    ``IMG_0000``) and ``out_dir/truth`` (reflectance/NDVI/land-cover COGs, poses, checkpoints,
+    memory on full-size frames), "rededge" (MicaSense RedEdge-M), "p4m" (DJI P4 Multispectral
+    FC6360, 5 bands) or "m3m" (DJI Mavic 3M, 4 bands). Writes ``out_dir/frames``
+    (DJI JPEGs, or band TIFFs with a panel capture first: MicaSense ``IMG_0000``, P4M
+    ``DJI_0001…5.TIF``, Mavic 3M ``DJI_<time>_0000_MS_*.TIF``) and ``out_dir/truth`` (reflectance/NDVI/land-cover COGs, poses, checkpoints,
     parcels, per-parcel truth, biomass quadrats, training polygons, ``simulation.json``).
     ``area_ha`` is the flown square (default 3 ha RGB, 2 ha RedEdge); ``scene_seed`` (default
     ``seed``) fixes the place, ``date`` (default 2026-07-15) the season and ``degradation``
@@ -183,7 +227,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     """
     cb = progress or no_progress
     if camera not in CAMERAS:
-        raise ConfigError(f"unknown camera {camera!r}; choose rgb, rgb-12mp or rededge")
+        raise ConfigError(f"unknown camera {camera!r}; choose {', '.join(CAMERAS)}")
     if gnss not in ("autonomous", "rtk"):
         raise ConfigError(f"unknown gnss {gnss!r}; choose autonomous or rtk")
     if not 0.0 <= degradation <= 1.0:
@@ -194,7 +238,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
         raise ConfigError(f"unknown texture {texture!r}; choose normal or low")
     if platform not in ("multirotor", "fixed-wing"):
         raise ConfigError(f"unknown platform {platform!r}; choose multirotor or fixed-wing")
-    if platform == "fixed-wing" and camera == "rededge":
+    if platform == "fixed-wing" and camera in MULTISPECTRAL:
         raise ConfigError("the fixed-wing platform flies the RGB cameras only; choose rgb or rgb-12mp")
     if blocks not in (1, 2):
         raise ConfigError(f"blocks {blocks}: choose 1 or 2")
@@ -205,10 +249,13 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     if vignetting is not None:
         if not 0.0 <= vignetting <= 0.8:
             raise ConfigError(f"vignetting {vignetting} is outside 0…0.8 (corner fall-off)")
+        if cam.vendor == "dji":
+            raise ConfigError(f"--vignetting is not simulated for the {camera} (its lens model is "
+                              "the DJI one written to XMP); choose rgb, rgb-12mp or rededge")
         cam = with_vignetting(cam, vignetting)
     if not 0.0 <= exposure_jitter <= 2.0:
         raise ConfigError(f"exposure jitter {exposure_jitter} EV is outside 0…2 stops")
-    if exposure_jitter and camera == "rededge":
+    if exposure_jitter and camera in MULTISPECTRAL:
         raise ConfigError("exposure jitter is simulated for RGB cameras only (a RedEdge records "
                           "its exposure and the reflectance calibration divides it out)")
     area = DEFAULT_AREA_HA[camera] if area_ha is None else float(area_ha)
@@ -241,7 +288,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     start_local = _dt.datetime.combine(date, START_LOCAL)
     start_utc = start_local - _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
     plan = plan_flight((cx, cy), half, cam, alt, **({"speed_m_s": FW_SPEED_M_S} if fixed_wing else {}))
-    multispectral = camera == "rededge"
+    multispectral = camera in MULTISPECTRAL
+    dji = cam.vendor == "dji"
     if gnss == "rtk":
         brng = np.random.default_rng([seed, 5])
         bias = (float(brng.normal(0, RTK_BASE_SIGMA_H_M)), float(brng.normal(0, RTK_BASE_SIGMA_H_M)),
@@ -256,7 +304,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
                    attitude_sigma_deg=ATTITUDE_SIGMA_DEG,
                    attitude_record_sigma_deg=ATTITUDE_RECORD_SIGMA_DEG,
                    panel_xy=(cx - half - 8.0, cy - half - 8.0) if multispectral else None,
-                   id_format="IMG_{:04d}" if multispectral else "DJI_{:04d}", platform=platform)
+                   id_format="IMG_{:04d}" if camera == "rededge" else "DJI_{:04d}", platform=platform)
 
     shots = fly_plan(plan)
     if blocks > 1:
@@ -277,8 +325,9 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
     cb(0.2, "frames")
     elev0, _ = solar_position(start_utc, *lay.CENTER_LONLAT)
     clear0 = clear_sky_irradiance(elev0)
-    ms_cal = _capture_ms_calibration(cam, clear0) if multispectral else {}
-    vig = [vignetting_poly(cam, i) for i in range(len(cam.vignetting))]
+    ms_cal: dict[str, Any] = (_capture_dji_calibration(cam, clear0) if dji else
+                              _capture_ms_calibration(cam, clear0) if multispectral else {})
+    vig = [vignetting_poly(cam, i) for i in range(len(cam.dji_vignetting if dji else cam.vignetting))]
     # its own random stream: surveys without jitter keep every other draw unchanged
     gains = exposure_gains(len(shots), exposure_jitter, np.random.default_rng([seed, 6]))
     if multispectral or not exposure_jitter:
@@ -292,9 +341,28 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge"] = "
             noise_rng = np.random.default_rng([seed, 3, k])
             if shot.is_panel:
                 refl = panel_scene(cam, PANEL_ALBEDO, noise_rng)
+            elif dji:
+                # each band is its own camera with its lens offset: one ground point, other pixels
+                refl = np.concatenate([render_reflectance(truth, band_camera(cam, bi), shot,
+                                                          lay.GROUND_ALT_M)
+                                       for bi in range(len(cam.bands))])
             else:
                 refl = render_reflectance(truth, cam, shot, lay.GROUND_ALT_M)
-            if multispectral:
+            if dji:
+                when_local = shot.time_utc + _dt.timedelta(hours=LOCAL_UTC_OFFSET_H)
+                uuid = f"{seed:08X}-{scene_seed % 65536:04X}-4{shot.index:03X}-8000-SIMCAPTURE{shot.index:02X}"
+                for bi, band in enumerate(cam.bands):
+                    c = ms_cal[band]
+                    dn = dji_dn(refl[bi], shot.irradiance[band], c, vig[bi], noise_rng)
+                    xmp = dji_ms_xmp(cam, bi, _DJI_LABEL[band], WAVELENGTHS_NM[band], when_local,
+                                     ll[1], ll[0], shot.gps_alt_abs_m, shot.gps_alt_rel_m,
+                                     (shot.rec_yaw, shot.rec_pitch, shot.rec_roll),
+                                     (shot.rec_yaw, shot.rec_pitch + 90.0, shot.rec_roll), c,
+                                     c.sunlight_sensitivity * DJI_UNIT * shot.irradiance[band], uuid,
+                                     (sig_h, sig_h, sig_v) if gnss == "rtk" else None)
+                    write_dji_ms_tiff(tmp_frames / _dji_name(cam, shot, band), dn, cam, when_local,
+                                      ll[1], ll[0], shot.gps_alt_abs_m, c, xmp)
+            elif multispectral:
                 elev, az = solar_position(shot.time_utc, ll[0], ll[1])
                 for bi, band in enumerate(cam.bands):
                     dn = micasense_dn(refl[bi], shot.irradiance[band], ms_cal[band], vig[bi], noise_rng)
@@ -418,7 +486,10 @@ def _parameters(sim: Simulation, cam: CameraModel, plan, layout, ms_cal, clear0,
                    "vignetting_center_px": list(cam.vignetting_center),
                    "vignetting_polynomial": [list(v) for v in cam.vignetting],
                    "radiometric_calibration": {b: asdict(c) for b, c in ms_cal.items()},
-                   "panel_albedo": PANEL_ALBEDO if cam.key == "rededge" else None},
+                   "panel_albedo": ({b: PANEL_ALBEDO[b] for b in cam.bands}
+                                    if cam.key in MULTISPECTRAL else None),
+                   "band_offsets_px": [list(o) for o in cam.band_offsets_px],
+                   "dji_vignetting": [list(v) for v in cam.dji_vignetting]},
         "flight": {"altitude_m": alt, "speed_m_s": plan.speed_m_s,
                    "front_overlap": plan.front_overlap, "side_overlap": plan.side_overlap,
                    "headings_deg": [0, 180], "line_x": list(plan.line_x),
