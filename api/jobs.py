@@ -112,5 +112,12 @@ class JobRunner:
             cat.update_job(job_id, state="failed", error=f"{type(exc).__name__}: {exc}",
                            message="internal error")
             return
-        cat.update_job(job_id, state="done", progress=1.0, message="done",
-                       result={"done": done, "stages": stages})
+        # a job keeps what succeeded: warnings (e.g. no parcel overlap) end it `done`, not `failed`
+        warnings = pipeline.run_warnings(stages)
+        try:
+            products = [p.name for p in self.ws.catalog.products(params.survey)]
+        except BelcheerError:
+            products = []
+        cat.update_job(job_id, state="done", progress=1.0,
+                       message="done with warnings" if warnings else "done",
+                       result={"done": done, "stages": stages, "warnings": warnings, "products": products})

@@ -207,7 +207,14 @@ function watchJob(id) {
     const j = JSON.parse(e.data);
     bar.value = j.progress;
     status.textContent = `${t("job.progress")}: ${Math.round(j.progress * 100)}% ${j.stage || ""}`;
-    if (j.state === "done") status.textContent = t("job.done");
+    if (j.state === "done") {
+      // a job that kept what succeeded: its warnings (in the page's language) and its products
+      const warn = ((j.result && j.result.warnings) || []).map((w) => w[LANG] || w.en).join(" ");
+      const prods = ((j.result && j.result.products) || []).join(", ");
+      status.textContent = t("job.done") + (warn ? ` — ${t("job.warnings")}: ${warn}` : "")
+        + (prods ? ` ${t("job.products")}: ${prods}` : "");
+      refreshSurveys();
+    }
     if (j.state === "failed") status.textContent = `${t("job.failed")}: ${j.error}`;
   });
   es.addEventListener("end", () => es.close());
@@ -233,19 +240,29 @@ function wireForms() {
   });
 }
 
-async function main() {
-  wireForms();
-  state.map = makeMap();
-  window.belcheerMap = state.map; // for the browser tests and for debugging in the console
+/** Fill the survey list (again after a job finished, so its survey appears); keeps the choice. */
+async function refreshSurveys() {
   const surveys = await getJSON("/surveys");
   const sel = $("survey");
-  if (!surveys.length) { sel.innerHTML = `<option>${t("survey.none")}</option>`; document.body.dataset.ready = "yes"; return; }
+  const keep = sel.value;
+  sel.innerHTML = "";
+  if (!surveys.length) { sel.innerHTML = `<option>${t("survey.none")}</option>`; return surveys; }
   for (const s of surveys) {
     const o = document.createElement("option");
     o.value = s.name; o.textContent = `${s.name}${s.date ? " · " + s.date : ""}`;
     sel.append(o);
   }
-  sel.value = surveys[surveys.length - 1].name;
+  sel.value = surveys.some((s) => s.name === keep) ? keep : surveys[surveys.length - 1].name;
+  return surveys;
+}
+
+async function main() {
+  wireForms();
+  state.map = makeMap();
+  window.belcheerMap = state.map; // for the browser tests and for debugging in the console
+  const sel = $("survey");
+  const surveys = await refreshSurveys();
+  if (!surveys.length) { document.body.dataset.ready = "yes"; return; }
   sel.addEventListener("change", () => loadSurvey(sel.value));
   if (state.map) {
     state.map.on("click", "parcels-fill", (e) => { const f = e.features[0]; if (f) showParcel(f.properties.parcel_id, e.lngLat); });

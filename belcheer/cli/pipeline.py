@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Run ingest → calibrate → mosaic → indices → stats on one survey."""
-        from belcheer.pipeline import PipelineParams, run_pipeline
+        from belcheer.pipeline import PipelineParams, run_pipeline, run_warnings
 
         ws = _common.workspace()
         params = PipelineParams(survey=survey, frames_dir=frames_dir,
@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         else:
             for stage, res in result.items():
                 _common.out.print(f"[bold]{stage:<10}[/] {res}")
+            for w in run_warnings(result):
+                _common.out.print(f"[yellow]warning[/] {w['mn']}\n        {w['en']}")
 
     @app.command("demo")
     def demo(
