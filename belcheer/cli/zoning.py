@@ -157,11 +157,16 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _common.print_json(_records(rep))
             return
-        t = Table("parcel", "name", "NDVI", "class", "SU/ha", "capacity SU", "registered SU", "balance")
+        from belcheer.zoning.numbers import quantity, share
+
+        t = Table("parcel", "name", "land use", "NDVI", "surveyed", "class", "SU/ha", "ha/SU",
+                  "capacity SU", "registered SU", "balance SU", "note")
         for r in _records(rep)[:200]:
-            t.add_row(r["parcel_id"], r.get("name") or "", _f(r.get("ndvi_mean")), r.get("condition_roman") or "—",
-                      _f(r.get("su_per_ha"), 2), _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0),
-                      _f(r.get("balance_su"), 0))
+            t.add_row(r["parcel_id"], r.get("name") or "", r.get("land_use") or "", _f(r.get("ndvi_mean")),
+                      share(r.get("surveyed_share")), r.get("condition_roman") or "—",
+                      quantity(r.get("su_per_ha")), quantity(r.get("ha_per_su")), quantity(r.get("capacity_su")),
+                      quantity(r.get("registered_su")), quantity(r.get("balance_su")),
+                      r.get("capacity_note_en") or "")
         _common.out.print(t)
         if out is not None:
             _common.out.print(f"wrote {out}")
@@ -190,29 +195,45 @@ def register(app: typer.Typer) -> None:
 
     @app.command("rollup")
     def rollup_cmd(
-        boundaries: Path = typer.Argument(..., help="Boundary layer (bag, soum or aimag polygons)."),
+        boundaries: Path = typer.Argument(None, help="Boundary layer (bag, soum or aimag polygons); "
+                                                     "default: group by the parcels' own soum/aimag/bag."),
         level: str = typer.Option("soum", "--level", help="bag, soum or aimag."),
         name_field: str = typer.Option(None, "--name-field", help="Column naming the units."),
         survey: str = typer.Option(None, "--survey", help="Survey (default: the latest with statistics)."),
+        nso: Path = typer.Option(None, "--nso", help="Folder of the NSO soum tables (default: BELCHEER_NSO_DATA)."),
         out: Path = typer.Option(None, "--out", help="Write to .gpkg, .geojson, .csv or .zip."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Area-weighted means, class shares and capacity vs livestock per administrative unit."""
+        """Pasture and cropland per administrative unit: area, surveyed area, NDVI, capacity vs
+        the parcels' registered herds and the soum's NSO-registered livestock."""
         import pyogrio
 
         from belcheer.zoning import parcel_report, rollup
+        from belcheer.zoning.numbers import quantity
+        from belcheer.zoning.registry import livestock_or_none
 
-        table = rollup(parcel_report(_common.workspace(), survey), pyogrio.read_dataframe(boundaries),
-                       level=level, name_field=name_field)
+        livestock = livestock_or_none(nso or _common.settings().nso_data)
+        table = rollup(parcel_report(_common.workspace(), survey),
+                       pyogrio.read_dataframe(boundaries) if boundaries is not None else None,
+                       level=level, name_field=name_field, livestock=livestock)
         if out is not None:
             _write_table(table, out)
         if as_json:
             _common.print_json(_records(table))
             return
-        t = Table(level, "parcels", "area ha", "NDVI", "capacity SU", "registered SU", "balance")
+        cols = [level, "parcels", "pasture ha", "surveyed ha", "pasture NDVI", "cropland ha", "cropland NDVI",
+                "capacity SU", "registered SU", "balance SU"]
+        if livestock is not None:
+            cols += ["NSO heads", "NSO SU (est.)"]
+        t = Table(*cols)
         for r in _records(table):
-            t.add_row(str(r[level]), str(r["parcels"]), _f(r.get("area_ha"), 1), _f(r.get("ndvi_mean")),
-                      _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0), _f(r.get("balance_su"), 0))
+            cells = [str(r[level]), str(r["parcels"]), quantity(r.get("pasture_area_ha")),
+                     quantity(r.get("surveyed_ha")), _f(r.get("pasture_ndvi_mean")),
+                     quantity(r.get("cropland_area_ha")), _f(r.get("cropland_ndvi_mean")),
+                     quantity(r.get("capacity_su")), quantity(r.get("registered_su")), quantity(r.get("balance_su"))]
+            if livestock is not None:
+                cells += [quantity(r.get("nso_heads")), quantity(r.get("nso_su_est"))]
+            t.add_row(*cells)
         _common.out.print(t)
 
     @app.command("zones")
