@@ -40,4 +40,6 @@ def share(value: Any, *, empty: str = "—") -> str:
         v = float(value)
     except (TypeError, ValueError):
         return empty
-    return empty if not math.isfinite(v) else f"{quantity(100 * v)} %"
+    if not math.isfinite(v):
+        return empty
+    return f"{100 * v:.0f} %" if abs(v) >= 0.1 else f"{quantity(100 * v)} %"

@@ -160,14 +160,17 @@ def register(app: typer.Typer) -> None:
         from belcheer.zoning.numbers import quantity, share
 
         t = Table("parcel", "name", "land use", "NDVI", "surveyed", "class", "SU/ha", "ha/SU",
-                  "capacity SU", "registered SU", "balance SU", "note")
-        for r in _records(rep)[:200]:
+                  "capacity SU", "registered SU", "balance SU")
+        records = _records(rep)[:200]
+        for r in records:
             t.add_row(r["parcel_id"], r.get("name") or "", r.get("land_use") or "", _f(r.get("ndvi_mean")),
                       share(r.get("surveyed_share")), r.get("condition_roman") or "—",
                       quantity(r.get("su_per_ha")), quantity(r.get("ha_per_su")), quantity(r.get("capacity_su")),
-                      quantity(r.get("registered_su")), quantity(r.get("balance_su")),
-                      r.get("capacity_note_en") or "")
+                      quantity(r.get("registered_su")), quantity(r.get("balance_su")))
         _common.out.print(t)
+        for r in records:
+            if r.get("capacity_status") not in (None, "ok", "not_grazing_land"):
+                _common.out.print(f"  {r['parcel_id']}: {r.get('capacity_note_en')}")
         if out is not None:
             _common.out.print(f"wrote {out}")
 
