@@ -146,12 +146,31 @@ def register(app: typer.Typer) -> None:
     def report_cmd(
         survey: str = typer.Option(None, "--survey", help="Survey (default: the latest with statistics)."),
         out: Path = typer.Option(None, "--out", help="Write to .gpkg, .geojson, .fgb, .csv or .zip (Shapefile)."),
+        pdf: Path = typer.Option(None, "--pdf", help="Write the soum report to print (A4 PDF)."),
+        soum: str = typer.Option(None, "--soum", help="Only this soum's parcels (by their soum attribute)."),
+        lang: str = typer.Option("mn", "--lang", help="Language of the PDF: mn or en."),
+        nso: Path = typer.Option(None, "--nso", help="Folder of the NSO soum tables (default: BELCHEER_NSO_DATA)."),
+        min_share: float = typer.Option(None, "--min-share", help="Minimum surveyed share (0-1) to extrapolate "
+                                                                  "a parcel's capacity (default 0.01)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Per-parcel report: index, condition class, biomass, capacity and stocking balance."""
+        """Per-parcel report: land use, surveyed share, condition class or crop indicators,
+        capacity of the whole parcel against its registered herd; --pdf writes the soum report."""
         from belcheer.zoning import parcel_report
+        from belcheer.zoning.capacity import CapacityParams
 
-        rep = parcel_report(_common.workspace(), survey)
+        params = CapacityParams(min_surveyed_share=min_share) if min_share is not None else None
+        ws = _common.workspace()
+        if pdf is not None:
+            from belcheer.zoning.pdf import write_soum_report
+            from belcheer.zoning.registry import livestock_or_none
+
+            write_soum_report(ws, pdf, survey=survey, soum=soum, lang=lang, params=params,
+                              livestock=livestock_or_none(nso or _common.settings().nso_data))
+            _common.out.print(f"wrote {pdf}")
+            if out is None and not as_json:
+                return
+        rep = parcel_report(ws, survey, params=params)
         if out is not None:
             _write_table(rep, out)
         if as_json:
