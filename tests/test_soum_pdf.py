@@ -92,7 +92,7 @@ def test_cli_soum_pdf_mongolian_and_english(soum_ws, tmp_path: Path, real_data: 
     from belcheer.zoning.numbers import quantity
 
     assert quantity(rep.loc["P01", "capacity_su"]) in text and quantity(rep.loc["P01", "ha_per_su"]) in text
-    assert "Улаан даваа: зураглагдсан хэсэг 0.40 % нь доод хэмжээ 1.00 %-аас бага" in text
+    assert "Улаан даваа: зураглагдсан хэсэг 0.40 % нь доод хэмжээ 1 %-аас бага" in text
     latin = set(re.findall(r"[A-Za-z]+", text)) - ALLOWED_LATIN
     assert not latin, f"English in the Mongolian report: {sorted(latin)}"
     en_text = _text(en)

@@ -196,7 +196,7 @@ def test_capacity_of_whole_parcel_from_surveyed_share(tmp_path: Path) -> None:
     # 0.4 % surveyed is below the default minimum of 1 %: not extrapolated, and the reason given
     assert np.isnan(rep.loc["P03", "capacity_su"]) and np.isnan(rep.loc["P03", "balance_su"])
     assert rep.loc["P03", "capacity_status"] == "below_min_share"
-    assert rep.loc["P03", "capacity_note_en"] == ("surveyed share 0.40 % is below the minimum 1.00 %: "
+    assert rep.loc["P03", "capacity_note_en"] == ("surveyed share 0.40 % is below the minimum 1 %: "
                                                   "not extrapolated to the whole parcel")
     assert "0.40 %" in rep.loc["P03", "capacity_note_mn"] and "тооцоогүй" in rep.loc["P03", "capacity_note_mn"]
     assert rep.loc["P03", "su_per_ha"] == pytest.approx(su_ha)  # the surveyed part still has its SU/ha
@@ -218,9 +218,10 @@ def test_cli_report_prints_sensible_precision(tmp_path: Path, capsys, monkeypatc
     rep = parcel_report(ws, "s").set_index("parcel_id")
     assert quantity(rep.loc["P01", "capacity_su"]) in out and quantity(rep.loc["P01", "ha_per_su"]) in out
     assert "ha/SU" in out and "30 %" in out
-    assert "P03: surveyed share 0.40 % is below the minimum 1.00 %" in out
+    assert "P03: surveyed share 0.40 % is below the minimum 1 %" in out
     assert [quantity(v) for v in (0.1, 0.0123, 2.96, 29.64, 296.2, 1234.5, 0)] == [
         "0.10", "0.012", "2.96", "29.6", "296", "1,234", "0"]
+    assert quantity(15.0) == "15" and quantity(2.5) == "2.50"
 
 
 def test_sheep_unit_coefficients_are_the_mongolian_ones() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 def quantity(value: Any, *, empty: str = "—") -> str:
     """``value`` with sensible precision: 1,234 · 296 · 29.6 · 2.96 · 0.30 · 0.012.
 
-    Three significant digits down to 10, two below; integers of 100 or more get thousands
-    separators; 0 is "0"; NaN/None/inf print ``empty``."""
+    Three significant digits down to 10, two below; whole numbers print whole; numbers of 100
+    or more are rounded and get thousands separators; 0 is "0"; NaN/None/inf print ``empty``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -24,7 +24,7 @@ def quantity(value: Any, *, empty: str = "—") -> str:
     a = abs(v)
     if a == 0:
         return "0"
-    if a >= 100:
+    if a >= 100 or (a >= 1 and v == round(v)):  # whole numbers (a herd of 15) print whole
         return f"{v:,.0f}"
     if a >= 10:
         return f"{v:.1f}"

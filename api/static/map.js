@@ -1,5 +1,5 @@
 // Land officers' web map: MapLibre GL (served from node_modules, no CDN), local raster tiles only.
-import { t, LANG, classLabel, CLASS_COLORS, fmt } from "./i18n.js";
+import { t, LANG, classLabel, CLASS_COLORS, fmt, fmtQ, fmtShare } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { survey: null, products: [], map: null };
@@ -153,13 +153,19 @@ async function showParcel(id, lngLat) {
     <h3></h3>
     <table>
       <tr><th>${t("parcel.soum")}</th><td class="soum"></td></tr>
-      <tr><th>${t("parcel.area")}</th><td>${fmt(p.area_ha, 1)}</td></tr>
+      <tr><th>${t("parcel.area")}</th><td>${fmtQ(p.area_ha)}</td></tr>
       <tr><th>${index.toUpperCase()} ${t("stats.mean")}</th><td class="index-mean">${fmt(p[idx], 3)}</td></tr>
-      <tr><th>${t("parcel.condition")}</th><td class="condition"><i style="background:${CLASS_COLORS[cls] || "#888"}"></i> ${classLabel(cls)}</td></tr>
-      <tr><th>${t("parcel.capacity")}</th><td class="capacity">${fmt(p.capacity_su, 0)}</td></tr>
-      <tr><th>${t("parcel.registered")}</th><td>${fmt(p.registered_su, 0)}</td></tr>
-      <tr><th>${t("parcel.balance")}</th><td>${fmt(bal, 0)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}</td></tr>
+      <tr><th>${t("parcel.land_use")}</th><td class="land-use">${p.land_use ? t(`use.${p.land_use}`) : "–"}</td></tr>
+      <tr><th>${t("parcel.surveyed")}</th><td class="surveyed">${fmtShare(p.surveyed_share)}</td></tr>
+      ${p.use_group === "cropland"
+        ? `<tr><th>${t("parcel.uniformity")}</th><td class="uniformity">${fmtQ(p.crop_uniformity)}</td></tr>`
+        : `<tr><th>${t("parcel.condition")}</th><td class="condition"><i style="background:${CLASS_COLORS[cls] || "#888"}"></i> ${classLabel(cls)}</td></tr>
+      <tr><th>${t("parcel.capacity")}</th><td class="capacity">${fmtQ(p.capacity_su)}</td></tr>
+      <tr><th>${t("parcel.ha_per_su")}</th><td class="ha-per-su">${fmtQ(p.ha_per_su)}</td></tr>
+      <tr><th>${t("parcel.registered")}</th><td>${fmtQ(p.registered_su)}</td></tr>
+      <tr><th>${t("parcel.balance")}</th><td>${fmtQ(bal)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}</td></tr>`}
     </table>
+    <p class="capacity-note"></p>
     <div>${t("parcel.series")}</div>${sparkline(stats.series || [])}
   </div>`;
   // names come from users: set as text, never parsed as HTML
@@ -167,6 +173,7 @@ async function showParcel(id, lngLat) {
     el.innerHTML = html;
     el.querySelector("h3").textContent = p.name || p.parcel_id;
     el.querySelector(".soum").textContent = p.soum || "";
+    el.querySelector(".capacity-note").textContent = p[`capacity_note_${LANG}`] || "";
     return el;
   };
   fill($("parcel-body"));
