@@ -53,7 +53,7 @@ def soum_ws(tmp_path: Path):
     # field; last year everything greener, the wheat still standing
     now = {"P01": 0.50, "P02": 0.30, "P03": 0.40, "P04": 0.25}
     before = {"P01": 0.52, "P02": 0.42, "P03": 0.41, "P04": 0.70}
-    share = {"P01": 1.0, "P02": 0.30, "P03": 0.004, "P04": 1.0}
+    share = {"P01": 1.0, "P02": 0.30, "P03": 0.0004, "P04": 1.0}
     for name, date, vals in ((EARLIER, "2025-07-10", before), (SURVEY, "2026-07-10", now)):
         ws.catalog.add_survey(name, ws.manifest_path(name), 32648, date, {}, replace=True)
         ws.catalog.put_stats(name, date, "ndvi", [
@@ -92,7 +92,7 @@ def test_cli_soum_pdf_mongolian_and_english(soum_ws, tmp_path: Path, real_data: 
     from belcheer.zoning.numbers import quantity
 
     assert quantity(rep.loc["P01", "capacity_su"]) in text and quantity(rep.loc["P01", "ha_per_su"]) in text
-    assert "Улаан даваа: зураглагдсан хэсэг 0.40 % нь доод хэмжээ 1 %-аас бага" in text
+    assert "Улаан даваа: зураглагдсан хэсэг 0.040 % нь доод хэмжээ 0.10 %-аас бага" in text
     latin = set(re.findall(r"[A-Za-z]+", text)) - ALLOWED_LATIN
     assert not latin, f"English in the Mongolian report: {sorted(latin)}"
     en_text = _text(en)

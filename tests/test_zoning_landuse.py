@@ -166,7 +166,7 @@ def _capacity_workspace(tmp_path: Path):
     frame = normalise_parcels(parcels).frame
     save_parcels(ws, frame, source="test")
     ws.catalog.add_survey("s", ws.manifest_path("s"), 32648, "2026-07-10", {}, replace=True)
-    share = {"P01": 1.0, "P02": 0.30, "P03": 0.004, "P04": 1.0}
+    share = {"P01": 1.0, "P02": 0.30, "P03": 0.0004, "P04": 1.0}
     ws.catalog.put_stats("s", "2026-07-10", "ndvi", [
         {"parcel_id": p, "mean": 0.50, "std": 0.05, "count": 100.0, "valid_fraction": v} for p, v in share.items()],
         parcel_version=1)
@@ -193,12 +193,12 @@ def test_capacity_of_whole_parcel_from_surveyed_share(tmp_path: Path) -> None:
     assert rep.loc["P02", "registered_su"] == pytest.approx(
         herd["camel"] * 5 + herd["horse"] * 7 + herd["cattle"] * 6 + herd["sheep"] + herd["goat"] * 0.9)
     assert rep.loc["P02", "balance_su"] == pytest.approx(rep.loc["P02", "capacity_su"] - rep.loc["P02", "registered_su"])
-    # 0.4 % surveyed is below the default minimum of 1 %: not extrapolated, and the reason given
+    # 0.04 % surveyed is below the default minimum of 0.1 %: not extrapolated, and the reason given
     assert np.isnan(rep.loc["P03", "capacity_su"]) and np.isnan(rep.loc["P03", "balance_su"])
     assert rep.loc["P03", "capacity_status"] == "below_min_share"
-    assert rep.loc["P03", "capacity_note_en"] == ("surveyed share 0.40 % is below the minimum 1 %: "
+    assert rep.loc["P03", "capacity_note_en"] == ("surveyed share 0.040 % is below the minimum 0.10 %: "
                                                   "not extrapolated to the whole parcel")
-    assert "0.40 %" in rep.loc["P03", "capacity_note_mn"] and "тооцоогүй" in rep.loc["P03", "capacity_note_mn"]
+    assert "0.040 %" in rep.loc["P03", "capacity_note_mn"] and "тооцоогүй" in rep.loc["P03", "capacity_note_mn"]
     assert rep.loc["P03", "su_per_ha"] == pytest.approx(su_ha)  # the surveyed part still has its SU/ha
     assert rep.loc["P04", "capacity_status"] == "not_grazing_land" and rep.loc["P04", "condition_class"] == 0
     # the minimum is configurable
@@ -218,7 +218,7 @@ def test_cli_report_prints_sensible_precision(tmp_path: Path, capsys, monkeypatc
     rep = parcel_report(ws, "s").set_index("parcel_id")
     assert quantity(rep.loc["P01", "capacity_su"]) in out and quantity(rep.loc["P01", "ha_per_su"]) in out
     assert "ha/SU" in out and "30 %" in out
-    assert "P03: surveyed share 0.40 % is below the minimum 1 %" in out
+    assert "P03: surveyed share 0.040 % is below the minimum 0.10 %" in out
     assert [quantity(v) for v in (0.1, 0.0123, 2.96, 29.64, 296.2, 1234.5, 0)] == [
         "0.10", "0.012", "2.96", "29.6", "296", "1,234", "0"]
     assert quantity(15.0) == "15" and quantity(2.5) == "2.50"

@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
         lang: str = typer.Option("mn", "--lang", help="Language of the PDF: mn or en."),
         nso: Path = typer.Option(None, "--nso", help="Folder of the NSO soum tables (default: BELCHEER_NSO_DATA)."),
         min_share: float = typer.Option(None, "--min-share", help="Minimum surveyed share (0-1) to extrapolate "
-                                                                  "a parcel's capacity (default 0.01)."),
+                                                                  "a parcel's capacity (default 0.001)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Per-parcel report: land use, surveyed share, condition class or crop indicators,
