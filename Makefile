@@ -11,6 +11,11 @@ HOST ?= 127.0.0.1
 # real data beside the project root, unless told otherwise
 BELCHEER_REAL_DATA ?= $(abspath ../shared/data)
 export BELCHEER_REAL_DATA
+# the NSO soum tables (registered livestock) for the demo's soum report, read in place if present
+NSO_DIR := $(BELCHEER_REAL_DATA)/mongolia_nso
+ifneq ($(wildcard $(NSO_DIR)/NSO_Livestock_Count_Admin2.json),)
+export BELCHEER_NSO_DATA ?= $(NSO_DIR)
+endif
 
 .PHONY: install sysdeps web demo demo-run serve test test-fast lint lock clean bench
 

@@ -209,8 +209,10 @@ def register(app: typer.Typer) -> None:
             _common.print_json({"product": res.product.to_dict() if res.product else None,
                                 "parcels": _records(res.table), "alerts": _records(res.alerts)})
             return
+        harvests = int((res.table["change_kind"] == "harvest").sum())
         _common.out.print(f"wrote {res.product.path if res.product else '—'}; "
-                          f"{int(res.table['significant'].sum())} significant, {len(res.alerts)} degradation alert(s)")
+                          f"{int(res.table['significant'].sum())} significant, {len(res.alerts)} degradation alert(s) "
+                          f"on grazing land, {harvests} harvested crop field(s)")
         for r in _records(res.alerts):
             _common.out.print(f"  {r['parcel_id']} {r.get('name') or ''}: class {r['class_a']} → {r['class_b']}, "
                               f"Δ{index} {r['delta']:+.3f}")

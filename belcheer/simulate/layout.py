@@ -62,7 +62,7 @@ class Layout:
 
 #: Pasture-use areas reach this far (metres, from the flown pasture's centre): a herder group's
 #: pasture is tens to hundreds of hectares, of which one drone flight sees a part.
-PASTURE_REACH_M: tuple[float, float] = (700.0, 2000.0)
+PASTURE_REACH_M: tuple[float, float] = (900.0, 2500.0)
 #: Crop fields run this far east of the flown square, metres (the outer ones as far north/south).
 FIELD_REACH_M: float = 300.0
 
@@ -75,7 +75,7 @@ def flown_square(layout: Layout) -> Polygon:
 
 def _pasture_cells(zone: Polygon, n: int, rng: np.random.Generator, road_x: float) -> list[Polygon]:
     """``n`` pasture-use areas as wedges about the flown pasture ``zone``'s centre, each reaching
-    out 0.7–2 km (west of the road at ``road_x``): every parcel is partly surveyed and tens to
+    out 0.9–2.5 km (west of the road at ``road_x``): every parcel is partly surveyed and tens to
     hundreds of hectares large. Uses 2n uniforms of ``rng``, as many as a plain Voronoi split."""
     u_angle, u_reach = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
     pc = zone.centroid
