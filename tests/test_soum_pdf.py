@@ -121,3 +121,26 @@ def test_web_report_pdf(soum_ws) -> None:
         assert "attachment" in r.headers["content-disposition"]
         assert client.get("/export/report.pdf", params={"soum": "Нөгөө сум"}).status_code == 404
         assert client.get("/export/report.pdf", params={"lang": "fr"}).status_code == 422
+
+
+def test_pdf_map_draws_the_flight_raster_and_an_inset(soum_ws, tmp_path: Path) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from belcheer.zoning.pdf import render_soum_report
+
+    ws, _ = soum_ws
+    # a 300 m × 300 m condition raster over the first parcel: class III everywhere
+    cog = tmp_path / "condition.tif"
+    with rasterio.open(cog, "w", driver="GTiff", width=150, height=150, count=1, dtype="uint8", nodata=0,
+                       crs="EPSG:32648", transform=from_origin(600_000.0, 4_850_340.0, 2.0, 2.0)) as ds:
+        ds.write(np.full((1, 150, 150), 3, dtype="uint8"))
+    out = tmp_path / "r.pdf"
+    render_soum_report(parcel_report(ws, SURVEY), out, raster=cog, survey=SURVEY, date="2026-07-10")
+    text = _text(out)
+    assert "Нислэгийн зураглал" in text  # the inset of what the flight saw
+    subprocess.run([_poppler("pdftoppm"), "-r", "60", "-png", "-f", "1", "-l", "1", str(out), str(tmp_path / "m")],
+                   check=True)
+    px = np.asarray(Image.open(next(tmp_path.glob("m*.png"))).convert("RGB")).reshape(-1, 3).astype(int)
+    # the raster's class III yellow fills far more than the legend's swatch
+    assert (np.abs(px - (0xfe, 0xe0, 0x8b)).sum(axis=1) < 12).sum() > 2000

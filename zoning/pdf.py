@@ -245,18 +245,41 @@ def _draw_map(ax: Any, report: gpd.GeoDataFrame, raster: Path | None, lang: str)
         else:
             gpd.GeoSeries([r.geometry]).plot(ax=ax, facecolor="#f4f0e0", hatch="///", edgecolor="#8a7a4a",
                                               linewidth=0.6)
+    halo = [pe.withStroke(linewidth=2, foreground="white")]
+    for _, r in parcels.iterrows():
+        p = r.geometry.representative_point()
+        ax.annotate(str(r.get("name") or r.get("parcel_id"))[:36], (p.x, p.y), ha="center", va="center",
+                    fontsize=6.5, zorder=5, path_effects=halo)
     if raster is not None:
+        from shapely.geometry import box
+
         with rasterio.open(raster) as src:
             scale = max(1.0, max(src.width, src.height) / 1200)
             data = src.read(1, out_shape=(max(1, int(src.height / scale)), max(1, int(src.width / scale))))
             b = src.bounds
         cmap = ListedColormap(["#00000000", *[CLASS_COLORS[k] for k in range(1, 6)]])
-        ax.imshow(np.where(data > 5, 0, data), cmap=cmap, vmin=-0.5, vmax=5.5, interpolation="nearest",
-                  extent=(b.left, b.right, b.bottom, b.top), zorder=3)
-    for _, r in parcels.iterrows():
-        p = r.geometry.representative_point()
-        ax.annotate(str(r.get("name") or r.get("parcel_id"))[:36], (p.x, p.y), ha="center", va="center",
-                    fontsize=6.5, zorder=5, path_effects=[pe.withStroke(linewidth=2, foreground="white")])
+        img = np.where(data > 5, 0, data)
+        extent = (b.left, b.right, b.bottom, b.top)
+        ax.imshow(img, cmap=cmap, vmin=-0.5, vmax=5.5, interpolation="nearest", extent=extent, zorder=3)
+        seen = box(*b)
+        gpd.GeoSeries([seen]).boundary.plot(ax=ax, color="black", linewidth=0.8, linestyle="--", zorder=4)
+        x0, x1 = ax.get_xlim()
+        if (b.right - b.left) < 0.25 * (x1 - x0):
+            # parcels reach far beyond the flight: an inset shows what the flight saw
+            ins = ax.inset_axes((0.64, 0.58, 0.35, 0.40))
+            ins.imshow(img, cmap=cmap, vmin=-0.5, vmax=5.5, interpolation="nearest", extent=extent)
+            parcels.boundary.plot(ax=ins, color="#333333", linewidth=0.6)
+            for _, r in parcels.iterrows():
+                part = r.geometry.intersection(seen)
+                if not part.is_empty and part.area > 0.02 * seen.area:
+                    p = part.representative_point()
+                    ins.annotate(str(r.get("name") or r.get("parcel_id"))[:20], (p.x, p.y), ha="center",
+                                 va="center", fontsize=5, path_effects=halo)
+            ins.set_xlim(b.left, b.right)
+            ins.set_ylim(b.bottom, b.top)
+            ins.set_xticks([])
+            ins.set_yticks([])
+            ins.set_title(_t(lang, "flight"), fontsize=6.5)
     handles = [Patch(facecolor=CLASS_COLORS[k], label=_class_word(k, lang)) for k in range(1, 6)]
     handles.append(Patch(facecolor="#f4f0e0", hatch="///", edgecolor="#8a7a4a", label=_t(lang, "crop_legend")))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=6, fontsize=6.5,
