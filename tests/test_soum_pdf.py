@@ -139,6 +139,8 @@ def test_pdf_map_draws_the_flight_raster_and_an_inset(soum_ws, tmp_path: Path) -
     render_soum_report(parcel_report(ws, SURVEY), out, raster=cog, survey=SURVEY, date="2026-07-10")
     text = _text(out)
     assert "Нислэгийн зураглал" in text  # the inset of what the flight saw
+    latin = set(re.findall(r"[A-Za-z]+", text)) - ALLOWED_LATIN
+    assert not latin, f"English in the Mongolian report: {sorted(latin)}"
     subprocess.run([_poppler("pdftoppm"), "-r", "60", "-png", "-f", "1", "-l", "1", str(out), str(tmp_path / "m")],
                    check=True)
     px = np.asarray(Image.open(next(tmp_path.glob("m*.png"))).convert("RGB")).reshape(-1, 3).astype(int)

@@ -279,6 +279,8 @@ def _draw_map(ax: Any, report: gpd.GeoDataFrame, raster: Path | None, lang: str)
             ins.set_ylim(b.bottom, b.top)
             ins.set_xticks([])
             ins.set_yticks([])
+            ins.set_xlabel("")  # geopandas labels axes with the CRS's English axis names
+            ins.set_ylabel("")
             ins.set_title(_t(lang, "flight"), fontsize=6.5)
     handles = [Patch(facecolor=CLASS_COLORS[k], label=_class_word(k, lang)) for k in range(1, 6)]
     handles.append(Patch(facecolor="#f4f0e0", hatch="///", edgecolor="#8a7a4a", label=_t(lang, "crop_legend")))
