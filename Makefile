@@ -11,8 +11,13 @@ HOST ?= 127.0.0.1
 # real data beside the project root, unless told otherwise
 BELCHEER_REAL_DATA ?= $(abspath ../shared/data)
 export BELCHEER_REAL_DATA
+# the NSO soum tables (registered livestock) for the demo's soum report, read in place if present
+NSO_DIR := $(BELCHEER_REAL_DATA)/mongolia_nso
+ifneq ($(wildcard $(NSO_DIR)/NSO_Livestock_Count_Admin2.json),)
+export BELCHEER_NSO_DATA ?= $(NSO_DIR)
+endif
 
-.PHONY: install web demo demo-run serve test test-fast lint lock clean bench
+.PHONY: install sysdeps web demo demo-run serve test test-fast lint lock clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +27,14 @@ $(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	@touch $@
 
-install: $(STAMP) web
+install: $(STAMP) web sysdeps
+
+# Debian packages the tests use: poppler-utils (pdftoppm, pdftotext) reads back the soum report PDF
+sysdeps:
+	@if ! command -v pdftoppm >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y -q poppler-utils; \
+	  else echo "please install poppler-utils (pdftoppm, pdftotext): the PDF report tests need it" >&2; fi; \
+	fi
 
 # The web map's JavaScript (MapLibre GL) comes from the npm registry at set-up, never from a CDN.
 web:

@@ -28,8 +28,9 @@ from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
 from belcheer.api.tiles import product_path
-from belcheer.errors import InputError
+from belcheer.errors import InputError, NotFoundError
 from belcheer.models import Product
+from belcheer.workspace import Workspace
 
 #: format → (GDAL driver, file suffix, media type)
 VECTOR_FORMATS: dict[str, tuple[str, str, str]] = {
@@ -162,3 +163,30 @@ def prescription_zones(product: Product, root: Path, n_zones: int = 3, method: s
 def report_table(gdf: gpd.GeoDataFrame) -> pd.DataFrame:
     """The attribute table without geometry (for summaries)."""
     return pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+
+
+def soum_report_pdf(ws: Workspace, report: gpd.GeoDataFrame, *, soum: str | None, lang: str,
+                    nso_data: Path | None) -> Export:
+    """The soum report (zoning stage) of an already visibility-checked parcel report, as a PDF."""
+    from belcheer.zoning.pdf import render_soum_report
+    from belcheer.zoning.registry import livestock_or_none
+
+    survey = str(report["survey"].iloc[0]) if "survey" in report and len(report) and report["survey"].iloc[0] \
+        else None
+    raster = None
+    if survey:
+        try:
+            raster = ws.product(survey, "condition").path
+        except NotFoundError:
+            raster = None
+    buf = io.BytesIO()
+    render_soum_report(report, buf, lang=lang, soum=soum, livestock=livestock_or_none(nso_data), raster=raster,
+                       survey=survey, date=ws.catalog.survey(survey).date if survey else None,
+                       parcel_version=_version(ws))
+    name = f"report-{soum or survey or 'soum'}-{lang}.pdf"
+    return Export(buf.getvalue(), "application/pdf", name)
+
+
+def _version(ws: Workspace) -> int | None:
+    pv = ws.catalog.current_parcel_version()
+    return pv.version if pv is not None else None

@@ -112,9 +112,16 @@ class JobRunner:
             cat.update_job(job_id, state="failed", error=f"{type(exc).__name__}: {exc}",
                            message="internal error")
             return
-        result: dict[str, Any] = {"done": done, "stages": stages}
+        # a job keeps what succeeded: warnings (e.g. no parcel overlap) end it `done`, not `failed`
+        warnings = pipeline.run_warnings(stages)
+        try:
+            products = [p.name for p in self.ws.catalog.products(params.survey)]
+        except BelcheerError:
+            products = []
+        result: dict[str, Any] = {"done": done, "stages": stages, "warnings": warnings, "products": products}
         rec = cat.calibration(params.survey)
         if rec is not None:
             # the report says how reflectance was made, and what disagreed
             result["calibration"] = pipeline.calibration_report(rec)
-        cat.update_job(job_id, state="done", progress=1.0, message="done", result=result)
+        cat.update_job(job_id, state="done", progress=1.0,
+                       message="done with warnings" if warnings else "done", result=result)

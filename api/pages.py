@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi.templating import Jinja2Templates
 
 from belcheer.api.messages import catalogue, lang_or_default, t
+from belcheer.zoning.numbers import quantity
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -17,3 +18,4 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals["t"] = t
 templates.env.globals["catalogue"] = catalogue
 templates.env.globals["lang_or_default"] = lang_or_default
+templates.env.filters["q"] = quantity  # decision numbers with sensible precision (never "0" for 0.1)

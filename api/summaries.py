@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from belcheer import zoning
 from belcheer.api import data
 from belcheer.catalog import STAT_COLUMNS, SurveyRecord
 from belcheer.errors import NotFoundError
@@ -43,19 +44,27 @@ def _num(v: Any) -> float | None:
 
 
 def survey_summary(ws: Workspace, rec: SurveyRecord) -> dict[str, Any]:
-    """Mean of each index over parcels, condition-class shares, total capacity and livestock."""
+    """A survey summed up by the one roll-up (:func:`belcheer.zoning.rollup`): each index's
+    surveyed-area-weighted mean, the pasture and cropland split, class counts and capacity."""
     report = data.parcel_report(ws, survey=rec.name)
     out: dict[str, Any] = {"survey": rec.name, "date": rec.date, "parcels": int(len(report)),
                            "indices": {}, "condition_classes": {}}
+    if not len(report):
+        return out
+    whole = zoning.rollup(report.assign(_survey=rec.name), None, "_survey").drop(columns="geometry")
+    row = data.feature_properties(whole.iloc[0])
     for col in report.columns:
-        if col.endswith("_mean"):
-            out["indices"][col[:-5]] = _num(pd.to_numeric(report[col], errors="coerce").mean())
-    if "condition_class" in report and len(report):
-        counts = pd.to_numeric(report["condition_class"], errors="coerce").dropna().astype(int).value_counts()
+        if col.endswith("_mean") and not col.startswith(("pasture_", "cropland_", "crop_")):
+            out["indices"][col[:-5]] = row.get(col)
+    for key in ("pasture", "cropland"):
+        out[key] = {k[len(key) + 1:]: v for k, v in row.items() if k.startswith(key + "_")}
+    if "condition_class" in report:
+        counts = pd.to_numeric(report["condition_class"], errors="coerce").dropna().astype(int)
+        counts = counts[counts > 0].value_counts()
         out["condition_classes"] = {str(k): int(v) for k, v in sorted(counts.items())}
-    for col in ("area_ha", "capacity_su", "registered_su"):
-        if col in report:
-            out[col] = _num(pd.to_numeric(report[col], errors="coerce").sum())
+    for col in ("area_ha", "surveyed_ha", "capacity_su", "registered_su", "balance_su"):
+        if col in row:
+            out[col] = _num(row[col])
     return out
 
 
@@ -73,23 +82,13 @@ def parcel_series(ws: Workspace, parcel_id: str, index: str, surveys: set[str]) 
             "series": series}
 
 
-def rollup(ws: Workspace, level: str, survey: str | None) -> list[dict[str, Any]]:
-    """Parcels grouped by ``level`` (soum, aimag, bag): counts, area, capacity, livestock, balance."""
-    # grouped on the parcels' own soum/aimag/bag attributes (zoning.rollup needs boundary polygons)
+def rollup(ws: Workspace, level: str, survey: str | None,
+           livestock: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Parcels grouped by their ``level`` attribute (soum, aimag, bag) with the one roll-up the
+    CLI and the PDF print (:func:`belcheer.zoning.rollup`): pasture and cropland apart,
+    capacity, registered livestock, balance and, given ``livestock``, the soum's NSO herd."""
     report = data.parcel_report(ws, survey=survey)
     if report.empty or level not in report:
         return []
-    df = pd.DataFrame(report.drop(columns="geometry"))
-    agg: dict[str, Any] = {"parcel_id": "count"}
-    for col in ("area_ha", "capacity_su", "registered_su"):
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-            agg[col] = "sum"
-    means = [c for c in df.columns if c.endswith("_mean")]
-    for c in means:
-        df[c] = pd.to_numeric(df[c], errors="coerce")
-        agg[c] = "mean"
-    table = df.groupby(level, dropna=False).agg(agg).rename(columns={"parcel_id": "parcels"}).reset_index()
-    if "capacity_su" in table and "registered_su" in table:
-        table["balance_su"] = table["capacity_su"] - table["registered_su"]
-    return [data.feature_properties(r) for _, r in table.iterrows()]
+    table = zoning.rollup(report, None, level, livestock=livestock)
+    return [data.feature_properties(r) for _, r in table.drop(columns="geometry").iterrows()]

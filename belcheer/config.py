@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     workspace: Path = Field(default=Path("./belcheer-data"))
     #: folder of real test data (tests only)
     real_data: Path | None = None
+    #: folder of the NSO soum tables (registered livestock per soum); read at run time, never copied
+    nso_data: Path | None = None
     #: Dask scheduler: "threads", "processes", "synchronous" or a distributed address tcp://host:port
     scheduler: str = "threads"
     #: worker threads/processes for the local schedulers (None = number of cores)

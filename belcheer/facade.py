@@ -180,16 +180,25 @@ class SurveyView(Survey):
         label = f"{index.upper()}{' (relative)' if product.relative else ''}"
         plt.colorbar(im, ax=ax, shrink=0.8, label=label)
         if parcels:
+            from shapely.geometry import box
+
             from belcheer.zoning import load_parcels
 
             gdf = load_parcels(self._ws)
             if len(gdf):
                 gdf = gdf.to_crs(crs.to_wkt())
                 gdf.boundary.plot(ax=ax, color="black", linewidth=0.8)
+                seen = box(*bounds)
                 for _, row in gdf.iterrows():
-                    p = row.geometry.representative_point()
+                    # parcels reach beyond the flight: name them where the raster shows them
+                    part = row.geometry.intersection(seen)
+                    if part.is_empty:
+                        continue
+                    p = part.representative_point()
                     ax.annotate(str(row.get("name") or row["parcel_id"]), (p.x, p.y), fontsize=7,
                                 ha="center")
+                ax.set_xlim(bounds.left, bounds.right)
+                ax.set_ylim(bounds.bottom, bounds.top)
         ax.set_title(f"{self.name} — {label}")
         ax.set_xlabel(f"Easting (m, EPSG:{self.epsg})")
         ax.set_ylabel("Northing (m)")

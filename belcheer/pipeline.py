@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from belcheer.errors import ConfigError
+from belcheer.errors import ConfigError, CRSError
 from belcheer.progress import ProgressCallback, scaled
 from belcheer.workspace import Workspace
 
@@ -143,8 +143,29 @@ def _stats(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
         zoning.import_parcels(ctx.ws, p.parcels)
     if ctx.ws.catalog.current_parcel_version() is None:
         return {"skipped": "no parcels imported"}
-    table = zoning.survey_stats(ctx.ws, p.survey, scheduler=p.scheduler, progress=progress)
+    try:
+        table = zoning.survey_stats(ctx.ws, p.survey, scheduler=p.scheduler, progress=progress)
+    except CRSError as exc:
+        # the flight lies outside the parcel layer: mosaic and indices are still good products,
+        # so the job keeps them and says why there are no parcel statistics
+        log.warning("pipeline %s: %s", p.survey, exc)
+        return {"parcels": 0, "warnings": [no_overlap_warning(str(exc))]}
     return {"parcels": int(len(table))}
+
+
+def no_overlap_warning(detail: str) -> dict[str, str]:
+    """The warning (Mongolian and English) of a flight that overlaps no parcel."""
+    return {"code": "no_parcel_overlap",
+            "mn": "Нислэг талбайн давхаргатай давхцахгүй байна: ортомозайк, индекс бэлэн, "
+                  "харин талбайн үзүүлэлт тооцоогүй. Зөв талбайн давхарга оруулна уу.",
+            "en": "The flight does not overlap the parcel layer: the orthomosaic and indices are "
+                  "ready, but no parcel statistics were computed. Import the parcels it covers.",
+            "detail": detail}
+
+
+def run_warnings(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every warning the stages of a run returned, in stage order."""
+    return [w for name in STAGES for w in (results.get(name) or {}).get("warnings", [])]
 
 
 _RUNNERS: dict[str, Callable[[_Context, ProgressCallback], dict[str, Any]]] = {

@@ -12,7 +12,15 @@ import pytest
 import rasterio
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_api_helpers import HIDDEN, PARCELS, SURVEY, build_workspace, ndvi_array, token
+from test_api_helpers import (
+    HIDDEN,
+    PARCELS,
+    SURVEY,
+    build_workspace,
+    ndvi_array,
+    parcel_geoms,
+    token,
+)
 
 from belcheer.api import create_app
 
@@ -98,7 +106,11 @@ def test_parcel_stats_series_and_visibility(client, ws):
     summary = client.get(f"/surveys/{SURVEY}/summary").json()
     assert summary["parcels"] == 3
     rows = ws.catalog.stats(survey=SURVEY, index_name="ndvi")
-    assert summary["indices"]["ndvi"] == pytest.approx(np.mean([r["mean"] for r in rows]))
+    # the one roll-up: means weighted by surveyed area (the fixture's parcels are fully surveyed)
+    area = parcel_geoms().set_index("parcel_id")["area_ha"]
+    assert summary["indices"]["ndvi"] == pytest.approx(
+        np.average([r["mean"] for r in rows], weights=[area[r["parcel_id"]] for r in rows]), rel=1e-3)
+    assert summary["pasture"]["parcels"] == 3 and summary["cropland"]["parcels"] == 0
     roll = {r["soum"]: r for r in client.get("/rollup", params={"level": "soum"}).json()}
     assert roll["Батсүмбэр"]["parcels"] == 2 and roll["Баянчандмань"]["parcels"] == 1
 

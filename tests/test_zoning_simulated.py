@@ -29,7 +29,16 @@ def test_parcel_means_match_simulator_truth(sim) -> None:
     stats = zonal_stats(sim.ndvi_path, parcels).set_index("parcel_id")
     err = (stats["mean"] - truth["ndvi"]).abs()
     assert err.max() < 0.02, err.sort_values().tail()
-    assert (stats["valid_fraction"] > 0.99).all()
+    # pasture-use areas reach far beyond the flight: the share of each inside the truth raster
+    import rasterio
+    import shapely
+
+    with rasterio.open(sim.ndvi_path) as src:
+        grid = shapely.box(*src.bounds)
+    local = parcels.to_crs(32648).set_index("parcel_id")
+    inside = local.geometry.intersection(grid).area / local.geometry.area
+    assert stats["valid_fraction"].to_numpy() == pytest.approx(inside.loc[stats.index].to_numpy(), rel=0.02, abs=1e-4)
+    assert (local.loc[local["land_use"] == "pasture", "area_ha"] > 5).all() and local["area_ha"].max() > 30
     # quadrats: the fitted line explains most of the variance of the clipped biomass
     q = read_samples(sim.quadrats_path)
     m = calibrate_biomass(sample_raster(sim.ndvi_path, q), q["biomass_kg_ha"])
@@ -72,3 +81,47 @@ def test_simulated_soum_rolls_up_by_name(sim, real_data: Path) -> None:
     by_aimag = rollup(parcels, aimags, level="aimag")
     assert by_aimag["aimag"].tolist() == [sim.aimag_en]
     assert by_aimag.iloc[0]["area_ha"] == pytest.approx(parcels["area_ha"].sum())
+
+
+@pytest.mark.slow
+def test_land_use_decisions_on_simulated_soum(sim, workspace) -> None:
+    """Grazing decisions only for the simulated pastures; crop indicators for its crop fields;
+    capacity of each whole pasture from its surveyed part (simulator truth as the index)."""
+    import rasterio
+    import shapely
+    from test_zoning_support import add_survey
+
+    from belcheer.zoning import calibrate_survey, import_parcels, parcel_report
+    from belcheer.zoning.capacity import carrying_capacity
+
+    with rasterio.open(sim.ndvi_path) as src:
+        ndvi, t, grid = src.read(1), src.transform, shapely.box(*src.bounds)
+    add_survey(workspace, "sim", str(sim.date), ndvi, t)
+    import_parcels(workspace, sim.parcels_path)
+    calibrate_survey(workspace, "sim", sim.quadrats_path)
+    from belcheer.zoning import survey_stats
+
+    survey_stats(workspace, "sim", scheduler="synchronous")
+    rep = parcel_report(workspace, "sim").set_index("parcel_id")
+    truth = pd.read_csv(sim.parcel_truth_path, dtype={"parcel_id": str}).set_index("parcel_id")
+    past = rep["land_use"] == "pasture"
+    assert set(rep.index[past]) == set(truth.index[truth["land_use"] == "pasture"]) and (~past).sum() >= 2
+    assert rep.loc[past, "condition_class"].between(1, 5).all() and (rep.loc[~past, "condition_class"] == 0).all()
+    assert rep.loc[~past, "capacity_su"].isna().all() and rep.loc[~past, "biomass_kg_ha"].isna().all()
+    # crop fields: the index mean is the truth's, uniformity between 0 and 1
+    crop = rep.loc[~past]
+    assert crop["crop_index_mean"].to_numpy() == pytest.approx(truth.loc[crop.index, "ndvi"].to_numpy(), abs=0.02)
+    assert crop["crop_uniformity"].between(0.0, 1.0).all()
+    # the surveyed share is the part of each parcel inside the flown raster
+    local = rep.to_crs(32648)
+    inside = local.geometry.intersection(grid).area / local.geometry.area
+    assert rep["surveyed_share"].to_numpy() == pytest.approx(inside.to_numpy(), rel=0.02, abs=1e-4)
+    # each pasture with enough surveyed share: SU/ha of its flown part × its whole area
+    ok = past & (rep["surveyed_share"] >= 0.001)
+    assert ok.any()
+    cc = carrying_capacity(rep.loc[ok, "biomass_kg_ha"].to_numpy(), rep.loc[ok, "condition_class"].to_numpy(),
+                           eco_zone="forest_steppe", season=rep.loc[ok, "season"].to_numpy(dtype=object))
+    assert rep.loc[ok, "su_per_ha"].to_numpy() == pytest.approx(cc["su_per_ha"])
+    assert rep.loc[ok, "capacity_su"].to_numpy() == pytest.approx(cc["su_per_ha"] * rep.loc[ok, "area_ha"].to_numpy())
+    low = past & (rep["surveyed_share"] < 0.001)
+    assert (rep.loc[low, "capacity_status"] == "below_min_share").all() and rep.loc[low, "capacity_su"].isna().all()

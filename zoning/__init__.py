@@ -27,6 +27,8 @@ from belcheer.zoning.parcels import (
                                      read_parcels,
                                      save_parcels,
 )
+from belcheer.zoning.pdf import render_soum_report, write_soum_report
+from belcheer.zoning.registry import find_soum, read_livestock
 from belcheer.zoning.report import parcel_report
 from belcheer.zoning.rollup import assign_units, rollup
 from belcheer.zoning.stats import DEFAULT_STATS, survey_stats, zonal_stats
@@ -38,6 +40,7 @@ __all__ = [
     "capacity_table", "carrying_capacity", "change", "class_label", "classify_landcover",
     "condition_class", "condition_raster", "export_prescription", "import_parcels", "landcover_raster", "landcover_raster", "load_model",
     "load_parcels", "load_thresholds", "management_zones", "normalise_parcels", "parcel_change",
-    "parcel_report", "parcel_zones", "read_parcels", "read_samples", "rollup", "save_parcels", "sheep_units",
-    "survey_stats", "zonal_stats", "zone_polygons",
+    "parcel_report", "parcel_zones", "read_livestock", "find_soum", "read_parcels", "read_samples",
+    "render_soum_report", "rollup", "save_parcels", "sheep_units", "survey_stats", "write_soum_report",
+    "zonal_stats", "zone_polygons",
 ]

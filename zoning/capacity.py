@@ -41,6 +41,10 @@ class CapacityParams:
     daily_intake_kg_dm: dict[str, float] = field(
         default_factory=lambda: dict(_defaults()["daily_intake_kg_dm"]["values"]))
     grazing_days: dict[str, float] = field(default_factory=lambda: dict(_defaults()["grazing_days"]["values"]))
+    #: share (0…1) of a parcel's area that must be surveyed before its capacity is extrapolated
+    min_surveyed_share: float = field(default_factory=lambda: float(_defaults()["min_surveyed_share"]["value"]))
+    #: species proportions of the registered herd when only total heads are known (NSO soum table)
+    herd_mix: dict[str, float] = field(default_factory=lambda: dict(_defaults()["registered_herd_mix"]["values"]))
 
     def with_(self, **changes: Any) -> CapacityParams:
         """A copy with some tables replaced or updated (dicts are merged into the defaults)."""
@@ -77,6 +81,51 @@ def sheep_units(counts: Any, params: CapacityParams | None = None) -> Any:
     return total
 
 
+def su_per_head(params: CapacityParams | None = None) -> float:
+    """Sheep units per head of a herd with the species proportions of ``params.herd_mix``."""
+    p = params or CapacityParams()
+    total = sum(p.herd_mix.get(sp, 0.0) for sp in LIVESTOCK)
+    if total <= 0:
+        raise InputError("the registered herd mix has no animals; give species proportions")
+    return sum(p.herd_mix.get(sp, 0.0) / total * p.sheep_units[sp] for sp in LIVESTOCK)
+
+
+def coefficients(params: CapacityParams | None = None) -> list[dict[str, Any]]:
+    """The sheep-unit coefficient of each species, with its Mongolian and English name and the
+    source of the coefficients (for forms that take a herd as heads per species)."""
+    p = params or CapacityParams()
+    src = _defaults()["sheep_units"]["source"]
+    return [{"species": sp, "mn": SPECIES_NAMES[sp][0], "en": SPECIES_NAMES[sp][1],
+             "su_per_head": float(p.sheep_units[sp]), "source": src} for sp in LIVESTOCK]
+
+
+#: Why a parcel has no capacity: status → (Mongolian, English) text.
+CAPACITY_NOTES: dict[str, tuple[str, str]] = {
+    "ok": ("", ""),
+    "below_min_share": ("зураглагдсан хэсэг {share} нь доод хэмжээ {minimum}-аас бага тул бүх талбайд "
+                        "тооцоогүй", "surveyed share {share} is below the minimum {minimum}: not "
+                        "extrapolated to the whole parcel"),
+    "not_surveyed": ("зураглагдаагүй", "not surveyed"),
+    "not_grazing_land": ("бэлчээр биш тул даац тооцохгүй", "not grazing land: no carrying capacity"),
+    "no_biomass": ("биомассын загвар алга", "no biomass estimate (calibrate biomass first)"),
+}
+
+
+def capacity_note(status: str, share: float, minimum: float, lang: str = "mn") -> str:
+    """Why a parcel's capacity is empty (empty text when it is not)."""
+    text = CAPACITY_NOTES.get(status, ("", ""))[0 if lang == "mn" else 1]
+    from belcheer.zoning.numbers import share as pct
+
+    return text.format(share=pct(share), minimum=pct(minimum))
+
+
+#: Species → (Mongolian, English) name.
+SPECIES_NAMES: dict[str, tuple[str, str]] = {
+    "camel": ("тэмээ", "camel"), "horse": ("адуу", "horse"), "cattle": ("үхэр", "cattle"),
+    "sheep": ("хонь", "sheep"), "goat": ("ямаа", "goat"),
+}
+
+
 def carrying_capacity(biomass_kg_ha: Any, condition: Any = 1, *, eco_zone: Any = "steppe",
                       season: Any = "all", area_ha: Any = None, registered_su: Any = None,
                       params: CapacityParams | None = None) -> dict[str, Any]:
@@ -110,7 +159,15 @@ def carrying_capacity(biomass_kg_ha: Any, condition: Any = 1, *, eco_zone: Any =
 def capacity_table(frame: pd.DataFrame, *, biomass_col: str = "biomass_kg_ha",
                    class_col: str = "condition_class", params: CapacityParams | None = None) -> pd.DataFrame:
     """Add registered_su, usable_kg_ha, su_per_ha, ha_per_su, capacity_su and balance_su to a
-    parcel table (needs area_ha, eco_zone, season, livestock columns, biomass and class)."""
+    parcel table (needs area_ha, eco_zone, season, livestock columns, biomass and class).
+
+    Capacity is of the **whole parcel** (SU/ha of its surveyed part × its area in ha). With a
+    ``surveyed_share`` column (0…1, the share of the parcel's area with valid pixels) parcels
+    surveyed less than ``params.min_surveyed_share`` get no capacity, and ``capacity_note`` says
+    why; ``capacity_surveyed_su`` is the capacity of the surveyed part alone. Parcels whose
+    ``land_use`` is not grazed (see :mod:`belcheer.zoning.landuse`) get no capacity either."""
+    from belcheer.zoning.landuse import is_grazed
+
     p = params or CapacityParams()
     out = frame.copy()
     out["registered_su"] = sheep_units(out, p)
@@ -123,4 +180,19 @@ def capacity_table(frame: pd.DataFrame, *, biomass_col: str = "biomass_kg_ha",
                            registered_su=out["registered_su"].to_numpy(dtype="float64"), params=p)
     for k in ("usable_kg_ha", "su_per_ha", "ha_per_su", "capacity_su", "balance_su"):
         out[k] = cc[k]
+    grazed = is_grazed(out["land_use"]) if "land_use" in out else np.ones(len(out), bool)
+    share = (pd.to_numeric(out["surveyed_share"], errors="coerce").to_numpy(dtype="float64")
+             if "surveyed_share" in out else np.ones(len(out)))
+    out["capacity_surveyed_su"] = out["capacity_su"] * np.nan_to_num(share, nan=0.0)
+    status = np.full(len(out), "ok", dtype=object)
+    status[grazed & ~(share >= p.min_surveyed_share)] = "below_min_share"
+    status[grazed & ~(share > 0)] = "not_surveyed"
+    status[~grazed] = "not_grazing_land"
+    status[(status == "ok") & ~np.isfinite(out["su_per_ha"].to_numpy(dtype="float64"))] = "no_biomass"
+    out.loc[status != "ok", ["capacity_su", "balance_su"]] = np.nan
+    out.loc[~grazed, ["usable_kg_ha", "su_per_ha", "ha_per_su", "capacity_surveyed_su"]] = np.nan
+    out["capacity_status"] = status
+    for lang in ("mn", "en"):
+        out[f"capacity_note_{lang}"] = [capacity_note(st, sh, p.min_surveyed_share, lang)
+                                        for st, sh in zip(status, share, strict=True)]
     return out

@@ -1,5 +1,11 @@
 """Change between two surveys of the same area: ΔNDVI per pixel, Δmean per parcel, and
-degradation alerts (parcels whose recovery class got worse).
+degradation alerts (grazing parcels whose recovery class got worse).
+
+What a change means depends on the land use (:mod:`belcheer.zoning.landuse`). On grazing land a
+class that falls is degradation and raises an alert. On cropland it never is: an index that
+drops to bare-soil level (below :data:`HARVEST_MAX_INDEX`) is a harvest (or a fallow field
+ploughed), a smaller significant drop is a crop decline worth a look (stress, lodging,
+ripening), and a rise is crop growth.
 
 Survey B is warped onto survey A's grid (rasterio WarpedVRT, bilinear), so the difference is
 B − A on A's pixels, in index units.
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from belcheer.models import Product, ProductKind
@@ -20,6 +27,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: |Δmean| at or above this (index units) is flagged significant by default.
 DEFAULT_THRESHOLD = 0.05
+#: A crop field whose mean NDVI falls to this or less has been harvested (bare soil and stubble
+#: read 0.1–0.3; a standing crop well above).
+HARVEST_MAX_INDEX = 0.3
+#: change_kind → (Mongolian, English) words.
+CHANGE_KINDS: dict[str, tuple[str, str]] = {
+    "degradation": ("доройтсон", "degraded"),
+    "recovery": ("сайжирсан", "recovered"),
+    "stable": ("өөрчлөлтгүй", "stable"),
+    "harvest": ("ургац хураасан", "harvested"),
+    "crop_decline": ("ургамал суларсан", "crop declined"),
+    "crop_growth": ("ургамал өссөн", "crop grew"),
+    "no_data": ("хэмжилт алга", "no data"),
+}
 
 
 @dataclass
@@ -32,11 +52,15 @@ class ChangeResult:
 
 
 def parcel_change(stats_a: pd.DataFrame, stats_b: pd.DataFrame, *, threshold: float = DEFAULT_THRESHOLD,
-                  eco_zone: Any = None, variable: str = "ndvi", thresholds: pd.DataFrame | None = None) -> pd.DataFrame:
+                  eco_zone: Any = None, variable: str = "ndvi", thresholds: pd.DataFrame | None = None,
+                  land_use: pd.Series | None = None) -> pd.DataFrame:
     """Per-parcel change from two stats tables (parcel_id, mean[, condition_class]):
     ``mean_a``, ``mean_b``, ``delta`` (B − A), ``significant`` (|delta| ≥ threshold),
-    ``class_a``, ``class_b`` and ``degraded`` (class_b worse than class_a)."""
+    ``class_a``, ``class_b`` (0 on land that is not grazed), ``degraded`` (a grazing parcel's
+    class got worse) and ``change_kind`` (see :data:`CHANGE_KINDS`). ``land_use`` maps
+    parcel_id → land use (all parcels are pasture when not given)."""
     from belcheer.zoning.condition import condition_class
+    from belcheer.zoning.landuse import use_group
 
     a = stats_a[["parcel_id", "mean"]].rename(columns={"mean": "mean_a"})
     b = stats_b[["parcel_id", "mean"]].rename(columns={"mean": "mean_b"})
@@ -48,7 +72,23 @@ def parcel_change(stats_a: pd.DataFrame, stats_b: pd.DataFrame, *, threshold: fl
         zones = t["parcel_id"].map(zones).fillna("steppe").to_numpy(dtype=object)
     t["class_a"] = condition_class(t["mean_a"], zones, variable=variable, thresholds=thresholds)
     t["class_b"] = condition_class(t["mean_b"], zones, variable=variable, thresholds=thresholds)
-    t["degraded"] = (t["class_a"] > 0) & (t["class_b"] > t["class_a"])
+    lu = t["parcel_id"].map(land_use).fillna("pasture") if land_use is not None else pd.Series("pasture", index=t.index)
+    group = use_group(lu.to_numpy(dtype=object))
+    grazed = group == "pasture"
+    t["land_use"] = lu.to_numpy(dtype=object)
+    t.loc[~grazed, ["class_a", "class_b"]] = 0
+    t["degraded"] = grazed & (t["class_a"] > 0) & (t["class_b"] > t["class_a"])
+    kind = np.full(len(t), "stable", dtype=object)
+    recovered = grazed & (t["class_b"] > 0) & (t["class_b"] < t["class_a"])
+    kind[recovered.to_numpy()] = "recovery"
+    kind[t["degraded"].to_numpy()] = "degradation"
+    crop = (group == "cropland") & t["significant"].to_numpy()
+    drop = crop & (t["delta"] < 0).to_numpy()
+    kind[drop] = "crop_decline"
+    kind[drop & (t["mean_b"] <= HARVEST_MAX_INDEX).to_numpy()] = "harvest"
+    kind[crop & (t["delta"] > 0).to_numpy()] = "crop_growth"
+    kind[t["delta"].isna().to_numpy()] = "no_data"
+    t["change_kind"] = kind
     return t
 
 
@@ -76,7 +116,8 @@ def change(ws: Workspace, survey_a: str, survey_b: str, *, index: str = "ndvi",
     sa = zonal_stats(pa.path, parcels, stats=("mean",), scheduler=scheduler)
     sb = zonal_stats(pb.path, parcels, stats=("mean",), scheduler=scheduler)
     eco = parcels.set_index("parcel_id")["eco_zone"] if "eco_zone" in parcels else None
-    table = parcel_change(sa, sb, threshold=threshold, eco_zone=eco)
+    lu = parcels.set_index("parcel_id")["land_use"] if "land_use" in parcels else None
+    table = parcel_change(sa, sb, threshold=threshold, eco_zone=eco, land_use=lu)
     table = parcels[["parcel_id", "name"]].merge(table, on="parcel_id", how="right")
     alerts = table[table["degraded"]].reset_index(drop=True)
     return ChangeResult(product=product, table=table, alerts=alerts)

@@ -116,7 +116,7 @@ def condition_raster(ws: Workspace, survey: str, *, index: str = "ndvi", variabl
                      name: str = "condition", store_stats: bool = True) -> Product:
     """Classify a survey's ``index`` product (or ``biomass``) into recovery classes per pixel,
     each pixel judged by the thresholds of the eco zone of the parcel it lies in (``eco_zone``
-    outside parcels). Writes a uint8 COG (0 = nodata), registers it as a CONDITION product, and
+    outside parcels); pixels in parcels that are not grazing land (cropland, other) are 0. Writes a uint8 COG (0 = nodata), registers it as a CONDITION product, and
     stores each parcel's class shares in the catalog (index name ``condition``)."""
     from belcheer.zoning.parcels import load_parcels
     from belcheer.zoning.rasterout import map_blocks_to_cog
@@ -136,10 +136,22 @@ def condition_raster(ws: Workspace, survey: str, *, index: str = "ndvi", variabl
     local = parcels.to_crs(rcrs.to_wkt()) if parcels is not None and len(parcels) else None
     zone_names = np.array(ECO_ZONES, dtype=object)
 
+    from belcheer.zoning.landuse import is_grazed
+
+    not_grazed = (local[~is_grazed(local["land_use"].to_numpy(dtype=object))]
+                  if local is not None and "land_use" in local else None)
+
     def classify(arrays: list[np.ndarray], _win: Any, t: Any) -> np.ndarray:
         # eco zone per pixel rasterised block by block: memory stays bounded by the block
         z = _eco_zone_raster(local, arrays[0].shape, t, rcrs.to_wkt(), eco_zone)
-        return condition_class(arrays[0], zone_names[z], variable=variable, thresholds=table)
+        cls = condition_class(arrays[0], zone_names[z], variable=variable, thresholds=table)
+        if not_grazed is not None and len(not_grazed):
+            # recovery classes judge grazing land only: crop fields and other land stay nodata
+            from rasterio.features import geometry_mask
+
+            inside = ~geometry_mask(not_grazed.geometry, out_shape=cls.shape, transform=t)
+            cls[inside] = 0
+        return cls
 
     out = ws.product_path(survey, name)
     map_blocks_to_cog([src_prod.path], out, classify, dtype="uint8", nodata=0)

@@ -33,6 +33,7 @@ from belcheer.errors import (
 )
 from belcheer.fileio import atomic_path
 from belcheer.models import ECO_ZONES, LAND_USES, LIVESTOCK, PARCEL_COLUMNS, SEASONS
+from belcheer.zoning.landuse import find_crop_field, land_use_from_crop
 
 if TYPE_CHECKING:  # pragma: no cover
     from belcheer.workspace import Workspace
@@ -338,6 +339,13 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
         if src is not None and src not in mapping.values():
             mapping[target] = src
     report["field_map"] = dict(mapping)
+    crop_field = None if "land_use" in mapping else find_crop_field(columns)
+    if crop_field is not None:
+        # a field registry without land use: grassland is pasture, any named crop is cropland
+        frame = frame.copy()
+        frame["_land_use_from_crop"] = land_use_from_crop(frame[crop_field])
+        mapping["land_use"] = "_land_use_from_crop"
+        report["land_use_from_crop"] = crop_field
     out = pd.DataFrame(index=frame.index)
     if "parcel_id" in mapping:
         raw = frame[mapping["parcel_id"]]
@@ -377,7 +385,7 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
         else:
             out[target] = (frame[src].astype("string").fillna("") if src else "")
             out[target] = out[target].astype(object)
-    extra = [c for c in columns if c not in mapping.values()]
+    extra = [c for c in columns if c not in mapping.values() or c == crop_field]
     for c in extra:
         # a source column named like a model column we compute (area_ha) is kept beside it
         name = c if c not in out.columns and c not in PARCEL_COLUMNS else f"src_{c}"

@@ -1,6 +1,9 @@
 """The parcel report: one row per parcel with everything a land office decides on — latest
-index statistics, recovery class (of the mean, and the share of area in each class), biomass,
-carrying capacity and stocking balance. The API, exports and roll-ups read this table."""
+index statistics, the surveyed share, and by land use (:mod:`belcheer.zoning.landuse`): for
+grazing land the recovery class (of the mean, and the share of area in each class), biomass,
+carrying capacity and stocking balance; for cropland the crop indicators (index mean and
+uniformity); for both the change since the previous survey. The API, exports, the PDF and
+roll-ups read this table."""
 
 from __future__ import annotations
 
@@ -26,16 +29,53 @@ def _latest_survey(ws: Workspace) -> str | None:
     return None
 
 
+def _previous_survey(ws: Workspace, survey: str, index: str) -> str | None:
+    """The latest survey dated before ``survey`` that has statistics of ``index``."""
+    date = ws.catalog.survey(survey).date or ""
+    earlier = [r for r in ws.catalog.surveys() if r.name != survey and (r.date or "") < date]
+    for rec in sorted(earlier, key=lambda r: (r.date or "", r.created), reverse=True):
+        if ws.catalog.stats(survey=rec.name, index_name=index):
+            return rec.name
+    return None
+
+
+def _add_previous_change(ws: Workspace, report: pd.DataFrame, survey: str | None, index: str) -> None:
+    """``previous_survey``, ``<index>_delta``, ``class_previous`` and ``change_kind`` (see
+    :func:`belcheer.zoning.change.parcel_change`) against the previous survey, in place."""
+    from belcheer.zoning.change import parcel_change
+
+    prev = _previous_survey(ws, survey, index) if survey else None
+    report["previous_survey"] = prev
+    if prev is None:
+        report[f"{index}_delta"] = np.nan
+        report["class_previous"] = 0
+        report["change_kind"] = "no_data"
+        return
+    a = pd.DataFrame(ws.catalog.stats(survey=prev, index_name=index))[["parcel_id", "mean"]]
+    b = pd.DataFrame({"parcel_id": report["parcel_id"], "mean": report[f"{index}_mean"]})
+    pc = parcel_change(a, b, eco_zone=report.set_index("parcel_id")["eco_zone"],
+                       land_use=report.set_index("parcel_id")["land_use"]).set_index("parcel_id")
+    report[f"{index}_delta"] = report["parcel_id"].map(pc["delta"]).astype("float64")
+    report["class_previous"] = report["parcel_id"].map(pc["class_a"]).fillna(0).astype(int)
+    report["change_kind"] = report["parcel_id"].map(pc["change_kind"]).fillna("no_data")
+
+
 def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndvi",
                   params: Any = None) -> gpd.GeoDataFrame:
     """One row per current parcel (EPSG:4326): parcel attributes, ``<index>_mean`` etc. of the
-    survey (latest survey with statistics by default), ``condition_class`` (1–5 of the mean,
-    0 = no data) with Mongolian/English names, ``share_1`` … ``share_5`` (area share per
-    class, if a condition raster was made), ``biomass_kg_ha``, ``registered_su``,
-    ``su_per_ha``, ``ha_per_su``, ``capacity_su`` and ``balance_su`` (negative = overstocked)."""
+    survey (latest survey with statistics by default), ``use_group`` (pasture | cropland |
+    other), ``surveyed_share`` (0…1 of the parcel's area with valid pixels) and
+    ``surveyed_ha``; for grazing land ``condition_class`` (1–5 of the mean, 0 = no data or not
+    grazing land) with Mongolian/English names, ``share_1`` … ``share_5`` (area share per class,
+    if a condition raster was made), ``biomass_kg_ha``, ``su_per_ha``, ``ha_per_su``,
+    ``capacity_su`` (whole parcel, from its surveyed part), ``capacity_surveyed_su``,
+    ``capacity_status`` with notes, ``registered_su`` and ``balance_su`` (negative =
+    overstocked); for cropland ``crop_index_mean`` and ``crop_uniformity`` (1 − std/mean, 0…1);
+    and ``previous_survey``, ``<index>_delta``, ``class_previous``, ``change_kind``."""
     from belcheer.zoning.biomass import load_model
     from belcheer.zoning.capacity import capacity_table
     from belcheer.zoning.condition import ROMAN, class_label, condition_class
+    from belcheer.zoning.landuse import use_group
     from belcheer.zoning.parcels import load_parcels
 
     parcels = load_parcels(ws)
@@ -64,7 +104,27 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     mean_col = f"{index}_mean"
     if mean_col not in report:
         report[mean_col] = np.nan
-    report["condition_class"] = condition_class(report[mean_col], report["eco_zone"].to_numpy(dtype=object))
+    group = use_group(report["land_use"].to_numpy(dtype=object))
+    grazed = group == "pasture"
+    crop = group == "cropland"
+    report["use_group"] = group
+    vf = f"{index}_valid_fraction"
+    report["surveyed_share"] = (report[vf] if vf in report else pd.Series(np.nan, index=report.index)).astype("float64")
+    report["surveyed_ha"] = report["area_ha"].astype("float64") * report["surveyed_share"]
+    cls = condition_class(report[mean_col], report["eco_zone"].to_numpy(dtype=object))
+    report["condition_class"] = np.where(grazed, cls, 0).astype("uint8")
+    for k in range(1, 6):
+        if f"share_{k}" in report:
+            report.loc[~grazed, f"share_{k}"] = np.nan
+    std_col = f"{index}_std"
+    mean = report[mean_col].astype("float64")
+    report["crop_index_mean"] = mean.where(crop)
+    if std_col in report:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uni = (1.0 - report[std_col].astype("float64") / mean.abs()).clip(0.0, 1.0)
+        report["crop_uniformity"] = uni.where(crop)
+    else:
+        report["crop_uniformity"] = np.nan
     report["condition_roman"] = report["condition_class"].map(lambda c: ROMAN.get(int(c), ""))
     report["condition_mn"] = report["condition_class"].map(lambda c: class_label(int(c), "mn"))
     report["condition_en"] = report["condition_class"].map(lambda c: class_label(int(c), "en"))
@@ -78,7 +138,9 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
             model = None
         report["biomass_kg_ha"] = model.predict(report[mean_col]) if model else np.nan
         report["biomass_source"] = "model" if model else ""
+    report.loc[~grazed, "biomass_kg_ha"] = np.nan
     report = capacity_table(report, params=params)
+    _add_previous_change(ws, report, survey, index)
     geom = report.pop("geometry")
     report["geometry"] = geom
     return gpd.GeoDataFrame(report, geometry="geometry", crs=4326)

@@ -18,8 +18,14 @@ Fmt = Literal["shp", "gpkg", "geojson", "fgb", "csv", "kml"]
 
 
 def _send(exp: exports.Export) -> Response:
-    return Response(exp.content, media_type=exp.media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{exp.filename}"'})
+    from urllib.parse import quote
+
+    # headers are Latin-1: a Cyrillic name (a soum's) goes in the RFC 5987 filename* form
+    ascii_name = exp.filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    disposition = f'attachment; filename="{ascii_name}"'
+    if ascii_name != exp.filename:
+        disposition += f"; filename*=UTF-8''{quote(exp.filename)}"
+    return Response(exp.content, media_type=exp.media_type, headers={"Content-Disposition": disposition})
 
 
 def _epsg(ws: Workspace, crs: str, survey: str | None) -> int:
@@ -43,6 +49,16 @@ def export_parcels(fmt: Fmt, crs: Literal["4326", "utm"] = "4326", survey: str |
     if soum is not None:
         gdf = gdf[gdf["soum"].astype(str) == soum]
     return _send(exports.export_parcels(gdf, fmt, _epsg(ws, crs, survey)))
+
+
+@router.get("/report.pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
+def export_report(survey: str | None = None, soum: str | None = None, lang: Literal["mn", "en"] = "mn",
+                  ws: Workspace = Depends(workspace), user: User = Depends(current_user),
+                  cfg=Depends(settings)) -> Response:
+    """The soum report to print: an A4 PDF (Mongolian by default) with the condition map,
+    a table per parcel, the soum roll-up against the NSO-registered herd, method and sources."""
+    return _send(exports.soum_report_pdf(ws, _report(ws, user, survey), soum=soum, lang=lang,
+                                         nso_data=cfg.nso_data))
 
 
 @router.get("/raster/{product_id}.tif", response_class=Response,

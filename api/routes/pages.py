@@ -61,8 +61,10 @@ def herder_page(request: Request, lang: Literal["mn", "en"] | None = None,
                 parcel: str | None = None) -> HTMLResponse:
     """The herders' phone page: their pasture's condition, capacity and a shareable map."""
     lang = lang_or_default(lang)
+    from belcheer.zoning.capacity import coefficients
+
     return templates.TemplateResponse(request, "herder.html", {
-        "lang": lang, "messages": catalogue()[lang], "parcel": parcel or ""})
+        "lang": lang, "messages": catalogue()[lang], "parcel": parcel or "", "coefficients": coefficients()})
 
 
 @router.get("/boundaries/{level}.geojson", responses={200: {"content": {"application/geo+json": {}}}})

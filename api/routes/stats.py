@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from belcheer.api import data, summaries
 from belcheer.api.auth import User
-from belcheer.api.deps import base_url, current_user, require, workspace
+from belcheer.api.deps import base_url, current_user, require, settings, workspace
 from belcheer.workspace import Workspace
 
 router = APIRouter(tags=["statistics"])
@@ -56,8 +56,12 @@ def parcel_stats(parcel_id: str, index: str = "ndvi", ws: Workspace = Depends(wo
 
 @router.get("/rollup")
 def rollup(level: Literal["soum", "aimag", "bag"] = "soum", survey: str | None = None,
-           ws: Workspace = Depends(workspace), user: User = Depends(current_user)) -> list[dict]:
-    """Parcels summed up per soum, aimag or bag: area, capacity, registered livestock, balance."""
+           ws: Workspace = Depends(workspace), user: User = Depends(current_user),
+           cfg=Depends(settings)) -> list[dict]:
+    """Parcels summed up per soum, aimag or bag — pasture and cropland apart: area, capacity,
+    registered livestock, balance, and the soum's NSO-registered herd when configured."""
+    from belcheer.zoning.registry import livestock_or_none
+
     if survey is not None:
         data.visible_survey(ws, user, survey)
-    return summaries.rollup(ws, level, survey)
+    return summaries.rollup(ws, level, survey, livestock_or_none(cfg.nso_data))

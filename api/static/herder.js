@@ -1,5 +1,5 @@
 // Herders' phone page: no map library, a few WebP tiles and an SVG outline — light on slow links.
-import { t, LANG, classLabel, CLASS_COLORS, fmt } from "./i18n.js";
+import { t, LANG, classLabel, CLASS_COLORS, fmtQ, fmtShare } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const VIEW = 288; // minimap size, CSS pixels
@@ -57,12 +57,20 @@ function drawMinimap(f) {
   box.insertAdjacentHTML("beforeend", `<svg viewBox="0 0 ${VIEW} ${VIEW}" width="${VIEW}" height="${VIEW}"><path d="${d}" fill="none" stroke="#111" stroke-width="2.5"/></svg>`);
 }
 
+/** The herd typed as heads per species, in sheep units (coefficients shown beside each field). */
+function herdSU() {
+  let su = 0;
+  for (const el of document.querySelectorAll("#herd input[data-species]")) su += Number(el.value || 0) * Number(el.dataset.coef);
+  return su;
+}
+
 function showStocking(p) {
   const cap = p.capacity_su;
-  const herd = Number($("herd").value || 0);
-  if (cap === null || cap === undefined) { $("stocking").textContent = t("herder.nodata"); return; }
-  const excess = Math.round(herd - cap);
-  $("stocking").textContent = excess > 0 ? t("herder.over", { excess }) : t("herder.ok");
+  const herd = herdSU();
+  $("herd-total").textContent = t("herder.total", { su: fmtQ(herd) });
+  if (cap === null || cap === undefined) { $("stocking").textContent = p[`capacity_note_${LANG}`] || t("herder.nodata"); $("stocking").className = ""; return; }
+  const excess = herd - cap;
+  $("stocking").textContent = excess > 0 ? t("herder.over", { excess: fmtQ(excess) }) : t("herder.ok");
   $("stocking").className = excess > 0 ? "over" : "ok";
 }
 
@@ -74,9 +82,15 @@ function show(id) {
   const verdict = $("verdict");
   verdict.style.background = CLASS_COLORS[cls] || "#ccc";
   $("class-word").textContent = cls >= 1 ? classLabel(cls) : t("herder.nodata");
-  $("capacity").textContent = p.capacity_su === null || p.capacity_su === undefined ? "" : t("herder.capacity_word", { capacity: fmt(p.capacity_su, 0) });
-  $("herd").value = Math.round(p.registered_su || 0);
-  $("herd").oninput = () => showStocking(p);
+  const has = p.capacity_su !== null && p.capacity_su !== undefined;
+  $("capacity").textContent = has ? t("herder.capacity_word", { capacity: fmtQ(p.capacity_su) }) : "";
+  $("capacity-detail").textContent = has
+    ? `${t("herder.ha_per_su", { ha: fmtQ(p.ha_per_su) })}. ${p.surveyed_share < 1 ? t("herder.surveyed", { share: fmtShare(p.surveyed_share) }) : ""}`
+    : "";
+  for (const el of document.querySelectorAll("#herd input[data-species]")) {
+    el.value = Math.round(p[el.dataset.species] || 0);
+    el.oninput = () => showStocking(p);
+  }
   showStocking(p);
   $("share").href = `/herder/share.png?parcel=${encodeURIComponent(p.parcel_id)}&lang=${LANG}`;
   drawMinimap(f);

@@ -18,3 +18,22 @@ export const CLASS_COLORS = { 1: "#1a9850", 2: "#91cf60", 3: "#fee08b", 4: "#fc8
 export function fmt(v, digits = 2) {
   return v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toFixed(digits);
 }
+
+/** A decision number with sensible precision (the rule of belcheer.zoning.numbers.quantity):
+ *  1,234 · 296 · 29.6 · 2.96 · 0.30 · 0.012 — never "0" for 0.1. */
+export function fmtQ(v) {
+  if (v === null || v === undefined || !Number.isFinite(Number(v))) return "–";
+  const x = Number(v), a = Math.abs(x);
+  if (a === 0) return "0";
+  if (a >= 100 || (a >= 1 && x === Math.round(x))) return Math.round(x).toLocaleString("en-US");
+  if (a >= 10) return x.toFixed(1);
+  if (a >= 1) return x.toFixed(2);
+  return x.toFixed(1 - Math.floor(Math.log10(a)));
+}
+
+/** A 0…1 share as a percentage (45 %, 4.5 %, 0.45 %). */
+export function fmtShare(v) {
+  if (v === null || v === undefined || !Number.isFinite(Number(v))) return "–";
+  const x = Number(v);
+  return Math.abs(x) >= 0.1 ? `${Math.round(100 * x)} %` : `${fmtQ(100 * x)} %`;
+}

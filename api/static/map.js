@@ -1,5 +1,5 @@
 // Land officers' web map: MapLibre GL (served from node_modules, no CDN), local raster tiles only.
-import { t, LANG, classLabel, CLASS_COLORS, fmt } from "./i18n.js";
+import { t, LANG, classLabel, CLASS_COLORS, fmt, fmtQ, fmtShare } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { survey: null, products: [], map: null };
@@ -153,13 +153,19 @@ async function showParcel(id, lngLat) {
     <h3></h3>
     <table>
       <tr><th>${t("parcel.soum")}</th><td class="soum"></td></tr>
-      <tr><th>${t("parcel.area")}</th><td>${fmt(p.area_ha, 1)}</td></tr>
+      <tr><th>${t("parcel.area")}</th><td>${fmtQ(p.area_ha)}</td></tr>
       <tr><th>${index.toUpperCase()} ${t("stats.mean")}</th><td class="index-mean">${fmt(p[idx], 3)}</td></tr>
-      <tr><th>${t("parcel.condition")}</th><td class="condition"><i style="background:${CLASS_COLORS[cls] || "#888"}"></i> ${classLabel(cls)}</td></tr>
-      <tr><th>${t("parcel.capacity")}</th><td class="capacity">${fmt(p.capacity_su, 0)}</td></tr>
-      <tr><th>${t("parcel.registered")}</th><td>${fmt(p.registered_su, 0)}</td></tr>
-      <tr><th>${t("parcel.balance")}</th><td>${fmt(bal, 0)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}</td></tr>
+      <tr><th>${t("parcel.land_use")}</th><td class="land-use">${p.land_use ? t(`use.${p.land_use}`) : "–"}</td></tr>
+      <tr><th>${t("parcel.surveyed")}</th><td class="surveyed">${fmtShare(p.surveyed_share)}</td></tr>
+      ${p.use_group === "cropland"
+        ? `<tr><th>${t("parcel.uniformity")}</th><td class="uniformity">${fmtQ(p.crop_uniformity)}</td></tr>`
+        : `<tr><th>${t("parcel.condition")}</th><td class="condition"><i style="background:${CLASS_COLORS[cls] || "#888"}"></i> ${classLabel(cls)}</td></tr>
+      <tr><th>${t("parcel.capacity")}</th><td class="capacity">${fmtQ(p.capacity_su)}</td></tr>
+      <tr><th>${t("parcel.ha_per_su")}</th><td class="ha-per-su">${fmtQ(p.ha_per_su)}</td></tr>
+      <tr><th>${t("parcel.registered")}</th><td>${fmtQ(p.registered_su)}</td></tr>
+      <tr><th>${t("parcel.balance")}</th><td>${fmtQ(bal)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}</td></tr>`}
     </table>
+    <p class="capacity-note"></p>
     <div>${t("parcel.series")}</div>${sparkline(stats.series || [])}
   </div>`;
   // names come from users: set as text, never parsed as HTML
@@ -167,6 +173,7 @@ async function showParcel(id, lngLat) {
     el.innerHTML = html;
     el.querySelector("h3").textContent = p.name || p.parcel_id;
     el.querySelector(".soum").textContent = p.soum || "";
+    el.querySelector(".capacity-note").textContent = p[`capacity_note_${LANG}`] || "";
     return el;
   };
   fill($("parcel-body"));
@@ -233,9 +240,15 @@ function watchJob(id) {
     bar.value = j.progress;
     status.textContent = `${t("job.progress")}: ${Math.round(j.progress * 100)}% ${j.stage || ""}`;
     if (j.state === "done") {
+      // a job that kept what succeeded: its warnings (in the page's language) and its products
       const cal = (j.result || {}).calibration;
-      status.textContent = cal ? `${t("job.done")} — ${t("calibration.job", { method: t(`calibration.method.${cal.method}`) })}`
-        : t("job.done");
+      const warn = ((j.result && j.result.warnings) || []).map((w) => w[LANG] || w.en).join(" ");
+      const prods = ((j.result && j.result.products) || []).join(", ");
+      status.textContent = t("job.done")
+        + (cal ? ` — ${t("calibration.job", { method: t(`calibration.method.${cal.method}`) })}` : "")
+        + (warn ? ` — ${t("job.warnings")}: ${warn}` : "")
+        + (prods ? ` ${t("job.products")}: ${prods}` : "");
+      refreshSurveys();
     }
     if (j.state === "failed") status.textContent = `${t("job.failed")}: ${j.error}`;
   });
@@ -262,19 +275,29 @@ function wireForms() {
   });
 }
 
-async function main() {
-  wireForms();
-  state.map = makeMap();
-  window.belcheerMap = state.map; // for the browser tests and for debugging in the console
+/** Fill the survey list (again after a job finished, so its survey appears); keeps the choice. */
+async function refreshSurveys() {
   const surveys = await getJSON("/surveys");
   const sel = $("survey");
-  if (!surveys.length) { sel.innerHTML = `<option>${t("survey.none")}</option>`; document.body.dataset.ready = "yes"; return; }
+  const keep = sel.value;
+  sel.innerHTML = "";
+  if (!surveys.length) { sel.innerHTML = `<option>${t("survey.none")}</option>`; return surveys; }
   for (const s of surveys) {
     const o = document.createElement("option");
     o.value = s.name; o.textContent = `${s.name}${s.date ? " · " + s.date : ""}`;
     sel.append(o);
   }
-  sel.value = surveys[surveys.length - 1].name;
+  sel.value = surveys.some((s) => s.name === keep) ? keep : surveys[surveys.length - 1].name;
+  return surveys;
+}
+
+async function main() {
+  wireForms();
+  state.map = makeMap();
+  window.belcheerMap = state.map; // for the browser tests and for debugging in the console
+  const sel = $("survey");
+  const surveys = await refreshSurveys();
+  if (!surveys.length) { document.body.dataset.ready = "yes"; return; }
   sel.addEventListener("change", () => loadSurvey(sel.value));
   if (state.map) {
     state.map.on("click", "parcels-fill", (e) => { const f = e.features[0]; if (f) showParcel(f.properties.parcel_id, e.lngLat); });

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run ingest → calibrate → mosaic → indices → stats on one survey."""
         from belcheer.cli.indices import parse_albedo
-        from belcheer.pipeline import PipelineParams, run_pipeline
+        from belcheer.pipeline import PipelineParams, run_pipeline, run_warnings
 
         ws = _common.workspace()
         params = PipelineParams(survey=survey, frames_dir=frames_dir,
@@ -52,6 +53,8 @@ def register(app: typer.Typer) -> None:
                 from belcheer.cli.indices import print_calibration
 
                 print_calibration(rec.summary())
+            for w in run_warnings(result):
+                _common.out.print(f"[yellow]warning[/] {w['mn']}\n        {w['en']}")
 
     @app.command("demo")
     def demo(
@@ -62,7 +65,7 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, "--port"),
     ) -> None:
         """Simulate a survey over a Mongolian soum, run the whole pipeline on it, serve the web map."""
-        from belcheer.pipeline import PipelineParams, run_pipeline
+        from belcheer.pipeline import PipelineParams, run_pipeline, run_warnings
         from belcheer.simulate import simulate
 
         settings = _common.settings()
@@ -79,13 +82,17 @@ def register(app: typer.Typer) -> None:
                                 panel_albedo=albedo, replace=True)
         with _common.progress_bar() as cb:
             result = run_pipeline(ws, params, progress=cb)
+        for w in run_warnings(result):
+            _common.out.print(f"[yellow]warning[/] {w['mn']}\n        {w['en']}")
         ws.catalog.set_published(survey, True)
+        pdf = _demo_decisions(ws, survey, sim.quadrats_path, settings.nso_data)
         _common.out.print()
         _common.out.print(f"[bold green]Done.[/] Workspace: {ws.root}")
         _common.out.print(f"  survey manifest : {ws.manifest_path(survey)}")
         for product in ws.catalog.products(survey):
             _common.out.print(f"  {product.kind.value:<12}: {product.path}")
         _common.out.print(f"  reports         : {ws.report_dir(survey)}")
+        _common.out.print(f"  soum report     : {pdf}")
         _common.out.print(f"  stages          : {', '.join(result)}")
         if serve:
             from belcheer.api import serve as serve_app
@@ -93,3 +100,17 @@ def register(app: typer.Typer) -> None:
             _common.out.print(f"\n[bold]Web map:[/] http://{host}:{port}/   "
                               f"(herders: http://{host}:{port}/herder)   Ctrl-C stops the server")
             serve_app(settings.model_copy(update={"workspace": ws.root}), host=host, port=port)
+
+
+def _demo_decisions(ws: Any, survey: str, quadrats: Path, nso_data: Path | None) -> Path:
+    """Biomass from the simulated quadrats, the condition raster, and the soum report to print."""
+    from belcheer import zoning
+    from belcheer.zoning.pdf import write_soum_report
+    from belcheer.zoning.registry import livestock_or_none
+
+    zoning.calibrate_survey(ws, survey, quadrats)
+    zoning.survey_stats(ws, survey, ["biomass"])
+    zoning.condition_raster(ws, survey)
+    pdf = ws.report_dir(survey) / "soum-report.pdf"
+    write_soum_report(ws, pdf, survey=survey, livestock=livestock_or_none(nso_data))
+    return pdf

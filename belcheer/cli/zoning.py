@@ -146,23 +146,50 @@ def register(app: typer.Typer) -> None:
     def report_cmd(
         survey: str = typer.Option(None, "--survey", help="Survey (default: the latest with statistics)."),
         out: Path = typer.Option(None, "--out", help="Write to .gpkg, .geojson, .fgb, .csv or .zip (Shapefile)."),
+        pdf: Path = typer.Option(None, "--pdf", help="Write the soum report to print (A4 PDF)."),
+        soum: str = typer.Option(None, "--soum", help="Only this soum's parcels (by their soum attribute)."),
+        lang: str = typer.Option("mn", "--lang", help="Language of the PDF: mn or en."),
+        nso: Path = typer.Option(None, "--nso", help="Folder of the NSO soum tables (default: BELCHEER_NSO_DATA)."),
+        min_share: float = typer.Option(None, "--min-share", help="Minimum surveyed share (0-1) to extrapolate "
+                                                                  "a parcel's capacity (default 0.001)."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Per-parcel report: index, condition class, biomass, capacity and stocking balance."""
+        """Per-parcel report: land use, surveyed share, condition class or crop indicators,
+        capacity of the whole parcel against its registered herd; --pdf writes the soum report."""
         from belcheer.zoning import parcel_report
+        from belcheer.zoning.capacity import CapacityParams
 
-        rep = parcel_report(_common.workspace(), survey)
+        params = CapacityParams(min_surveyed_share=min_share) if min_share is not None else None
+        ws = _common.workspace()
+        if pdf is not None:
+            from belcheer.zoning.pdf import write_soum_report
+            from belcheer.zoning.registry import livestock_or_none
+
+            write_soum_report(ws, pdf, survey=survey, soum=soum, lang=lang, params=params,
+                              livestock=livestock_or_none(nso or _common.settings().nso_data))
+            _common.out.print(f"wrote {pdf}")
+            if out is None and not as_json:
+                return
+        rep = parcel_report(ws, survey, params=params)
         if out is not None:
             _write_table(rep, out)
         if as_json:
             _common.print_json(_records(rep))
             return
-        t = Table("parcel", "name", "NDVI", "class", "SU/ha", "capacity SU", "registered SU", "balance")
-        for r in _records(rep)[:200]:
-            t.add_row(r["parcel_id"], r.get("name") or "", _f(r.get("ndvi_mean")), r.get("condition_roman") or "—",
-                      _f(r.get("su_per_ha"), 2), _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0),
-                      _f(r.get("balance_su"), 0))
+        from belcheer.zoning.numbers import quantity, share
+
+        t = Table("parcel", "name", "land use", "NDVI", "surveyed", "class", "SU/ha", "ha/SU",
+                  "capacity SU", "registered SU", "balance SU")
+        records = _records(rep)[:200]
+        for r in records:
+            t.add_row(r["parcel_id"], r.get("name") or "", r.get("land_use") or "", _f(r.get("ndvi_mean")),
+                      share(r.get("surveyed_share")), r.get("condition_roman") or "—",
+                      quantity(r.get("su_per_ha")), quantity(r.get("ha_per_su")), quantity(r.get("capacity_su")),
+                      quantity(r.get("registered_su")), quantity(r.get("balance_su")))
         _common.out.print(t)
+        for r in records:
+            if r.get("capacity_status") not in (None, "ok", "not_grazing_land"):
+                _common.out.print(f"  {r['parcel_id']}: {r.get('capacity_note_en')}")
         if out is not None:
             _common.out.print(f"wrote {out}")
 
@@ -182,37 +209,55 @@ def register(app: typer.Typer) -> None:
             _common.print_json({"product": res.product.to_dict() if res.product else None,
                                 "parcels": _records(res.table), "alerts": _records(res.alerts)})
             return
+        harvests = int((res.table["change_kind"] == "harvest").sum())
         _common.out.print(f"wrote {res.product.path if res.product else '—'}; "
-                          f"{int(res.table['significant'].sum())} significant, {len(res.alerts)} degradation alert(s)")
+                          f"{int(res.table['significant'].sum())} significant, {len(res.alerts)} degradation alert(s) "
+                          f"on grazing land, {harvests} harvested crop field(s)")
         for r in _records(res.alerts):
             _common.out.print(f"  {r['parcel_id']} {r.get('name') or ''}: class {r['class_a']} → {r['class_b']}, "
                               f"Δ{index} {r['delta']:+.3f}")
 
     @app.command("rollup")
     def rollup_cmd(
-        boundaries: Path = typer.Argument(..., help="Boundary layer (bag, soum or aimag polygons)."),
+        boundaries: Path = typer.Argument(None, help="Boundary layer (bag, soum or aimag polygons); "
+                                                     "default: group by the parcels' own soum/aimag/bag."),
         level: str = typer.Option("soum", "--level", help="bag, soum or aimag."),
         name_field: str = typer.Option(None, "--name-field", help="Column naming the units."),
         survey: str = typer.Option(None, "--survey", help="Survey (default: the latest with statistics)."),
+        nso: Path = typer.Option(None, "--nso", help="Folder of the NSO soum tables (default: BELCHEER_NSO_DATA)."),
         out: Path = typer.Option(None, "--out", help="Write to .gpkg, .geojson, .csv or .zip."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
-        """Area-weighted means, class shares and capacity vs livestock per administrative unit."""
+        """Pasture and cropland per administrative unit: area, surveyed area, NDVI, capacity vs
+        the parcels' registered herds and the soum's NSO-registered livestock."""
         import pyogrio
 
         from belcheer.zoning import parcel_report, rollup
+        from belcheer.zoning.numbers import quantity
+        from belcheer.zoning.registry import livestock_or_none
 
-        table = rollup(parcel_report(_common.workspace(), survey), pyogrio.read_dataframe(boundaries),
-                       level=level, name_field=name_field)
+        livestock = livestock_or_none(nso or _common.settings().nso_data)
+        table = rollup(parcel_report(_common.workspace(), survey),
+                       pyogrio.read_dataframe(boundaries) if boundaries is not None else None,
+                       level=level, name_field=name_field, livestock=livestock)
         if out is not None:
             _write_table(table, out)
         if as_json:
             _common.print_json(_records(table))
             return
-        t = Table(level, "parcels", "area ha", "NDVI", "capacity SU", "registered SU", "balance")
+        cols = [level, "parcels", "pasture ha", "surveyed ha", "pasture NDVI", "cropland ha", "cropland NDVI",
+                "capacity SU", "registered SU", "balance SU"]
+        if livestock is not None:
+            cols += ["NSO heads", "NSO SU (est.)"]
+        t = Table(*cols)
         for r in _records(table):
-            t.add_row(str(r[level]), str(r["parcels"]), _f(r.get("area_ha"), 1), _f(r.get("ndvi_mean")),
-                      _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0), _f(r.get("balance_su"), 0))
+            cells = [str(r[level]), str(r["parcels"]), quantity(r.get("pasture_area_ha")),
+                     quantity(r.get("surveyed_ha")), _f(r.get("pasture_ndvi_mean")),
+                     quantity(r.get("cropland_area_ha")), _f(r.get("cropland_ndvi_mean")),
+                     quantity(r.get("capacity_su")), quantity(r.get("registered_su")), quantity(r.get("balance_su"))]
+            if livestock is not None:
+                cells += [quantity(r.get("nso_heads")), quantity(r.get("nso_su_est"))]
+            t.add_row(*cells)
         _common.out.print(t)
 
     @app.command("zones")

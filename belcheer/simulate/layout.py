@@ -63,14 +63,45 @@ class Layout:
     lake: Polygon | None = None
 
 
-def _pasture_cells(zone: Polygon, n: int, rng: np.random.Generator) -> list[Polygon]:
-    minx, miny, maxx, maxy = zone.bounds
-    pts = np.column_stack([rng.uniform(minx, maxx, n), rng.uniform(miny, maxy, n)])
-    cells = shapely.voronoi_polygons(MultiPoint([tuple(p) for p in pts]), extend_to=zone)
-    out = [c.intersection(zone) for c in cells.geoms]
-    out = [c for c in out if c.area > 1.0 and c.geom_type == "Polygon"]
-    # order west→east, north→south so ids read like a map
-    out.sort(key=lambda p: (round(p.centroid.x / 10), -p.centroid.y))
+#: Pasture-use areas reach this far (metres, from the flown pasture's centre): a herder group's
+#: pasture is tens to hundreds of hectares, of which one drone flight sees a part.
+PASTURE_REACH_M: tuple[float, float] = (900.0, 2500.0)
+#: Crop fields run this far east of the flown square, metres (the outer ones as far north/south).
+FIELD_REACH_M: float = 300.0
+
+
+def flown_square(layout: Layout) -> Polygon:
+    """The flown square (UTM metres): parcels reach beyond it, scene features do not."""
+    cx, cy = layout.center_xy
+    return box(cx - layout.half_m, cy - layout.half_m, cx + layout.half_m, cy + layout.half_m)
+
+
+def _pasture_cells(zone: Polygon, n: int, rng: np.random.Generator, road_x: float) -> list[Polygon]:
+    """``n`` pasture-use areas as wedges about the flown pasture ``zone``'s centre, each reaching
+    out 0.9–2.5 km (west of the road at ``road_x``): every parcel is partly surveyed and tens to
+    hundreds of hectares large. Uses 2n uniforms of ``rng``, as many as a plain Voronoi split."""
+    u_angle, u_reach = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
+    pc = zone.centroid
+    # stratified angles over the western 160°: no wedge is trapped between its neighbours and
+    # the road (the two outer ones take the land along the road), none is thinner than 8°
+    theta = np.radians(100.0 + 160.0 * (np.arange(n) + 0.25 + 0.5 * u_angle) / n)
+    seeds = MultiPoint([(pc.x + 300.0 * np.cos(t), pc.y + 300.0 * np.sin(t)) for t in theta])
+    far = PASTURE_REACH_M[1] + 10.0
+    land = box(pc.x - far, pc.y - far, road_x, pc.y + far)
+    cells = shapely.voronoi_polygons(seeds, extend_to=land)
+    reach = PASTURE_REACH_M[0] + (PASTURE_REACH_M[1] - PASTURE_REACH_M[0]) * u_reach
+    out = []
+    for cell in cells.geoms:
+        # the wedge's own reach: the seed inside it tells which one
+        i = next(k for k, pt in enumerate(seeds.geoms) if cell.contains(pt))
+        piece = cell.intersection(land).intersection(pc.buffer(reach[i], 64))
+        piece = piece.union(cell.intersection(zone))  # the flown part is always whole
+        if piece.geom_type == "MultiPolygon":
+            piece = max(piece.geoms, key=lambda g: g.area)
+        if piece.area > 1.0 and piece.intersection(zone).area > 1.0:
+            out.append(piece)
+    # order west→east, north→south of their flown part so ids read like a map
+    out.sort(key=lambda p: (round(p.intersection(zone).centroid.x / 10), -p.intersection(zone).centroid.y))
     return out
 
 
@@ -78,8 +109,10 @@ def plan_layout(center_xy: tuple[float, float], half_m: float, margin_m: float,
                 rng: np.random.Generator) -> Layout:
     """Place parcels and features in the square flight area ``center ± half_m`` (metres, UTM).
 
-    The western part is pasture (6–10 Voronoi parcels, one holding the winter camp, one the
-    well); the eastern third holds 2–4 crop strips east of a north–south road.
+    The western part is pasture: 6–10 pasture-use areas of tens to hundreds of hectares
+    reaching far beyond the flight (one holds the winter camp, one the well), so each is partly
+    surveyed; the eastern third holds 2–4 crop fields east of a north–south road, also
+    extending beyond the flight. Parcels are in UTM metres; everything else lies in the flight.
     """
     cx, cy = center_xy
     h = half_m
@@ -89,9 +122,12 @@ def plan_layout(center_xy: tuple[float, float], half_m: float, margin_m: float,
 
     n_crop = int(rng.integers(2, 5))
     n_past = int(rng.integers(6, 11))
-    cells = _pasture_cells(pasture_zone, n_past, rng)
+    cells = _pasture_cells(pasture_zone, n_past, rng, xc - gap)
     edges = np.linspace(cy - h, cy + h, n_crop + 1)
     fields = [box(xc + gap, edges[i] + 0.5, cx + h, edges[i + 1] - 0.5) for i in range(n_crop)]
+    # the whole fields: on east beyond the flight, the outer ones north and south too
+    whole_fields = [box(xc + gap, f.bounds[1] - (FIELD_REACH_M if i == 0 else 0.0), cx + h + FIELD_REACH_M,
+                        f.bounds[3] + (FIELD_REACH_M if i == n_crop - 1 else 0.0)) for i, f in enumerate(fields)]
 
     well = (cx - 0.35 * h + rng.uniform(-0.05, 0.05) * h, cy + 0.25 * h + rng.uniform(-0.05, 0.05) * h)
     camp = (cx - 0.68 * h, cy - 0.6 * h)
@@ -143,7 +179,7 @@ def plan_layout(center_xy: tuple[float, float], half_m: float, margin_m: float,
         if i in deg_idx:
             degraded.append(pid)
     crop_peak: dict[str, int] = {}
-    for j, field in enumerate(fields):
+    for j, field in enumerate(whole_fields):
         pid = f"BYG-{len(cells) + j + 1:03d}"
         crop, peak = CROPS[j % len(CROPS)]
         crop_peak[pid] = peak

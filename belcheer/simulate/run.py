@@ -422,7 +422,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge", "p4
     pt_path = tr.write_csv(truth_dir / "parcel_truth.csv", pt)
     n_quad = int(np.clip(area * 8, 12, 40))
     q = tr.quadrats(layout.parcels, nd, truth.landcover, geobox, n_quad,
-                    np.random.default_rng([seed, 4]), lonlat_of)
+                    np.random.default_rng([seed, 4]), lonlat_of, within=lay.flown_square(layout))
     q_path = tr.write_csv(truth_dir / "quadrats.csv", q)
     training_path = tr.write_gpkg(truth_dir / "training.gpkg", layout.training, "training")
 

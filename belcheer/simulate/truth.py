@@ -16,7 +16,7 @@ import rasterio
 from exactextract import exact_extract
 from odc.geo.geobox import GeoBox
 from rasterio.shutil import copy as rio_copy
-from shapely.geometry import box
+from shapely.geometry import Polygon, box
 
 from belcheer.fileio import atomic_path
 from belcheer.simulate.flight import LonLatOf
@@ -113,13 +113,17 @@ def parcel_truth(parcels: gpd.GeoDataFrame, reflectance_path: Path, ndvi_path: P
 
 
 def quadrats(parcels: gpd.GeoDataFrame, ndvi_img: np.ndarray, landcover: np.ndarray,
-             geobox: GeoBox, n: int, rng: np.random.Generator, lonlat_of: LonLatOf) -> pd.DataFrame:
+             geobox: GeoBox, n: int, rng: np.random.Generator, lonlat_of: LonLatOf,
+             within: Polygon | None = None) -> pd.DataFrame:
     """Field biomass samples: 1 m × 1 m quadrats on pasture, aligned to the truth grid, with the
-    quadrat's true mean NDVI, true biomass and the 'measured' (noisy) dry weight, kg DM/ha."""
+    quadrat's true mean NDVI, true biomass and the 'measured' (noisy) dry weight, kg DM/ha.
+    Quadrats lie ``within`` (the flown square; default the truth grid): pastures reach beyond."""
     res = float(geobox.resolution.x)
     left, top = geobox.transform.c, geobox.transform.f
     k = int(round(1.0 / res))
-    past = parcels[parcels.land_use == "pasture"]
+    area = within if within is not None else box(left, top - geobox.shape[0] * res,
+                                                 left + geobox.shape[1] * res, top)
+    past = parcels[parcels.land_use == "pasture"].clip(area)
     minx, miny, maxx, maxy = past.total_bounds
     rows: list[dict[str, object]] = []
     tries = 0
