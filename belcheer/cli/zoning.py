@@ -223,17 +223,22 @@ def register(app: typer.Typer) -> None:
         classes: int = typer.Option(5, "--classes", help="Number of zones, 2–32."),
         mmu_m2: float = typer.Option(0.0, "--mmu-m2", help="Minimum mapping unit, m²."),
         land_use: str = typer.Option("cropland", "--land-use", help="Parcels to zone ('all' for every parcel)."),
+        rates: str = typer.Option(None, "--rates", help="Application rate per zone, lowest zone first (e.g. 120,100,80 kg/ha): adds a 'rate' column."),
         out: Path = typer.Option(None, "--out", help="Prescription Shapefile zip (default: the survey's reports folder)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Management zones inside crop fields, exported as a prescription Shapefile (zip)."""
         from belcheer.zoning import export_prescription, load_parcels
-        from belcheer.zoning.zones import parcel_zones
+        from belcheer.zoning.zones import parse_rates, parcel_zones, zone_rates
 
         ws = _common.workspace()
+        rate_list = parse_rates(rates)
+        if rate_list is not None and len(rate_list) != classes:
+            raise InputError(f"--rates gives {len(rate_list)} rate(s) for --classes {classes}; give one per zone")
         prod = ws.product(survey, index)
         zones = parcel_zones(prod.path, load_parcels(ws), method=method, n_classes=classes, mmu_m2=mmu_m2,
                              land_use=None if land_use == "all" else land_use)
+        zones = zone_rates(zones, rate_list)
         target = out or ws.report_dir(survey) / f"zones-{index}.zip"
         export_prescription(zones, target)
         if as_json:
