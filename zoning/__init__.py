@@ -18,7 +18,7 @@ from belcheer.zoning.condition import (
                                      condition_raster,
                                      load_thresholds,
 )
-from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover, landcover_raster
+from belcheer.zoning.landcover import LANDCOVER_CLASSES, accuracy_table, classify_landcover, landcover_raster
 from belcheer.zoning.parcels import (
                                      ParcelImport,
                                      import_parcels,
@@ -34,7 +34,7 @@ from belcheer.zoning.zones import export_prescription, management_zones, parcel_
 
 __all__ = [
     "BiomassModel", "CLASS_NAMES", "CapacityParams", "ChangeResult", "DEFAULT_STATS", "LANDCOVER_CLASSES",
-    "ParcelImport", "assign_units", "biomass_raster", "calibrate_biomass", "calibrate_survey",
+    "ParcelImport", "accuracy_table", "assign_units", "biomass_raster", "calibrate_biomass", "calibrate_survey",
     "capacity_table", "carrying_capacity", "change", "class_label", "classify_landcover",
     "condition_class", "condition_raster", "export_prescription", "import_parcels", "landcover_raster", "landcover_raster", "load_model",
     "load_parcels", "load_thresholds", "management_zones", "normalise_parcels", "parcel_change",

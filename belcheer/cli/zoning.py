@@ -1,5 +1,5 @@
 """Zoning commands: parcels import/list, stats, biomass calibrate, condition, report, change,
-rollup and zones. They only call ``belcheer.zoning``'s public functions."""
+rollup, landcover and zones. They only call ``belcheer.zoning``'s public functions."""
 
 from __future__ import annotations
 
@@ -214,6 +214,40 @@ def register(app: typer.Typer) -> None:
             t.add_row(str(r[level]), str(r["parcels"]), _f(r.get("area_ha"), 1), _f(r.get("ndvi_mean")),
                       _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0), _f(r.get("balance_su"), 0))
         _common.out.print(t)
+
+    @app.command("landcover")
+    def landcover_cmd(
+        survey: str = typer.Argument(..., help="Survey name."),
+        training: Path = typer.Argument(..., help="Training polygons (any vector file) with a class column: "
+                                                  "cropland, pasture, bare_soil, water, built_up."),
+        index: str = typer.Option("ndvi", "--index", help="Comma-separated index products to use ('all' = every one)."),
+        bands: bool = typer.Option(True, "--bands/--no-bands", help="Also use the reflectance (or orthomosaic) bands."),
+        class_field: str = typer.Option("class", "--class-field", help="Column holding the class."),
+        as_json: bool = typer.Option(False, "--json", help="Print the accuracy report as JSON."),
+    ) -> None:
+        """Land-cover map from training polygons, with per-class precision, recall and F1 on held-back polygons."""
+        import pyogrio
+
+        from belcheer.zoning import landcover_raster
+
+        res = landcover_raster(_common.workspace(), survey, pyogrio.read_dataframe(training),
+                               indices=None if index == "all" else tuple(_split(index) or ()),
+                               bands=bands, class_field=class_field)
+        if as_json:
+            _common.print_json(res.to_dict())
+            return
+        _common.out.print(f"wrote {res.report.get('product', '—')} ({res.report.get('validation')}; "
+                          f"layers {', '.join(res.report.get('layers', []))})")
+        if res.per_class is not None:
+            t = Table("class", "precision", "recall", "F1", "pixels", "polygons")
+            for name, r in res.per_class.iterrows():
+                t.add_row(str(name), _f(r["precision"], 2), _f(r["recall"], 2), _f(r["f1"], 2),
+                          str(int(r["pixels"])), str(int(r["polygons"])))
+            _common.out.print(t)
+            _common.out.print(f"overall accuracy {_f(res.accuracy, 3)}, kappa {_f(res.kappa, 3)} "
+                              "(held-back polygons: an upper bound on the map's accuracy)")
+        if res.report.get("not_validated"):
+            _common.out.print(f"not validated (one polygon only): {', '.join(res.report['not_validated'])}")
 
     @app.command("zones")
     def zones_cmd(
