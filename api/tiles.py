@@ -249,6 +249,8 @@ def style_for(product: Product, path: Path) -> Style:
         lo, hi = _percentiles(str(path), stamp, (1,))
         m = max(abs(lo), abs(hi))
         return Style("ramp", (1,), (-m, m), "brbg")
+    if kind == ProductKind.COVER:  # band 1 = green vegetation fraction
+        return Style("ramp", (1,), (0.0, 1.0), "ylgn")
     if kind == ProductKind.BIOMASS:
         rng = tuple(meta_range) if meta_range else (0.0, _percentiles(str(path), stamp, (1,))[1])
         return Style("ramp", (1,), (float(rng[0]), float(rng[1])), "ylgn")

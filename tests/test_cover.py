@@ -123,3 +123,25 @@ def test_endmembers_from_polygons(tmp_path: Path) -> None:
                        gpd.GeoDataFrame({"parcel_id": ["m"]},
                                         geometry=[shapely.box(600_000, 4_850_000, 600_030, 4_850_005)], crs=EPSG))
     assert out.loc[0, ["green_cover", "dry_cover", "bare_cover"]].tolist() == pytest.approx([0.5, 0.2, 0.3], abs=1e-4)
+
+
+def test_cover_cli(tmp_path: Path, workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from belcheer.cli import main
+
+    refl, _, layout = _scene(tmp_path, _dt.date(2026, 7, 15), 0.0)
+    workspace.save_survey(Survey(name="s", captures=(), epsg=EPSG, source_dir=tmp_path))
+    workspace.add_product(Product(id="", survey="s", kind=ProductKind.REFLECTANCE, name="reflectance",
+                                  path=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
+    parcels_file = tmp_path / "parcels.gpkg"
+    layout.parcels.to_file(parcels_file)
+    import_parcels(workspace, parcels_file)
+    assert main(["-w", str(workspace.root), "cover", "s", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["product"]["kind"] == "cover" and len(out["parcels"]) == len(layout.parcels)
+    crop = {r["parcel_id"]: r for r in out["parcels"]}
+    for pid in layout.parcels.loc[layout.parcels.land_use == "cropland", "parcel_id"]:
+        assert crop[pid]["dry_cover"] < 0.02 and crop[pid]["green_cover"] > 0.6  # crop at its peak
+    assert main(["-w", str(workspace.root), "cover", "s"]) == 0
+    assert "green %" in capsys.readouterr().out

@@ -215,6 +215,37 @@ def register(app: typer.Typer) -> None:
                       _f(r.get("capacity_su"), 0), _f(r.get("registered_su"), 0), _f(r.get("balance_su"), 0))
         _common.out.print(t)
 
+    @app.command("cover")
+    def cover_cmd(
+        survey: str = typer.Argument(..., help="Survey name (needs a reflectance mosaic)."),
+        endmembers: Path = typer.Option(None, "--endmembers", help="Polygons over pure patches with a 'cover' column "
+                                                                  "(green, dry, bare): endmembers from the survey."),
+        as_json: bool = typer.Option(False, "--json", help="Print the parcel shares as JSON."),
+    ) -> None:
+        """Fractional cover per parcel: green vegetation, dry vegetation and bare ground shares."""
+        import pyogrio
+
+        from belcheer.zoning import cover_raster
+        from belcheer.zoning.cover import endmembers_from_polygons
+
+        ws = _common.workspace()
+        em = None
+        if endmembers is not None:
+            em = endmembers_from_polygons(ws.product(survey, "reflectance").path,
+                                          pyogrio.read_dataframe(endmembers))
+        prod = cover_raster(ws, survey, endmembers=em)
+        rows = [r for r in ws.catalog.stats(survey=survey, index_name="cover")]
+        if as_json:
+            _common.print_json({"product": prod.to_dict(), "parcels": rows})
+            return
+        _common.out.print(f"wrote {prod.path}")
+        t = Table("parcel", "green %", "dry %", "bare %", "valid")
+        for r in rows[:200]:
+            pct = [_f(None if r.get(f"{c}_cover") is None else 100 * r[f"{c}_cover"], 0)
+                   for c in ("green", "dry", "bare")]
+            t.add_row(r["parcel_id"], *pct, _f(r.get("cover_valid_fraction"), 2))
+        _common.out.print(t)
+
     @app.command("landcover")
     def landcover_cmd(
         survey: str = typer.Argument(..., help="Survey name."),
