@@ -141,13 +141,18 @@ def clip_to_cog(product: Product, root: Path, geometry: BaseGeometry, geometry_c
 
 
 def prescription_zones(product: Product, root: Path, n_zones: int = 3, method: str = "kmeans",
-                       max_pixels: int = 2048 * 2048) -> gpd.GeoDataFrame:
+                       max_pixels: int = 2048 * 2048, mmu_m2: float = 100.0,
+                       rates: list[float] | None = None) -> gpd.GeoDataFrame:
     """Management-zone polygons of one index product (zoning stage), in the product's CRS.
 
     Large rasters are read from an overview so at most ``max_pixels`` are classified: zones for
-    machinery are tens of metres wide, far coarser than drone pixels.
+    machinery are tens of metres wide, far coarser than drone pixels. No part is smaller than
+    ``mmu_m2`` (m²); ``rates`` (one per zone, lowest first) add a ``rate`` column.
     """
+    import math
+
     from belcheer.zoning import management_zones, zone_polygons
+    from belcheer.zoning.zones import zone_rates
 
     path = product_path(product, root)
     with rasterio.open(path) as src:
@@ -156,8 +161,10 @@ def prescription_zones(product: Product, root: Path, n_zones: int = 3, method: s
         values = src.read(1, out_shape=shape, masked=True).astype("float64").filled(np.nan)
         transform = src.transform * src.transform.scale(src.width / shape[1], src.height / shape[0])
         crs = src.crs
-    zones = management_zones(values, method=method, n_classes=n_zones, mask=np.isfinite(values))
-    return zone_polygons(zones, values, transform, crs)
+    px_m2 = abs(transform.a * transform.e)
+    zones = management_zones(values, method=method, n_classes=n_zones, mask=np.isfinite(values),
+                             mmu_pixels=math.ceil(mmu_m2 / px_m2 - 1e-9) if mmu_m2 > 0 else 0)
+    return zone_rates(zone_polygons(zones, values, transform, crs, mmu_m2=mmu_m2), rates)
 
 
 def report_table(gdf: gpd.GeoDataFrame) -> pd.DataFrame:

@@ -42,11 +42,16 @@ from belcheer.models import Product, ProductKind
 TMS = morecantile.tms.get("WebMercatorQuad")
 FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
 #: bump when styles change so browsers drop cached tiles (part of the ETag)
-STYLE_VERSION = "1"
+STYLE_VERSION = "2"
 #: recovery classes I–V: green (not degraded) → red (severely degraded), RGBA
 CONDITION_COLORS: dict[int, tuple[int, int, int, int]] = {
     1: (26, 152, 80, 255), 2: (145, 207, 96, 255), 3: (254, 224, 139, 255),
     4: (252, 141, 89, 255), 5: (215, 48, 39, 255),
+}
+#: land-cover classes (codes of belcheer.zoning.landcover), RGBA
+LANDCOVER_COLORS: dict[int, tuple[int, int, int, int]] = {
+    1: (230, 171, 2, 255), 2: (102, 166, 30, 255), 3: (166, 118, 29, 255),
+    4: (31, 120, 180, 255), 5: (117, 112, 179, 255),
 }
 #: nominal display ranges of indices whose values are physically bounded
 _INDEX_RANGES = {"ndvi": (-0.2, 0.9), "gndvi": (-0.2, 0.9), "ndrei": (-0.2, 0.7), "savi": (-0.2, 0.8),
@@ -230,6 +235,8 @@ def style_for(product: Product, path: Path) -> Style:
         return Style("rgb", idx, rescale, None)
     if kind == ProductKind.CONDITION:
         return Style("classes", (1,), None, "condition")
+    if kind == ProductKind.LANDCOVER and product.metadata.get("method") != "kmeans":
+        return Style("classes", (1,), None, "landcover")
     if kind == ProductKind.INDEX:
         if meta_range:
             rng = (float(meta_range[0]), float(meta_range[1]))
@@ -242,6 +249,8 @@ def style_for(product: Product, path: Path) -> Style:
         lo, hi = _percentiles(str(path), stamp, (1,))
         m = max(abs(lo), abs(hi))
         return Style("ramp", (1,), (-m, m), "brbg")
+    if kind == ProductKind.COVER:  # band 1 = green vegetation fraction
+        return Style("ramp", (1,), (0.0, 1.0), "ylgn")
     if kind == ProductKind.BIOMASS:
         rng = tuple(meta_range) if meta_range else (0.0, _percentiles(str(path), stamp, (1,))[1])
         return Style("ramp", (1,), (float(rng[0]), float(rng[1])), "ylgn")
@@ -253,6 +262,8 @@ def _colormap(style: Style) -> dict | None:
         return None
     if style.colormap == "condition":
         return dict(CONDITION_COLORS)
+    if style.colormap == "landcover":
+        return dict(LANDCOVER_COLORS)
     return cmap.get(style.colormap)
 
 
@@ -400,7 +411,13 @@ def legend(product: Product, root: Path, lang: str | None = None) -> dict[str, A
     title = product.name.upper() if product.kind == ProductKind.INDEX else t(f"layer.{product.kind.value}", lang)
     out: dict[str, Any] = {"product": product.id, "name": product.name, "kind": product.kind.value,
                            "title": title, "units": product.units, "relative": product.relative}
-    if style.mode == "classes":
+    if style.mode == "classes" and style.colormap == "landcover":
+        from belcheer.zoning.landcover import LANDCOVER_CLASSES
+
+        out["type"] = "classes"
+        out["classes"] = [{"value": v, "label": t(f"landcover.{LANDCOVER_CLASSES[v]}", lang), "color": _hex(c)}
+                          for v, c in LANDCOVER_COLORS.items()]
+    elif style.mode == "classes":
         out["type"] = "classes"
         out["classes"] = [{"value": v, "label": class_label(v, lang), "color": _hex(c)}
                           for v, c in CONDITION_COLORS.items()]

@@ -17,6 +17,9 @@ from belcheer.errors import CRSError
 MONGOLIA_UTM_ZONES: tuple[int, ...] = (45, 46, 47, 48, 49, 50)
 #: Pulkovo-1942 Gauss-Krüger zones covering Mongolia and their EPSG codes.
 MONGOLIA_GK_EPSG: dict[int, int] = {zone: 28400 + zone for zone in range(15, 21)}
+#: the same zones without the zone prefix in the eastings (x = 500 000 on the central meridian):
+#: "Pulkovo 1942 / Gauss-Kruger CM 87E" … "CM 117E"
+MONGOLIA_GK_CM_EPSG: dict[int, int] = {zone: 2490 + zone for zone in range(15, 21)}
 
 
 def utm_zone(lon: float) -> int:

@@ -107,7 +107,10 @@ class SurveyView(Survey):
             if source is None:
                 raise NotFoundError(f"survey {self.name!r} has no mosaic yet; run "
                                     f"`belcheer mosaic {self.name}` first") from None
-            return compute(source, [key])[key]
+            # the catalogue's own spelling keys the result ("EVI" for "evi"): take the one entry
+            arr = next(iter(compute(source, [key]).values()))
+            arr.name = key
+            return arr
 
     def stats(self, index: str = "ndvi") -> gpd.GeoDataFrame:
         """Per-parcel statistics of ``index`` for this survey, joined to the parcels (EPSG:4326)."""

@@ -328,6 +328,7 @@ class ProductKind(str, Enum):
     CONDITION = "condition"         # pasture recovery class 1…5, uint8, 0 nodata
     BIOMASS = "biomass"             # kg dry matter per hectare, float32
     LANDCOVER = "landcover"         # land-cover class codes, uint8
+    COVER = "cover"                 # green/dry/bare fractional cover, 3 × float32 0…1
     ZONES = "zones"                 # management zone ids, uint8
     CHANGE = "change"               # difference between two surveys, float32
     DSM = "dsm"                     # surface model, metres

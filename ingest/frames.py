@@ -146,8 +146,9 @@ def _tiff_truncated(head: bytes, size: int) -> bool:
     return int.from_bytes(head[4:8], order) >= size
 
 
-def read_frame(path: Path, *, quality: bool = True) -> ReadResult:
-    """Read one image file's headers (and, with ``quality``, a decimated copy of its pixels)."""
+def read_frame(path: Path, *, quality: bool = True, position: str = "auto") -> ReadResult:
+    """Read one image file's headers (and, with ``quality``, a decimated copy of its pixels);
+    ``position`` = auto, exif or xmp (see :func:`choose_position`)."""
     name = parse_name(path.name)
     try:
         st = path.stat()
@@ -160,14 +161,14 @@ def read_frame(path: Path, *, quality: bool = True) -> ReadResult:
         return ReadResult(_bare(path, [_problem("zero_byte", f"{path.name} is empty (0 bytes): "
                                                 "copy it again from the card", path)], name))
     try:
-        return _read(path, size, name, quality)
+        return _read(path, size, name, quality, position)
     except Exception as exc:  # the per-file firewall: nothing in one file may stop the scan
         return ReadResult(_bare(path, [_problem("unreadable", f"{path.name} could not be read "
                                                 f"({type(exc).__name__}: {exc}); remove or replace it",
                                                 path)], name))
 
 
-def _read(path: Path, size: int, name: NameInfo, quality: bool) -> ReadResult:
+def _read(path: Path, size: int, name: NameInfo, quality: bool, position: str = "auto") -> ReadResult:
     problems: list[Problem] = []
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -233,7 +234,7 @@ def _read(path: Path, size: int, name: NameInfo, quality: bool) -> ReadResult:
     if kind == "tiff" and tiff.geotiff and not (exif.make or exif.model or xmp):
         return ReadResult(None, skipped=f"{path.name} is a georeferenced map raster, not a camera frame")
     frame = build_frame(path, name, exif, xmp, tiff.width, tiff.height, tiff.bits, tiff.samples,
-                        problems)
+                        problems, position)
     if quality and frame.usable:
         frame = _with_quality(frame, kind)
     return ReadResult(frame)
@@ -429,14 +430,59 @@ def _angle(xmp: dict[str, Any], key: str) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-def _pose(exif: ExifInfo, xmp: dict[str, Any]) -> Pose | None:
-    # DJI's XMP carries 8 decimals (1 mm) where EXIF rounds to 0.01″ (≈ 0.3 m): RTK positions
-    # are only as good as the XMP copy
-    lat = number(xmp.get("drone-dji:GpsLatitude"))
-    lon = number(xmp.get("drone-dji:GpsLongtitude") or xmp.get("drone-dji:GpsLongitude"))
+#: EXIF GPS and DJI XMP positions further apart than this (metres) are reported with the choice
+POSITION_DISAGREE_M = 1.0
+#: which position a frame uses: "auto" (see :func:`choose_position`), "exif" or "xmp"
+POSITION_SOURCES = ("auto", "exif", "xmp")
+
+
+def _fix(lat: float | None, lon: float | None) -> tuple[float, float] | None:
+    """A usable (lat, lon) in degrees, or None ((0, 0) is what cameras write before a fix)."""
     if lat is None or lon is None or not (math.isfinite(lat) and math.isfinite(lon)):
-        lat, lon = exif.lat, exif.lon
-    if lat is None or lon is None or (lat == 0.0 and lon == 0.0):
+        return None
+    if lat == 0.0 and lon == 0.0:
+        return None
+    return (float(lat), float(lon))
+
+
+def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Ground distance between two (lat, lon) fixes, metres (equirectangular: fixes metres apart)."""
+    k = math.radians(1.0) * 6_371_008.8
+    return math.hypot((a[0] - b[0]) * k, (a[1] - b[1]) * k * math.cos(math.radians((a[0] + b[0]) / 2)))
+
+
+def choose_position(exif: tuple[float, float] | None, xmp: tuple[float, float] | None,
+                    prefer: str = "auto") -> tuple[tuple[float, float] | None, str | None, float | None, str]:
+    """Pick a frame's (lat, lon) from its EXIF GPS and DJI XMP positions.
+
+    Returns the position, its source ("exif"/"xmp"), their distance in metres (None unless both
+    exist) and the reason. ``auto``: within ``POSITION_DISAGREE_M`` the XMP copy (8 decimals,
+    where EXIF rounds to 0.01″ ≈ 0.3 m); further apart, EXIF — the drone writes both at once, so
+    a difference means one was rewritten afterwards, and post-flight tools (PPK, geotagging)
+    rewrite EXIF. ``exif``/``xmp`` force a source when it has a position."""
+    if prefer not in POSITION_SOURCES:
+        raise ValueError(f"position source {prefer!r}: use auto, exif or xmp")
+    dist = _distance_m(exif, xmp) if exif and xmp else None
+    if exif is None or xmp is None:
+        src = "exif" if exif is not None else ("xmp" if xmp is not None else None)
+        note = "" if prefer in ("auto", src) or src is None else f"; it has no {prefer.upper()} position"
+        return (exif or xmp), src, None, f"only {src.upper() if src else 'no'} position{note}"
+    if prefer == "exif":
+        return exif, "exif", dist, "EXIF chosen with --position exif"
+    if prefer == "xmp":
+        return xmp, "xmp", dist, "XMP chosen with --position xmp"
+    if dist is not None and dist > POSITION_DISAGREE_M:
+        return exif, "exif", dist, ("EXIF was rewritten after the flight (the drone writes both at once; "
+                                    "PPK and geotagging tools rewrite EXIF), so EXIF is used")
+    return xmp, "xmp", dist, "XMP carries more decimals than EXIF"
+
+
+def _pose(exif: ExifInfo, xmp: dict[str, Any], position: str = "auto") -> Pose | None:
+    xmp_fix = _fix(number(xmp.get("drone-dji:GpsLatitude")),
+                   number(xmp.get("drone-dji:GpsLongtitude") or xmp.get("drone-dji:GpsLongitude")))
+    fix, _src, _dist, _why = choose_position(_fix(exif.lat, exif.lon), xmp_fix, position)
+    lat, lon = fix if fix is not None else (None, None)
+    if lat is None or lon is None:
         return None  # (0, 0) is what cameras write before the GPS has a fix
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         return None
@@ -532,15 +578,26 @@ def _tags(exif: ExifInfo, xmp: dict[str, Any], radiometry: Radiometry) -> dict[s
 
 def build_frame(path: Path, name: NameInfo, exif: ExifInfo, xmp: dict[str, Any], width: int | None,
                 height: int | None, bits: int | None, samples: int | None,
-                problems: list[Problem]) -> Frame:
-    """Assemble a :class:`Frame` from parsed headers (pure: no I/O)."""
+                problems: list[Problem], position: str = "auto") -> Frame:
+    """Assemble a :class:`Frame` from parsed headers (pure: no I/O). ``position`` picks between
+    EXIF GPS and DJI XMP positions (:func:`choose_position`); when they are more than
+    ``POSITION_DISAGREE_M`` apart the frame gets a ``position_choice`` warning saying which was
+    used and why, and the tags ``belcheer:PositionSource`` / ``belcheer:PositionDisagreementM``."""
     make = exif.make or str(scalar(xmp.get("tiff:Make")) or "")
     model = exif.model or str(scalar(xmp.get("tiff:Model")) or scalar(xmp.get("Camera:RigName")) or "")
     band = _band(name, xmp, samples)
     rgb = band.name == "rgb"
     intr = _intrinsics(exif, xmp, model, width or exif.width, height or exif.height, rgb)
-    pose = _pose(exif, xmp)
+    pose = _pose(exif, xmp, position)
     problems = list(problems)
+    xmp_fix = _fix(number(xmp.get("drone-dji:GpsLatitude")),
+                   number(xmp.get("drone-dji:GpsLongtitude") or xmp.get("drone-dji:GpsLongitude")))
+    _fix_used, source, dist, why = choose_position(_fix(exif.lat, exif.lon), xmp_fix, position)
+    if dist is not None and dist > POSITION_DISAGREE_M:
+        other = "xmp" if source == "exif" else "exif"
+        problems.append(_problem("position_choice", f"{path.name}: EXIF GPS and DJI XMP positions are "
+                                 f"{dist:.1f} m apart; using {source.upper()}: {why} — "
+                                 f"`belcheer ingest --position {other}` uses {other.upper()}", path, error=False))
     if pose is None:
         problems.append(_problem("no_gps", f"{path.name} has no GPS position; it cannot be placed "
                                  "on the map — remove it or add positions (geotag the frames)", path))
@@ -553,10 +610,14 @@ def build_frame(path: Path, name: NameInfo, exif: ExifInfo, xmp: dict[str, Any],
     rig = number(xmp.get("Camera:RigCameraIndex"))
     if name.vendor is None and rig is not None:
         band_index = int(rig) + 1
+    tags = _tags(exif, xmp, radiometry)
+    if dist is not None:  # both positions present: say which one the frame uses
+        tags["belcheer:PositionSource"] = source
+        tags["belcheer:PositionDisagreementM"] = round(dist, 3)
     return Frame(path=path, capture_id=capture_id, band=band, band_index=band_index,
                  camera=Camera(make.strip(), model.strip(), exif.serial), intrinsics=intr, pose=pose,
-                 time=exif.time, radiometry=radiometry, tags=_tags(exif, xmp, radiometry),
+                 time=exif.time, radiometry=radiometry, tags=tags,
                  problems=tuple(problems))
 
 
-__all__ = ["IMAGE_SUFFIXES", "ReadResult", "build_frame", "read_frame"]
+__all__ = ["IMAGE_SUFFIXES", "POSITION_DISAGREE_M", "ReadResult", "build_frame", "choose_position", "read_frame"]

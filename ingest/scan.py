@@ -28,7 +28,7 @@ from belcheer.errors import ConflictError, CRSError, InputError, NoUsableFramesE
 from belcheer.fileio import safe_name, write_json_atomic
 from belcheer.ingest import validate
 from belcheer.ingest.footprint import footprint, gsd_m
-from belcheer.ingest.frames import IMAGE_SUFFIXES, read_frame
+from belcheer.ingest.frames import IMAGE_SUFFIXES, POSITION_SOURCES, read_frame
 from belcheer.ingest.grouping import group_captures
 from belcheer.ingest.panels import Height, detect_panels, heights_above_ground
 from belcheer.ingest.summary import summarize
@@ -117,11 +117,13 @@ def _place(captures: list[Capture], heights: dict[str, Height], epsg: int) -> li
 
 def scan(folder: Path | str, *, survey: str | None = None, epsg: int | None = None,
          panels: Sequence[str] = (), progress: ProgressCallback | None = None,
-         quality: bool = True) -> Survey:
+         quality: bool = True, position: str = "auto") -> Survey:
     """Read the headers of every frame below ``folder``, group them into captures, validate them,
     find panel captures, pick the UTM zone (or use ``epsg``) and estimate footprints (metres in
     that CRS) and nadir GSD (m/px). ``quality`` adds the decimated pixel checks (blur, black,
-    saturated). Never raises for a bad frame: problems are recorded on the frames and survey."""
+    saturated). ``position`` (auto, exif, xmp) picks between EXIF GPS and DJI XMP positions
+    (:func:`belcheer.ingest.frames.choose_position`). Never raises for a bad frame: problems are
+    recorded on the frames and survey."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputError(f"frames folder {folder} does not exist or is not a folder")
@@ -129,11 +131,13 @@ def scan(folder: Path | str, *, survey: str | None = None, epsg: int | None = No
     name = safe_name(survey or folder.name)
     if epsg is not None:
         _projected_epsg(epsg)
+    if position not in POSITION_SOURCES:
+        raise InputError(f"--position {position!r}: use auto, exif or xmp")
     files, survey_problems, skipped = walk_images(folder)
     frames: list[Frame] = []
     # threads overlap file I/O and the pixel decodes (libjpeg and GDAL release the GIL)
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        results = pool.map(partial(read_frame, quality=quality), files)
+        results = pool.map(partial(read_frame, quality=quality, position=position), files)
         pairs = list(track(zip(files, results, strict=True), len(files),
                            f"reading {len(files)} frames", progress))
     for path, result in pairs:
@@ -187,7 +191,8 @@ def _no_usable_message(s: Survey) -> str:
 
 def ingest(ws: Workspace, folder: Path | str, *, survey: str | None = None, epsg: int | None = None,
            panels: Sequence[str] = (), replace: bool = False,
-           progress: ProgressCallback | None = None, quality: bool = True) -> Survey:
+           progress: ProgressCallback | None = None, quality: bool = True,
+           position: str = "auto") -> Survey:
     """:func:`scan` the folder and save the survey manifest and its summary into the workspace
     (catalog, ``surveys/<name>/manifest.parquet`` and ``surveys/<name>/reports/ingest.json``).
 
@@ -197,7 +202,8 @@ def ingest(ws: Workspace, folder: Path | str, *, survey: str | None = None, epsg
     if not replace and name in ws.surveys():
         raise ConflictError(f"survey {name!r} already exists in {ws.root}; choose another --survey "
                             "name or pass --replace")
-    s = scan(folder, survey=name, epsg=epsg, panels=panels, progress=progress, quality=quality)
+    s = scan(folder, survey=name, epsg=epsg, panels=panels, progress=progress, quality=quality,
+             position=position)
     if not s.flight_captures:
         exc = NoUsableFramesError(_no_usable_message(s))
         exc.summary = summarize(s)  # type: ignore[attr-defined]  # for `ingest --json` to print

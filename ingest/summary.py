@@ -43,6 +43,19 @@ def _utm_zone(epsg: int) -> str | None:
     return None
 
 
+def _positions(survey: Survey) -> dict[str, Any]:
+    """Which position (EXIF GPS or DJI XMP) the frames use where they carry both, and how far
+    apart the two are (metres): the choice is reported, never silent."""
+    both = [f for f in survey.frames if "belcheer:PositionSource" in f.tags]
+    if not both:
+        return {"frames_with_both": 0}
+    dist = [float(f.tags.get("belcheer:PositionDisagreementM", 0.0)) for f in both]
+    return {"frames_with_both": len(both),
+            "source": dict(sorted(Counter(str(f.tags["belcheer:PositionSource"]) for f in both).items())),
+            "disagreement_m_median": round(statistics.median(dist), 3),
+            "disagreement_m_max": round(max(dist), 3)}
+
+
 def summarize(survey: Survey) -> dict[str, Any]:
     """Survey facts as plain JSON types: counts, cameras, bands (nm), panels, GSD (m/px, median of
     flight captures), bounds (lon/lat and in the survey CRS), UTM zone, date and problems."""
@@ -74,6 +87,7 @@ def summarize(survey: Survey) -> dict[str, Any]:
         "date": times[0].date().isoformat() if times else None,
         "time_start": times[0].isoformat() if times else None,
         "time_end": times[-1].isoformat() if times else None,
+        "positions": _positions(survey),
         "problems": {
             "errors": sum(1 for p in problems if p.severity is Severity.ERROR),
             "warnings": sum(1 for p in problems if p.severity is Severity.WARNING),

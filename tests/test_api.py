@@ -405,3 +405,11 @@ def test_prescription_zones_export(client, ws, tmp_path):
     assert means.is_monotonic_increasing
     assert zones.to_crs(32648).area.sum() / 1e4 == pytest.approx(256 * (256 - 8) / 1e4, rel=0.02)
     assert client.get(f"/export/zones/{pid(ws, 'orthomosaic')}.shp").status_code == 422
+    # a rate column and no part under the minimum mapping unit (default 100 m²)
+    r = client.get(f"/export/zones/{pid(ws, 'ndvi')}.geojson",
+                   params={"n_zones": 3, "mmu_m2": 400, "rates": "120,100,80", "crs": "utm"})
+    assert r.status_code == 200, r.text
+    rx = pyogrio.read_dataframe(io.BytesIO(r.content))
+    assert rx.set_index("zone")["rate"].to_dict() == {1: 120.0, 2: 100.0, 3: 80.0}
+    assert rx.explode().area.min() >= 400
+    assert client.get(f"/export/zones/{pid(ws, 'ndvi')}.shp", params={"rates": "1,2"}).status_code == 422

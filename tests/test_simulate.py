@@ -278,6 +278,17 @@ def test_truth_rasters(rgb_sim):
         for _, cp in cps.iterrows():
             ne, nw = (v[0] for v in src.sample([(cp.x + 0.3, cp.y + 0.3), (cp.x - 0.3, cp.y + 0.3)], 2))
             assert ne < 0.1 < 0.4 < nw                # black/white checker corner at the point
+    # fractional cover truth: green + dry + bare = 1 on ground, NaN on water, gers, targets
+    with rasterio.open(rgb_sim.cover_path) as src:
+        assert src.descriptions == ("green", "dry", "bare")
+        cov = src.read()
+    ground = np.isfinite(cov[0])
+    assert 0.9 < ground.mean() < 1.0
+    assert np.allclose(cov[:, ground].sum(axis=0), 1.0, atol=3e-4)
+    pt = pd.read_csv(rgb_sim.parcel_truth_path)
+    assert np.allclose(pt[["green_cover", "dry_cover", "bare_cover"]].sum(axis=1), 1.0, atol=1e-3)
+    past = pt[pt.land_use == "pasture"]
+    assert (past["dry_cover"] > 0).all() and (past["green_cover"] > past["dry_cover"]).all()  # July
 
 
 def test_parcels_and_parcel_truth(rgb_sim):

@@ -18,7 +18,8 @@ from belcheer.zoning.condition import (
                                      condition_raster,
                                      load_thresholds,
 )
-from belcheer.zoning.landcover import LANDCOVER_CLASSES, classify_landcover, landcover_raster
+from belcheer.zoning.cover import COVER_CLASSES, cover_raster, cover_rollup, parcel_cover
+from belcheer.zoning.landcover import LANDCOVER_CLASSES, accuracy_table, classify_landcover, landcover_raster
 from belcheer.zoning.parcels import (
                                      ParcelImport,
                                      import_parcels,
@@ -35,12 +36,12 @@ from belcheer.zoning.stats import DEFAULT_STATS, survey_stats, zonal_stats
 from belcheer.zoning.zones import export_prescription, management_zones, parcel_zones, zone_polygons
 
 __all__ = [
-    "BiomassModel", "CLASS_NAMES", "CapacityParams", "ChangeResult", "DEFAULT_STATS", "LANDCOVER_CLASSES",
-    "ParcelImport", "assign_units", "biomass_raster", "calibrate_biomass", "calibrate_survey",
+    "BiomassModel", "CLASS_NAMES", "COVER_CLASSES", "CapacityParams", "ChangeResult", "DEFAULT_STATS", "LANDCOVER_CLASSES",
+    "ParcelImport", "accuracy_table", "assign_units", "biomass_raster", "calibrate_biomass", "calibrate_survey",
     "capacity_table", "carrying_capacity", "change", "class_label", "classify_landcover",
-    "condition_class", "condition_raster", "export_prescription", "import_parcels", "landcover_raster", "landcover_raster", "load_model",
+    "condition_class", "condition_raster", "cover_raster", "cover_rollup", "export_prescription", "import_parcels", "landcover_raster", "landcover_raster", "load_model",
     "load_parcels", "load_thresholds", "management_zones", "normalise_parcels", "parcel_change",
-    "parcel_report", "parcel_zones", "read_livestock", "find_soum", "read_parcels", "read_samples",
-    "render_soum_report", "rollup", "save_parcels", "sheep_units", "survey_stats", "write_soum_report",
-    "zonal_stats", "zone_polygons",
+    "parcel_cover", "parcel_report", "parcel_zones", "read_livestock", "find_soum", "read_parcels",
+    "read_samples", "render_soum_report", "rollup", "save_parcels", "sheep_units", "survey_stats",
+    "write_soum_report", "zonal_stats", "zone_polygons",
 ]

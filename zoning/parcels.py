@@ -22,7 +22,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from belcheer.crs import MONGOLIA_GK_EPSG, crs_from_user, utm_epsg
+from belcheer.crs import MONGOLIA_GK_CM_EPSG, MONGOLIA_GK_EPSG, crs_from_user, utm_epsg
 from belcheer.errors import (
     ConflictError,
     CRSError,
@@ -201,16 +201,61 @@ def _code(value: Any, table: dict[str, str], allowed: tuple[str, ...]) -> str | 
     return table.get(text, table.get(text.replace("_", " ")))
 
 
-def _gk_hint(bounds: np.ndarray) -> str:
-    """A hint when eastings look zone-prefixed Gauss-Krüger (e.g. 18 500 000 → zone 18)."""
+#: Mongolia's extent, degrees (west, south, east, north), with a margin: a hinted CRS must
+#: put the parcels inside it
+_MONGOLIA_LONLAT = (87.0, 41.0, 120.5, 52.5)
+
+
+def _lands_in(epsg: int, bounds: np.ndarray) -> bool:
+    """True when ``bounds`` read in ``epsg`` fall inside that CRS's area of use and Mongolia."""
+    from pyproj import Transformer
+
+    crs = CRS.from_epsg(epsg)
+    area = crs.area_of_use
+    lon, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(
+        [bounds[0], bounds[2], bounds[0], bounds[2]], [bounds[1], bounds[1], bounds[3], bounds[3]])
+    lon, lat = np.asarray(lon), np.asarray(lat)
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+        return False
+    w, so, e, n = _MONGOLIA_LONLAT
+    inside = bool(np.all((lon >= w) & (lon <= e) & (lat >= so) & (lat <= n)))
+    if area is not None:
+        # half a degree of slack: parcels straddling a zone edge are still in that zone's system
+        inside &= bool(np.all((lon >= area.west - 0.5) & (lon <= area.east + 0.5)))
+    return inside
+
+
+def _gk_hint(bounds: np.ndarray, declared: int | None = None) -> str:
+    """A hint naming only CRSs that put the coordinates where they belong.
+
+    Zone-prefixed eastings (18 500 000 → zone 18) name their Gauss-Krüger zone exactly. Eastings
+    without the prefix under a declared GK zone are that zone's prefix-free twin (EPSG:25zz:
+    Gauss-Kruger CM …E) — not UTM, whose 0.9996 scale puts them ≈ 2 km off at Mongolian
+    northings. With no CRS at all, prefix-free eastings fit UTM and prefix-free GK alike; both
+    families are named with the ≈ 2 km difference between them, never a guess of one."""
     minx = bounds[0]
     zone = int(minx // 1_000_000)
-    if zone in MONGOLIA_GK_EPSG and 1e5 < bounds[1] < 1e7:
+    if zone in MONGOLIA_GK_EPSG and 1e5 < bounds[1] < 1e7 and _lands_in(MONGOLIA_GK_EPSG[zone], bounds):
         return (f"; the eastings ({minx:,.0f}…) look like Pulkovo-1942 Gauss-Krüger zone {zone} with the "
                 f"zone prefix: try --crs EPSG:{MONGOLIA_GK_EPSG[zone]}")
-    if 1e5 < minx < 1e6 and 4e6 < bounds[1] < 6e6:
-        return "; the coordinates look like metres in a UTM zone (Mongolia: --crs EPSG:32645…32650)"
-    return ""
+    if not (1e5 < minx < 1e6 and 4e6 < bounds[1] < 6e6):
+        return ""
+    if declared in MONGOLIA_GK_EPSG.values():
+        gz = declared - 28400
+        twin = MONGOLIA_GK_CM_EPSG[gz]
+        if _lands_in(twin, bounds):
+            return (f"; the eastings ({minx:,.0f}…) lack the zone prefix {gz}: the same Gauss-Krüger zone "
+                    f"without it is --crs EPSG:{twin} (Pulkovo 1942 / Gauss-Kruger CM {6 * gz - 3}E); "
+                    f"do not use UTM, it would put the parcels about 2 km off")
+        return ""
+    utm = [e for e in (32600 + z for z in range(45, 51)) if _lands_in(e, bounds)]
+    gk = [MONGOLIA_GK_CM_EPSG[z] for z in MONGOLIA_GK_CM_EPSG if _lands_in(MONGOLIA_GK_CM_EPSG[z], bounds)]
+    if not utm and not gk:
+        return ""
+    return ("; the coordinates look like metres in a transverse Mercator zone without a zone prefix: "
+            "WGS 84 / UTM (--crs EPSG:32645…32650, the zone of the parcels' longitude) or Pulkovo-1942 "
+            "Gauss-Krüger without prefix (--crs EPSG:2505…2510, 'Gauss-Kruger CM 87E…117E'); the two differ "
+            "by about 2 km here (scale 0.9996 vs 1), so use the one the data was made in")
 
 
 def _resolve_crs(frame: gpd.GeoDataFrame, crs: str | int | None, source: str) -> tuple[gpd.GeoDataFrame, str]:
@@ -229,7 +274,7 @@ def _resolve_crs(frame: gpd.GeoDataFrame, crs: str | int | None, source: str) ->
         if not (zone * 1e6 < bounds[0] < (zone + 1) * 1e6):
             raise CRSError(f"{source} is declared EPSG:{epsg} (Gauss-Krüger zone {zone}, eastings "
                            f"{zone}xxxxxx m) but its eastings are {bounds[0]:,.0f}…{bounds[2]:,.0f}; give the "
-                           f"CRS that matches the coordinates{_gk_hint(bounds)}")
+                           f"CRS that matches the coordinates{_gk_hint(bounds, epsg)}")
     if pcrs.is_geographic and (abs(bounds[[0, 2]]).max() > 180 or abs(bounds[[1, 3]]).max() > 90):
         raise CRSError(f"{source} claims geographic coordinates ({pcrs.name}) but holds values like "
                        f"{bounds[0]:,.0f}, {bounds[1]:,.0f}; give the projected CRS with --crs{_gk_hint(bounds)}")

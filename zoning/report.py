@@ -92,6 +92,11 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
             for col in [c for c in sub.columns if c.startswith("share_")]:
                 report[f"landcover_{col}"] = report["parcel_id"].map(sub[col]).astype("float64")
             continue
+        if name == "cover":  # fractional cover shares (zoning/cover.py)
+            for col in ("green_cover", "dry_cover", "bare_cover", "cover_valid_fraction"):
+                if col in sub:
+                    report[col] = report["parcel_id"].map(sub[col]).astype("float64")
+            continue
         if name == "condition":
             for k in range(1, 6):
                 col = f"share_{k}"

@@ -77,14 +77,23 @@ def export_raster(product_id: str, parcel: str, ws: Workspace = Depends(workspac
 @router.get("/zones/{product_id}.{fmt}", response_class=Response)
 def export_zones(product_id: str, fmt: Fmt, n_zones: int = Query(3, ge=2, le=9),
                  method: Literal["kmeans", "jenks", "quantile"] = "kmeans",
-                 crs: Literal["4326", "utm"] = "4326", ws: Workspace = Depends(workspace),
+                 crs: Literal["4326", "utm"] = "4326",
+                 mmu_m2: float = Query(100.0, ge=0, le=1e6, description="Minimum part area, m²"),
+                 rates: str | None = Query(None, description="Rate per zone, lowest first: 120,100,80"),
+                 ws: Workspace = Depends(workspace),
                  user: User = Depends(current_user), cfg=Depends(settings)) -> Response:
     """A management-zone prescription map of an index product: polygons with zone id, mean value
-    and hectares (Shapefile zip for machinery terminals, or any other vector format)."""
+    and hectares (Shapefile zip for machinery terminals, or any other vector format); no part
+    below ``mmu_m2``; ``rates`` adds a ``rate`` column."""
+    from belcheer.zoning.zones import parse_rates
+
+    rate_list = parse_rates(rates)
+    if rate_list is not None and len(rate_list) != n_zones:
+        raise InputError(f"rates gives {len(rate_list)} value(s) for {n_zones} zones; give one per zone")
     product = data.visible_product(ws, user, product_id)
     if product.kind.value not in ("index", "biomass"):
         raise InputError(f"zones are made from an index or biomass product, not {product.kind.value!r}")
     tiles.check_product(product, ws.root, cfg.max_raster_bytes)
-    zones = exports.prescription_zones(product, ws.root, n_zones, method)
+    zones = exports.prescription_zones(product, ws.root, n_zones, method, mmu_m2=mmu_m2, rates=rate_list)
     epsg = 4326 if crs == "4326" else product.epsg
     return _send(exports.export_parcels(zones, fmt, epsg, name=f"zones-{product.name}"))

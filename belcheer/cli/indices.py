@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from belcheer.cli import _common
@@ -141,3 +143,24 @@ def print_calibration(summary: dict) -> None:
     _common.out.print(f"calibration: {summary.get('method')} ({how}{extra})")
     for n in summary.get("notes") or []:
         _common.out.print(f"  [yellow]note:[/] {n['text'] if isinstance(n, dict) else n}")
+
+    @app.command("import-index")
+    def import_index_cmd(
+        file: Path = typer.Argument(..., help="An index raster (GeoTIFF) from ODM, Pix4D, DJI Terra, Sentinel-2 …"),
+        index: str = typer.Option(..., "--index", help="Index name, e.g. ndvi (the product's name)."),
+        survey: str = typer.Option(..., "--survey", help="Survey to register it in (created if missing)."),
+        date: str = typer.Option(None, "--date", help="Acquisition date, YYYY-MM-DD (for a new survey)."),
+        band: int = typer.Option(1, "--band", help="Band of the file holding the index."),
+        scale: float = typer.Option(None, "--scale", help="value = stored × scale + offset (default: the file's)."),
+        offset: float = typer.Option(None, "--offset", help="Added after scaling (default: the file's)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the product as JSON."),
+    ) -> None:
+        """Register an existing index raster for statistics, condition and change."""
+        from belcheer.indices.imported import import_index
+
+        product = import_index(_common.workspace(), file, index=index, survey=survey, date=date,
+                               band=band, scale=scale, offset=offset)
+        if as_json:
+            _common.print_json(product.to_dict())
+        else:
+            _common.out.print(f"{product.survey}/{product.name}: {product.path} (EPSG:{product.epsg})")

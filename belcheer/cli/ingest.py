@@ -27,6 +27,10 @@ def _print_table(summary: dict) -> None:
         ("date", summary.get("date") or "—"),
         ("problems", f"{summary['problems']['errors']} errors, {summary['problems']['warnings']} warnings"),
     ]
+    pos = summary.get("positions") or {}
+    if pos.get("frames_with_both"):
+        rows.append(("positions", ", ".join(f"{n} from {k.upper()}" for k, n in pos["source"].items())
+                     + f" (EXIF vs XMP up to {pos['disagreement_m_max']:.2f} m apart)"))
     for k, v in rows:
         t.add_row(f"[bold]{k}[/]", str(v))
     _common.out.print(t)
@@ -51,6 +55,7 @@ def register(app: typer.Typer) -> None:
         replace: bool = typer.Option(False, "--replace", help="Overwrite a survey of the same name."),
         as_json: bool = typer.Option(False, "--json", help="Print the survey summary as JSON."),
         no_quality: bool = typer.Option(False, "--no-quality", help="Skip the pixel checks (blur, black, saturated): headers only."),
+        position: str = typer.Option("auto", "--position", help="Frame positions from exif or xmp (DJI); auto: XMP unless EXIF differs by > 1 m (PPK-corrected)."),
     ) -> None:
         """Read frame headers (EXIF/XMP) into a survey manifest, with a validation report."""
         from belcheer.ingest import ingest, summarize
@@ -59,7 +64,7 @@ def register(app: typer.Typer) -> None:
         try:
             with _common.progress_bar(not as_json) as cb:
                 s = ingest(ws, frames_dir, survey=survey, epsg=epsg, panels=tuple(panel or ()),
-                           replace=replace, progress=cb, quality=not no_quality)
+                           replace=replace, progress=cb, quality=not no_quality, position=position)
         except NoUsableFramesError as exc:
             summary = getattr(exc, "summary", None)
             if summary is not None:

@@ -1,5 +1,5 @@
 """Zoning commands: parcels import/list, stats, biomass calibrate, condition, report, change,
-rollup and zones. They only call ``belcheer.zoning``'s public functions."""
+rollup, landcover and zones. They only call ``belcheer.zoning``'s public functions."""
 
 from __future__ import annotations
 
@@ -260,6 +260,71 @@ def register(app: typer.Typer) -> None:
             t.add_row(*cells)
         _common.out.print(t)
 
+    @app.command("cover")
+    def cover_cmd(
+        survey: str = typer.Argument(..., help="Survey name (needs a reflectance mosaic)."),
+        endmembers: Path = typer.Option(None, "--endmembers", help="Polygons over pure patches with a 'cover' column "
+                                                                  "(green, dry, bare): endmembers from the survey."),
+        as_json: bool = typer.Option(False, "--json", help="Print the parcel shares as JSON."),
+    ) -> None:
+        """Fractional cover per parcel: green vegetation, dry vegetation and bare ground shares."""
+        import pyogrio
+
+        from belcheer.zoning import cover_raster
+        from belcheer.zoning.cover import endmembers_from_polygons
+
+        ws = _common.workspace()
+        em = None
+        if endmembers is not None:
+            em = endmembers_from_polygons(ws.product(survey, "reflectance").path,
+                                          pyogrio.read_dataframe(endmembers))
+        prod = cover_raster(ws, survey, endmembers=em)
+        rows = [r for r in ws.catalog.stats(survey=survey, index_name="cover")]
+        if as_json:
+            _common.print_json({"product": prod.to_dict(), "parcels": rows})
+            return
+        _common.out.print(f"wrote {prod.path}")
+        t = Table("parcel", "green %", "dry %", "bare %", "valid")
+        for r in rows[:200]:
+            pct = [_f(None if r.get(f"{c}_cover") is None else 100 * r[f"{c}_cover"], 0)
+                   for c in ("green", "dry", "bare")]
+            t.add_row(r["parcel_id"], *pct, _f(r.get("cover_valid_fraction"), 2))
+        _common.out.print(t)
+
+    @app.command("landcover")
+    def landcover_cmd(
+        survey: str = typer.Argument(..., help="Survey name."),
+        training: Path = typer.Argument(..., help="Training polygons (any vector file) with a class column: "
+                                                  "cropland, pasture, bare_soil, water, built_up."),
+        index: str = typer.Option("ndvi", "--index", help="Comma-separated index products to use ('all' = every one)."),
+        bands: bool = typer.Option(True, "--bands/--no-bands", help="Also use the reflectance (or orthomosaic) bands."),
+        class_field: str = typer.Option("class", "--class-field", help="Column holding the class."),
+        as_json: bool = typer.Option(False, "--json", help="Print the accuracy report as JSON."),
+    ) -> None:
+        """Land-cover map from training polygons, with per-class precision, recall and F1 on held-back polygons."""
+        import pyogrio
+
+        from belcheer.zoning import landcover_raster
+
+        res = landcover_raster(_common.workspace(), survey, pyogrio.read_dataframe(training),
+                               indices=None if index == "all" else tuple(_split(index) or ()),
+                               bands=bands, class_field=class_field)
+        if as_json:
+            _common.print_json(res.to_dict())
+            return
+        _common.out.print(f"wrote {res.report.get('product', '—')} ({res.report.get('validation')}; "
+                          f"layers {', '.join(res.report.get('layers', []))})")
+        if res.per_class is not None:
+            t = Table("class", "precision", "recall", "F1", "pixels", "polygons")
+            for name, r in res.per_class.iterrows():
+                t.add_row(str(name), _f(r["precision"], 2), _f(r["recall"], 2), _f(r["f1"], 2),
+                          str(int(r["pixels"])), str(int(r["polygons"])))
+            _common.out.print(t)
+            _common.out.print(f"overall accuracy {_f(res.accuracy, 3)}, kappa {_f(res.kappa, 3)} "
+                              "(held-back polygons: an upper bound on the map's accuracy)")
+        if res.report.get("not_validated"):
+            _common.out.print(f"not validated (one polygon only): {', '.join(res.report['not_validated'])}")
+
     @app.command("zones")
     def zones_cmd(
         survey: str = typer.Argument(..., help="Survey name."),
@@ -268,17 +333,22 @@ def register(app: typer.Typer) -> None:
         classes: int = typer.Option(5, "--classes", help="Number of zones, 2–32."),
         mmu_m2: float = typer.Option(0.0, "--mmu-m2", help="Minimum mapping unit, m²."),
         land_use: str = typer.Option("cropland", "--land-use", help="Parcels to zone ('all' for every parcel)."),
+        rates: str = typer.Option(None, "--rates", help="Application rate per zone, lowest zone first (e.g. 120,100,80 kg/ha): adds a 'rate' column."),
         out: Path = typer.Option(None, "--out", help="Prescription Shapefile zip (default: the survey's reports folder)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Management zones inside crop fields, exported as a prescription Shapefile (zip)."""
         from belcheer.zoning import export_prescription, load_parcels
-        from belcheer.zoning.zones import parcel_zones
+        from belcheer.zoning.zones import parse_rates, parcel_zones, zone_rates
 
         ws = _common.workspace()
+        rate_list = parse_rates(rates)
+        if rate_list is not None and len(rate_list) != classes:
+            raise InputError(f"--rates gives {len(rate_list)} rate(s) for --classes {classes}; give one per zone")
         prod = ws.product(survey, index)
         zones = parcel_zones(prod.path, load_parcels(ws), method=method, n_classes=classes, mmu_m2=mmu_m2,
                              land_use=None if land_use == "all" else land_use)
+        zones = zone_rates(zones, rate_list)
         target = out or ws.report_dir(survey) / f"zones-{index}.zip"
         export_prescription(zones, target)
         if as_json:

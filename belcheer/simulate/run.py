@@ -57,7 +57,7 @@ from belcheer.simulate.radiometry import (
     rgb_dn,
 )
 from belcheer.simulate.render import panel_scene, render_reflectance
-from belcheer.simulate.scene import SCALE, render_truth
+from belcheer.simulate.scene import COVER_NODATA, SCALE, render_truth
 from belcheer.simulate.spectra import BANDS, FWHM_NM, WAVELENGTHS_NM
 
 #: metres of scene kept round the flight area so every frame sees only simulated ground
@@ -148,6 +148,8 @@ class Simulation:
     vignetting: float | None = None
     #: σ of the per-frame exposure drift, stops (EV); the truth is poses.csv ``exposure_gain``
     exposure_jitter_ev: float = 0.0
+    #: green/dry/bare fractional-cover truth COG (absent in simulations written before it)
+    cover_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -399,6 +401,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge", "p4
     lc_path = tr.write_single_cog(truth_dir / "landcover.tif", truth.landcover, geobox, "landcover",
                                   nodata=0, kind="landcover",
                                   classes="1=pasture,2=cropland,3=bare,4=water,5=built,6=target")
+    cover_path = tr.write_cover_cog(truth_dir / "cover.tif", truth.cover, geobox, SCALE, COVER_NODATA)
     poses = _poses_table(shots, lonlat_of, gains)
     if blocks > 1:
         poses["block"] = [s.block for s in shots]
@@ -418,7 +421,7 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge", "p4
     with atomic_path(truth_dir / "checkpoints.geojson") as tmp:
         cp_gdf.to_file(tmp, driver="GeoJSON", engine="pyogrio")
     parcels_path = tr.write_gpkg(truth_dir / "parcels.gpkg", layout.parcels, "parcels")
-    pt = tr.parcel_truth(layout.parcels, refl_path, ndvi_path, layout.degraded_ids)
+    pt = tr.parcel_truth(layout.parcels, refl_path, ndvi_path, layout.degraded_ids, cover_path)
     pt_path = tr.write_csv(truth_dir / "parcel_truth.csv", pt)
     n_quad = int(np.clip(area * 8, 12, 40))
     q = tr.quadrats(layout.parcels, nd, truth.landcover, geobox, n_quad,
@@ -438,7 +441,8 @@ def simulate(out_dir: Path, *, camera: Literal["rgb", "rgb-12mp", "rededge", "p4
         scene_seed=scene_seed, date=date, degradation=degradation, gnss=gnss,
         gps_sigma_h_m=sig_h if gnss == "autonomous" else RTK_BASE_SIGMA_H_M, gps_bias_m=bias,
         lake_fraction=float(lake_fraction), texture=texture, platform=platform, blocks=int(blocks),
-        vignetting=vignetting, exposure_jitter_ev=float(exposure_jitter))
+        vignetting=vignetting, exposure_jitter_ev=float(exposure_jitter),
+        cover_path=cover_path)
     write_json_atomic(sim.simulation_json, _parameters(sim, cam, plan, layout, ms_cal, clear0,
                                                        area, alt, start_local, margin))
     cb(1.0, "done")
@@ -538,6 +542,8 @@ def load_simulation(out_dir: Path) -> Simulation:
     d = dict(load_parameters(path)["simulation"])
     for k, f in Simulation.__dataclass_fields__.items():
         if f.type in ("Path", Path):
+            d[k] = Path(d[k])
+        elif f.type == "Path | None" and d.get(k):
             d[k] = Path(d[k])
     d["date"] = _dt.date.fromisoformat(d["date"])
     d["center_lonlat"] = tuple(d["center_lonlat"])

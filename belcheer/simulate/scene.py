@@ -12,6 +12,11 @@ Pixels are linear mixtures of the endmembers in :mod:`belcheer.simulate.spectra`
   trampled camp ground, water, gers and roofs, and 2×2 black/white checker targets;
 * everything times a per-pixel texture ``1 + 0.04·n`` (n standard normal).
 
+The fractional cover truth follows the same mixture: green vegetation ``c·g`` (crop ``cc``,
+shrubs 1), dry/senescent vegetation ``c·(1−g)``, bare ground ``1−c`` (crop ``1−cc``; stones,
+soil spots, tracks and camp ground count as bare, a track's 10 % vegetation as vegetation);
+water, gers, wood, roofs and targets are not ground cover (``COVER_NODATA``).
+
 Reflectance is stored as uint16 = round(ρ·10000); the truth COG holds exactly these values
 divided by 10000, so the frames and the truth agree to the last digit.
 """
@@ -31,8 +36,12 @@ from shapely.geometry import box
 from belcheer.simulate.layout import Layout
 from belcheer.simulate.spectra import ENDMEMBERS, Cover, crop_cover, green_fraction
 
-#: reflectance scale of the uint16 truth arrays
+#: reflectance scale of the uint16 truth arrays (also of the cover fractions)
 SCALE = 10000.0
+#: fractional-cover truth value of pixels that are not ground cover (water, gers, roofs …)
+COVER_NODATA = 65535
+#: band order of ``Truth.cover``
+COVER_CLASSES = ("green", "dry", "bare")
 
 # material codes burnt into the material raster (order = drawing order, later wins)
 _PASTURE, _CROP, _TRACK, _CAMP, _WATER, _FELT, _WOOD, _ROOF, _TWHITE, _TBLACK = range(10)
@@ -44,11 +53,13 @@ _MATERIAL_COVER = np.array([Cover.PASTURE, Cover.CROPLAND, Cover.BARE, Cover.BAR
 @dataclass(frozen=True)
 class Truth:
     """The rendered truth: ``reflectance`` uint16 (band, y, x) scaled by 10000 in band order
-    blue, green, red, rededge, nir; ``landcover`` uint8 :class:`Cover` codes; ``geobox`` the grid."""
+    blue, green, red, rededge, nir; ``landcover`` uint8 :class:`Cover` codes; ``geobox`` the grid;
+    ``cover`` uint16 (3, y, x) green/dry/bare fractions × 10000 (``COVER_NODATA`` = not ground)."""
 
     reflectance: np.ndarray
     landcover: np.ndarray
     geobox: GeoBox
+    cover: np.ndarray | None = None
 
 
 def _smooth_field(shape: tuple[int, int], sigma_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -149,6 +160,7 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
 
     refl = np.empty((5, h, w), np.uint16)
     cover_out = np.empty((h, w), np.uint8)
+    frac_out = np.empty((3, h, w), np.uint16)
     # metres from the scene centre, float32 is ample at this scale (< 10 km)
     xs = (left - cx + (np.arange(w) + 0.5) * res).astype(np.float32)
     col_c = ((np.arange(w) + 0.5) * res / c_res - 0.5).astype(np.float32)
@@ -182,21 +194,32 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
         mat = material[b0:b1]
         dt = dots[b0:b1]
         out = c[..., None] * veg + (1 - c[..., None]) * soil                   # pasture
+        frac = np.stack([c * np.float32(g), c * np.float32(1 - g), 1 - c])  # green, dry, bare
         crop = mat == _CROP
         if crop.any():
             cc = np.clip(crop_cc[pb[crop]] * row_pattern[np.nonzero(crop)[1]]
                          * (1 + 0.05 * n_mid[crop]), 0, 1)[:, None]
             out[crop] = cc * em["crop"] + (1 - cc) * soil
+            frac[:, crop] = np.stack([cc[:, 0], np.zeros_like(cc[:, 0]), 1 - cc[:, 0]])
         past = mat == _PASTURE
         for code, name in ((1, "shrub"), (2, "stone"), (3, "soil")):
             sel = past & (dt == code)
+            dot = np.array([[1.0], [0.0], [0.0]] if code == 1 else [[0.0], [0.0], [1.0]], np.float32)
             if dot_contrast == 1.0:
                 out[sel] = em[name] * (0.8 if code == 3 else 1.0)
+                frac[:, sel] = dot
             else:
+                # a faint disc is a mix of the disc and the grass round it, in cover too
                 out[sel] = (dot_contrast * em[name] * (0.8 if code == 3 else 1.0)
                             + (1 - dot_contrast) * out[sel])
+                frac[:, sel] = dot_contrast * dot + (1 - dot_contrast) * frac[:, sel]
         for code, val in fixed:
             out[mat == code] = val
+        frac[:, mat == _TRACK] = np.array([[0.1 * g], [0.1 * (1 - g)], [0.9]], np.float32)
+        frac[:, mat == _CAMP] = np.array([[0.0], [0.0], [1.0]], np.float32)
+        frac_u16 = np.rint(frac * SCALE).astype(np.uint16)
+        frac_u16[:, mat >= _WATER] = COVER_NODATA
+        frac_out[:, b0:b1, :] = frac_u16
         tex_rng = np.random.default_rng([scene_seed, 202, b0])
         amp = np.where((mat == _WATER) | (mat >= _TWHITE), np.float32(0.005), np.float32(grain))
         tex = 1.0 + amp * tex_rng.standard_normal(mat.shape, dtype=np.float32)
@@ -204,4 +227,4 @@ def render_truth(layout: Layout, geobox: GeoBox, date: _dt.date, degradation: fl
         refl[:, b0:b1, :] = np.clip(np.rint(out * SCALE), 1, 65535).astype(np.uint16).transpose(2, 0, 1)
         cov = _MATERIAL_COVER[mat]
         cover_out[b0:b1] = np.where(past & (c < 0.08), Cover.BARE, cov)
-    return Truth(reflectance=refl, landcover=cover_out, geobox=geobox)
+    return Truth(reflectance=refl, landcover=cover_out, geobox=geobox, cover=frac_out)

@@ -73,6 +73,21 @@ def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox: GeoBo
     return path
 
 
+def write_cover_cog(path: Path, cover_u16: np.ndarray, geobox: GeoBox, scale: float,
+                    nodata_u16: int) -> Path:
+    """Three-band float32 fractional-cover COG (green, dry, bare; 0…1, NaN where the ground is
+    not vegetation or soil: water, gers, roofs, targets)."""
+    names = ("green", "dry", "bare")
+    with _cog_writer(path, geobox, 3, "float32", float("nan")) as dst:
+        for i, name in enumerate(names, 1):
+            band = cover_u16[i - 1]
+            dst.write(np.where(band == nodata_u16, np.float32(np.nan), band / np.float32(scale)), i)
+            dst.set_band_description(i, name)
+        dst.update_tags(kind="cover", source="belcheer.simulate truth", bands=",".join(names),
+                        units="fraction of the pixel")
+    return path
+
+
 def ndvi_of_truth(reflectance_u16: np.ndarray, scale: float, block_rows: int = 512) -> np.ndarray:
     """Per-pixel NDVI of the truth, float32 (computed in row blocks to bound temporaries)."""
     red, nir = reflectance_u16[BANDS.index("red")], reflectance_u16[BANDS.index("nir")]
@@ -94,9 +109,11 @@ def write_single_cog(path: Path, data: np.ndarray, geobox: GeoBox, description: 
 
 
 def parcel_truth(parcels: gpd.GeoDataFrame, reflectance_path: Path, ndvi_path: Path,
-                 degraded_ids: tuple[str, ...]) -> pd.DataFrame:
+                 degraded_ids: tuple[str, ...], cover_path: Path | None = None) -> pd.DataFrame:
     """Exact area-weighted mean reflectance per band and mean NDVI per parcel (exactextract:
-    each pixel weighted by the fraction of it inside the parcel)."""
+    each pixel weighted by the fraction of it inside the parcel); with ``cover_path`` also
+    ``green_cover``, ``dry_cover``, ``bare_cover``: shares (0…1) of the parcel's ground-cover
+    area (water, gers, roofs and targets left out)."""
     # a small read window keeps memory modest (exactextract's default holds 30 M cells)
     kw = {"include_cols": ["parcel_id"], "output": "pandas", "max_cells_in_memory": 2_000_000}
     refl = exact_extract(str(reflectance_path), parcels, ["mean"], **kw)
@@ -108,6 +125,11 @@ def parcel_truth(parcels: gpd.GeoDataFrame, reflectance_path: Path, ndvi_path: P
         col = f"band_{i}_mean" if f"band_{i}_mean" in refl else f"{b}_mean"
         out[b] = refl[col].to_numpy()
     out["ndvi"] = nd["mean"].to_numpy()
+    if cover_path is not None:
+        cov = exact_extract(str(cover_path), parcels, ["mean"], **kw)
+        for i, name in enumerate(("green", "dry", "bare"), 1):
+            col = f"band_{i}_mean" if f"band_{i}_mean" in cov else f"{name}_mean"
+            out[f"{name}_cover"] = cov[col].to_numpy()
     out["degraded"] = out.parcel_id.isin(degraded_ids)
     return out
 
