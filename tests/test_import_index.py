@@ -20,7 +20,7 @@ from belcheer.cli import main
 from belcheer.errors import InputError
 from belcheer.indices import import_index
 from belcheer.models import Band, Product, ProductKind
-from belcheer.zoning import change, condition_raster, import_parcels, load_parcels, survey_stats
+from belcheer.zoning import change, condition_raster, load_parcels, survey_stats
 
 
 @pytest.mark.real

@@ -19,7 +19,7 @@ from belcheer.simulate import layout as lay
 from belcheer.simulate.run import DEFAULT_DATE, MARGIN_M
 from belcheer.simulate.scene import SCALE, render_truth
 from belcheer.simulate.spectra import BANDS
-from belcheer.zoning import accuracy_table, classify_landcover, landcover_raster
+from belcheer.zoning import accuracy_table, classify_landcover
 
 #: truth Cover codes → land-cover codes (pasture 1→2, cropland 2→1, targets count as built)
 TRUTH_TO_LANDCOVER = np.array([0, 2, 1, 3, 4, 5, 5], np.uint8)

@@ -19,7 +19,12 @@ from belcheer.zoning.condition import (
                                      load_thresholds,
 )
 from belcheer.zoning.cover import COVER_CLASSES, cover_raster, cover_rollup, parcel_cover
-from belcheer.zoning.landcover import LANDCOVER_CLASSES, accuracy_table, classify_landcover, landcover_raster
+from belcheer.zoning.landcover import (
+                                     LANDCOVER_CLASSES,
+                                     accuracy_table,
+                                     classify_landcover,
+                                     landcover_raster,
+)
 from belcheer.zoning.parcels import (
                                      ParcelImport,
                                      import_parcels,

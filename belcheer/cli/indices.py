@@ -131,19 +131,6 @@ def register(app: typer.Typer) -> None:
                           "and `belcheer indices` use it")
 
 
-def print_calibration(summary: dict) -> None:
-    """One line saying how the survey was calibrated, and its notes (CLI output of mosaic,
-    indices and run)."""
-    how = {"automatic": "calibrated automatically", "calibrate": "by `belcheer calibrate`",
-           "pipeline": "by `belcheer run`", "python": "from the Python API"}.get(
-        summary.get("source", ""), summary.get("source", ""))
-    albedo = summary.get("albedos") or {}
-    extra = f", panel {summary.get('panel_capture')} albedo " + \
-        ",".join(f"{v:g}" for v in dict.fromkeys(albedo.values())) if albedo else ""
-    _common.out.print(f"calibration: {summary.get('method')} ({how}{extra})")
-    for n in summary.get("notes") or []:
-        _common.out.print(f"  [yellow]note:[/] {n['text'] if isinstance(n, dict) else n}")
-
     @app.command("import-index")
     def import_index_cmd(
         file: Path = typer.Argument(..., help="An index raster (GeoTIFF) from ODM, Pix4D, DJI Terra, Sentinel-2 …"),
@@ -164,3 +151,17 @@ def print_calibration(summary: dict) -> None:
             _common.print_json(product.to_dict())
         else:
             _common.out.print(f"{product.survey}/{product.name}: {product.path} (EPSG:{product.epsg})")
+
+
+def print_calibration(summary: dict) -> None:
+    """One line saying how the survey was calibrated, and its notes (CLI output of mosaic,
+    indices and run)."""
+    how = {"automatic": "calibrated automatically", "calibrate": "by `belcheer calibrate`",
+           "pipeline": "by `belcheer run`", "python": "from the Python API"}.get(
+        summary.get("source", ""), summary.get("source", ""))
+    albedo = summary.get("albedos") or {}
+    extra = f", panel {summary.get('panel_capture')} albedo " + \
+        ",".join(f"{v:g}" for v in dict.fromkeys(albedo.values())) if albedo else ""
+    _common.out.print(f"calibration: {summary.get('method')} ({how}{extra})")
+    for n in summary.get("notes") or []:
+        _common.out.print(f"  [yellow]note:[/] {n['text'] if isinstance(n, dict) else n}")

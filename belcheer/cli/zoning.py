@@ -339,7 +339,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Management zones inside crop fields, exported as a prescription Shapefile (zip)."""
         from belcheer.zoning import export_prescription, load_parcels
-        from belcheer.zoning.zones import parse_rates, parcel_zones, zone_rates
+        from belcheer.zoning.zones import parcel_zones, parse_rates, zone_rates
 
         ws = _common.workspace()
         rate_list = parse_rates(rates)
