@@ -4,7 +4,7 @@ Page 1 (portrait): title, survey date, a condition map with parcel names (grazin
 their recovery-class colours, crop fields hatched, the condition raster of the flight on top)
 and the soum roll-up (:func:`belcheer.zoning.rollup` — the same numbers the CLI and the web
 print). Then (landscape) a table per parcel: area, surveyed share, condition class or crop
-uniformity, cover (when the report has ``cover_*`` columns), capacity against the registered
+uniformity, cover (when the report has ``green_cover``, ``dry_cover``, ``bare_cover``), capacity against the registered
 herd, change since the previous survey. Last, the method, the date and the data sources.
 
 Drawn with matplotlib's PdfPages; text is DejaVu Sans (it has Cyrillic) embedded as TrueType
@@ -161,7 +161,7 @@ def _class_word(code: int, lang: str) -> str:
 
 
 def _cover_cell(row: pd.Series, lang: str) -> str:
-    vals = [row.get(f"cover_{k}") for k in ("green", "dry", "bare")]
+    vals = [row.get(f"{k}_cover") for k in ("green", "dry", "bare")]
     if all(v is None or v != v for v in vals):
         return TEXT[lang]["none"]
     return " / ".join(share(v) for v in vals)
