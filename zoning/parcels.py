@@ -22,6 +22,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
+from belcheer import gdalenv
 from belcheer.crs import MONGOLIA_GK_EPSG, crs_from_user, utm_epsg
 from belcheer.errors import (
     ConflictError,
@@ -104,6 +105,81 @@ class ParcelImport:
 
 # -- reading -------------------------------------------------------------------------------
 
+#: the only GDAL vector drivers a parcel file is opened with; which one is decided by the file's
+#: content (not its name), and GDAL must then agree, so a ``.geojson`` holding a GDALG pipeline or
+#: a ``.shp`` holding an OGR VRT is refused before anything is read
+VECTOR_DRIVERS: tuple[str, ...] = ("GeoJSON", "GPKG", "ESRI Shapefile", "FlatGeobuf", "KML", "CSV")
+#: bytes of a file looked at to recognise its format
+_SNIFF_BYTES = 64 * 1024
+# (LIBKML, when present, opens KML in place of the KML driver; it resolves no links by default)
+_SUFFIX_DRIVER = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile",
+                  ".fgb": "FlatGeobuf", ".kml": "KML", ".csv": "CSV"}
+# a GeoJSON "crs" member is small: what GDAL would fetch (a link, a URL name) sits in its first bytes
+_CRS_MEMBER = re.compile(rb'"crs"\s*:\s*\{')
+_CRS_FETCH = re.compile(rb'"type"\s*:\s*"link"|"href"\s*:|"(?:https?|ftp)://(?!www\.opengis\.net/def/crs/)',
+                        re.IGNORECASE)
+_GDALG = re.compile(rb'"type"\s*:\s*"gdal_streamed_alg"')
+
+
+def sniff_vector_driver(head: bytes, name: str) -> str:
+    """The GDAL driver for a vector file, from its first bytes (``name`` only tells a CSV from
+    other text). Raises InputError for anything that is not one of :data:`VECTOR_DRIVERS`, naming
+    what it looks like when that is a GDAL virtual format (VRT, GDALG)."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"SQLite format 3\x00"):
+        return "GPKG"
+    if head.startswith(b"fgb\x03"):
+        return "FlatGeobuf"
+    if head.startswith(b"\x00\x00\x27\x0a"):  # big-endian 9994, the Shapefile main-file code
+        return "ESRI Shapefile"
+    low = text[:4096].lower()
+    if b"<ogrvrtdatasource" in low or b"<vrtdataset" in low or _GDALG.search(head):
+        raise InputError(f"{name} is a GDAL virtual dataset (VRT or GDALG pipeline), which can read "
+                              "other files and URLs; export the parcels themselves as GeoPackage, "
+                              "GeoJSON or Shapefile")
+    if text.startswith(b"{"):
+        return "GeoJSON"
+    if text.startswith(b"<") and b"<kml" in low:
+        return "KML"
+    if name.lower().endswith(".csv") and not text.startswith(b"<") and b"\x00" not in head:
+        return "CSV"
+    raise InputError(f"{name} is not a parcel layer this reader opens (GeoPackage, GeoJSON, Shapefile, "
+                     "FlatGeobuf, KML or CSV with a WKT column)")
+
+
+def check_geojson_crs(data: bytes, name: str) -> None:
+    """Refuse a GeoJSON whose ``crs`` member GDAL would resolve over the network (a ``link``
+    CRS, an ``href``, a URL that is not an OGC CRS name)."""
+    for m in _CRS_MEMBER.finditer(data):
+        if _CRS_FETCH.search(data, m.end(), m.end() + 2048):
+            raise InputError(f"{name} declares its CRS as a link to fetch; this server reads no "
+                                  "URLs: give the CRS by name (\"EPSG:4326\") or leave it out (CRS84)")
+
+
+def _check_content(path: Path, member: str | None = None) -> str:
+    """The driver for ``path`` (or ``member`` of the zip ``path``) from its content, checked."""
+    name = member or path.name
+    if member is None:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    else:
+        with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
+            head = fh.read(_SNIFF_BYTES)
+    driver = sniff_vector_driver(head, name)
+    expected = _SUFFIX_DRIVER.get(PurePosixPath(name).suffix.lower())
+    if expected is not None and expected != driver:
+        raise InputError(f"{name} is named like {expected} but its content is {driver}; rename it "
+                         "or export it again")
+    if driver == "GeoJSON":
+        if member is None:
+            data = path.read_bytes()
+        else:
+            with zipfile.ZipFile(path) as zf:
+                data = zf.read(member)
+        check_geojson_crs(data, name)
+    return driver
+
+
 def _check_zip(path: Path) -> list[str]:
     """Member names of a zip, refusing absolute paths and ``..`` (zip-slip) before GDAL sees it."""
     with zipfile.ZipFile(path) as zf:
@@ -135,8 +211,9 @@ def _dbf_encoding(dbf: bytes, has_cpg: bool) -> str | None:
         return "CP1251"
 
 
-def _source(path: Path) -> tuple[str, dict[str, Any]]:
-    """The GDAL path to open and extra read options (encoding, CSV geometry column)."""
+def _source(path: Path) -> tuple[str, dict[str, Any], str]:
+    """The GDAL path to open, extra read options (encoding, CSV geometry column) and the one
+    driver GDAL must open it with."""
     if not path.exists():
         raise NotFoundError(f"parcel file {path} does not exist")
     suffix = path.suffix.lower()
@@ -148,6 +225,7 @@ def _source(path: Path) -> tuple[str, dict[str, Any]]:
         if not shps and not others:
             raise InputError(f"archive {path.name} holds no .shp, .gpkg, .geojson, .kml or .fgb file")
         member = (shps or others)[0]
+        driver = _check_content(path, member)
         if shps:
             stem = member[:-4]
             with zipfile.ZipFile(path) as zf:
@@ -159,7 +237,8 @@ def _source(path: Path) -> tuple[str, dict[str, Any]]:
                         enc = _dbf_encoding(fh.read(), has_cpg)
                         if enc:
                             opts["encoding"] = enc
-        return f"/vsizip/{path.resolve()}/{member}", opts
+        return f"/vsizip/{path.resolve()}/{member}", opts, driver
+    driver = _check_content(path)
     if suffix == ".shp":
         dbf = next((p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists()), None)
         has_cpg = path.with_suffix(".cpg").exists() or path.with_suffix(".CPG").exists()
@@ -170,7 +249,10 @@ def _source(path: Path) -> tuple[str, dict[str, Any]]:
     if suffix == ".csv":
         # GDAL's CSV driver: geometry as WKT in a column named wkt/geometry/geom
         opts.update(GEOM_POSSIBLE_NAMES="wkt,WKT,geometry,geom,the_geom", KEEP_GEOM_COLUMNS="NO")
-    return str(path), opts
+    if driver in ("GeoJSON", "CSV"):
+        # these two drivers take a "DRIVER:" prefix that keeps every other driver off the file
+        return f"{driver}:{path}", opts, driver
+    return str(path), opts, driver
 
 
 def _find_field(frame: pd.DataFrame, columns: list[str], target: str,
@@ -400,8 +482,13 @@ def read_parcels(path: Path, *, layer: str | None = None, id_field: str | None =
     CSV with a WKT column) into the parcel model, EPSG:4326, with a report of what was repaired,
     dropped, overlapping or thin. ``crs`` overrides or supplies the layer's CRS."""
     path = Path(path)
-    src, opts = _source(path)
+    src, opts, driver = _source(path)
+    gdalenv.lock_drivers()
     try:
+        opened = pyogrio.read_info(src, layer=layer, **opts)["driver"]
+        if opened != driver and not (driver == "KML" and opened == "LIBKML"):
+            raise InputError(f"{path.name} looked like {driver} but GDAL opens it as {opened}; "
+                             f"parcel files are read with {', '.join(VECTOR_DRIVERS)} only")
         frame = pyogrio.read_dataframe(src, layer=layer, **opts)
     except pyogrio.errors.DataSourceError as exc:
         raise InputError(f"cannot read parcel file {path.name}: {exc}") from exc
