@@ -15,11 +15,12 @@ from typing import BinaryIO
 import numpy as np
 import rasterio
 
+from belcheer import gdalenv
 from belcheer.errors import InputError, TooLargeError, UnsafePathError
 from belcheer.fileio import confined, safe_name
 
 #: GDAL raster drivers a user-supplied raster may be opened with (no VRT, no network)
-RASTER_DRIVERS: tuple[str, ...] = ("GTiff", "COG", "JPEG", "PNG")
+RASTER_DRIVERS: tuple[str, ...] = gdalenv.RASTER_DRIVERS
 #: the first bytes of the image files we accept from users
 _MAGIC: tuple[bytes, ...] = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff",
                              b"\x89PNG")
@@ -68,11 +69,12 @@ def check_raster(path: Path, max_bytes: int) -> None:
     """
     refuse_vsi(str(path))
     try:
-        with rasterio.open(path, allowed_drivers=list(RASTER_DRIVERS)) as ds:
+        driver = gdalenv.raster_driver(path)
+        with rasterio.open(path, driver=driver) as ds:
             size = ds.width * ds.height * ds.count * max(
                 np.dtype(dt).itemsize for dt in ds.dtypes)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"{path.name} is not a raster this server reads (GeoTIFF, JPEG, PNG): {exc}") from exc
+    except (rasterio.errors.RasterioIOError, OSError) as exc:
+        raise InputError(f"{path.name} is not a raster this server reads (GeoTIFF, COG, JPEG): {exc}") from exc
     if size > max_bytes:
         raise TooLargeError(f"{path.name} would need {size / 1e9:.1f} GB in memory, more than the "
                             f"limit of {max_bytes / 1e9:.1f} GB (Settings.max_raster_bytes)")

@@ -8,16 +8,19 @@ and PROJ read, before either opens anything:
 
 * ``GDAL_SKIP=GDALG OGR_VRT`` — the two drivers that turn a file into reads of other files or
   URLs are not registered (belcheer writes neither). The raster ``VRT`` driver stays, because
-  rasterio and rio-tiler build in-memory VRTs themselves; user rasters are opened with an
-  explicit driver allow-list instead (:data:`belcheer.api.safety.RASTER_DRIVERS`).
+  rasterio and rio-tiler build in-memory VRTs themselves; a raster a user supplied is opened with
+  the one driver its first bytes call for (:func:`raster_driver`: GTiff or JPEG), so GDAL never
+  tries VRT (or any other driver) on it.
 * ``CPL_VSIL_CURL_ALLOWED_FILENAME`` set to a name no URL can have — ``/vsicurl/`` and the
   file systems built on it (``/vsis3/``, ``/vsigs/``, ``/vsiaz/``…) refuse every URL before
   connecting.
 * ``GDAL_HTTP_PROXY``/``GDAL_HTTPS_PROXY`` point at a closed loopback port — any other HTTP GDAL
   tries (a GeoJSON linked CRS, a WMS/WFS source) fails to connect. (libcurl bypasses a proxy for
   hosts in ``no_proxy``; the readers also refuse linked CRSs themselves.)
-* ``GDAL_VRT_ENABLE_PYTHON=NO``, ``GDAL_VRT_ENABLE_RAWRASTERBAND=NO`` — no Python pixel
-  functions, no raw reads of arbitrary local files inside a VRT.
+* ``GDAL_VRT_ENABLE_PYTHON=NO`` — no Python pixel functions in a VRT;
+  ``GDAL_VRT_ENABLE_RAWRASTERBAND=NO`` — no raw reads of local files inside a VRT (GDAL ≥ 3.12:
+  pyogrio's; rasterio's GDAL 3.10 predates the option, which is why user rasters never reach
+  its VRT driver).
 * ``OGR_SQLITE_ALLOW_EXTERNAL_ACCESS=NO`` — a GeoPackage's SQL cannot attach other databases.
 * ``PROJ_NETWORK=OFF`` — PROJ never downloads transformation grids.
 
@@ -28,6 +31,9 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+
+from belcheer.errors import InputError
 
 #: drivers that read other files or URLs named inside a file; never registered
 SKIPPED_DRIVERS: tuple[str, ...] = ("GDALG", "OGR_VRT")
@@ -50,7 +56,25 @@ OPTIONS: dict[str, str] = {
     "PROJ_NETWORK": "OFF",
 }
 
+#: first bytes of the rasters a user may hand in → the one GDAL driver that opens them
+RASTER_MAGIC: dict[bytes, str] = {b"II*\x00": "GTiff", b"MM\x00*": "GTiff", b"II+\x00": "GTiff",
+                                  b"MM\x00+": "GTiff", b"\xff\xd8\xff": "JPEG"}
+#: the raster drivers a user's file may be opened with (GeoTIFF/COG are read by GTiff)
+RASTER_DRIVERS: tuple[str, ...] = tuple(dict.fromkeys(RASTER_MAGIC.values()))
+
 _locked = False
+
+
+def raster_driver(path: str | os.PathLike[str]) -> str:
+    """The GDAL driver for a user-supplied raster, from its first bytes; InputError when the file
+    is not a TIFF (GeoTIFF, COG) or JPEG. Pass it as ``rasterio.open(path, driver=…)``."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    for magic, driver in RASTER_MAGIC.items():
+        if head.startswith(magic):
+            return driver
+    raise InputError(f"{Path(path).name} is not a raster this server reads (GeoTIFF, COG or JPEG); "
+                     f"its first bytes are {head!r}")
 
 
 def apply_environment() -> None:

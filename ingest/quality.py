@@ -36,8 +36,6 @@ SATURATED_WARNING = 0.05
 MAX_DIRECT_READ_SAMPLES = 60_000_000
 #: the decimated read never holds more pixels than this, whatever the frame's declared size
 MAX_REDUCED_PIXELS = 4_000_000
-#: drivers a frame's pixels may be decoded with (a frame is never a VRT or a URL)
-FRAME_DRIVERS: tuple[str, ...] = ("GTiff", "JPEG")
 
 
 @dataclass(frozen=True)
@@ -100,11 +98,14 @@ def _read_decimated_gdal(path: Path) -> tuple[np.ndarray, float]:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
+    from belcheer.gdalenv import raster_driver
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        # no sibling files (.aux.xml, .ovr) and no driver but the frame formats'
+        # no sibling files (.aux.xml, .ovr) and only the driver the content calls for: a frame
+        # is never a VRT or a URL
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
-                rasterio.open(path, allowed_drivers=list(FRAME_DRIVERS)) as src:
+                rasterio.open(path, driver=raster_driver(path)) as src:
             f = _factor(max(src.width, src.height))
             out_h, out_w = max(src.height // f, 1), max(src.width // f, 1)
             _check_reduced(out_w, out_h)
