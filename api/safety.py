@@ -6,6 +6,7 @@ a user supplies is opened only with an allow-list of drivers and after its heade
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -32,6 +33,9 @@ _CHUNK = 1024 * 1024
 
 def refuse_vsi(name: str) -> str:
     """Refuse names GDAL would treat as virtual filesystems or connection strings."""
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise UnsafePathError(f"{name!r} holds control characters (a NUL byte, a line break…); "
+                              "give a plain folder name")
     low = name.strip().lower()
     if low.startswith(("/vsi", "vsi", "http:", "https:", "ftp:", "pg:", "<")) or "://" in low:
         raise UnsafePathError(f"{name!r} names a virtual or remote source; give a plain file")
@@ -52,9 +56,25 @@ def allowed_folder(name: str, roots: Sequence[Path]) -> Path:
         if path.resolve().is_relative_to(Path(root).resolve()):
             if not path.is_dir():
                 raise InputError(f"{name!r} is not a folder inside the allowed roots")
+            escape = link_out_of(path, roots)
+            if escape is not None:
+                raise UnsafePathError(f"{escape} inside {name!r} is a symlink to a place outside the "
+                                      "folders this server may read; remove the link or copy the frames in")
             return path
     raise UnsafePathError(f"{name!r} is outside the folders this server may read "
                           f"({', '.join(str(r) for r in roots)})")
+
+
+def link_out_of(folder: Path, roots: Sequence[Path]) -> Path | None:
+    """The first path below ``folder`` whose real location (symlinks resolved) is outside every
+    root, or None. Links are resolved, never walked into, so a loop costs nothing."""
+    real_roots = [Path(r).resolve() for r in roots]
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink() and not any(p.resolve().is_relative_to(r) for r in real_roots):
+                return p
+    return None
 
 
 def has_image_magic(head: bytes) -> bool:

@@ -44,6 +44,8 @@ class PipelineParams:
     scheduler: str | None = None
     replace: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: read no frame whose real path (symlinks resolved) is outside these folders (API jobs)
+    confine: Sequence[Path] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"survey": self.survey, "frames_dir": str(self.frames_dir) if self.frames_dir else None,
@@ -52,7 +54,8 @@ class PipelineParams:
                 "panel_albedo": (dict(self.panel_albedo) if isinstance(self.panel_albedo, Mapping)
                                  else self.panel_albedo),
                 "parcels": str(self.parcels) if self.parcels else None,
-                "scheduler": self.scheduler, "replace": self.replace, "options": dict(self.options)}
+                "scheduler": self.scheduler, "replace": self.replace, "options": dict(self.options),
+                "confine": [str(c) for c in self.confine] if self.confine is not None else None}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PipelineParams:
@@ -61,7 +64,8 @@ class PipelineParams:
                    panels=tuple(d.get("panels") or ()), panel_albedo=d.get("panel_albedo"),
                    parcels=Path(d["parcels"]) if d.get("parcels") else None,
                    scheduler=d.get("scheduler"), replace=bool(d.get("replace")),
-                   options=d.get("options") or {})
+                   options=d.get("options") or {},
+                   confine=[Path(c) for c in d["confine"]] if d.get("confine") is not None else None)
 
 
 @dataclass
@@ -80,7 +84,7 @@ def _ingest(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
         ctx.ws.catalog.survey(p.survey)  # raises NotFoundError naming the known surveys
         return {"skipped": "already ingested"}
     survey = ingest(ctx.ws, p.frames_dir, survey=p.survey, epsg=p.epsg, panels=p.panels,
-                    replace=p.replace, progress=progress)
+                    replace=p.replace, progress=progress, confine=p.confine)
     return {"captures": len(survey.captures), "usable": len(survey.flight_captures)}
 
 

@@ -94,6 +94,19 @@ _CODED = {"land_use": (_LAND_USE_VALUES, "other", LAND_USES),
           "eco_zone": (_ECO_VALUES, "steppe", ECO_ZONES)}
 
 
+#: longest parcel id accepted (cadastral codes are ≈ 20 characters)
+MAX_ID_LENGTH = 120
+
+
+def check_parcel_id(pid: str) -> str:
+    """``pid`` if it is usable as a parcel id: 1–120 characters, no control characters (a CR/LF
+    in an id would end up in URLs, file names and HTTP headers). InputError otherwise."""
+    if not pid or len(pid) > MAX_ID_LENGTH or any(ord(c) < 32 or 0x7f <= ord(c) < 0xa0 for c in pid):
+        raise InputError(f"parcel id {pid[:40]!r} is not usable: give 1–{MAX_ID_LENGTH} characters "
+                         "without line breaks or other control characters")
+    return pid
+
+
 @dataclass
 class ParcelImport:
     """The result of reading a parcel layer: the normalised frame and what was found on the way."""
@@ -354,6 +367,12 @@ def _geometry_checks(frame: gpd.GeoDataFrame, ids: pd.Series, report: dict[str, 
     if has_z.any():
         report["z_dropped"] = int(has_z.sum())
     geoms = shapely.force_2d(geoms)  # also drops M
+    # NaN or Infinity in a vertex: GEOS cannot repair or measure such a polygon; drop the parcel
+    coords, which = shapely.get_coordinates(geoms, return_index=True)
+    nonfinite = np.zeros(len(geoms), dtype=bool)
+    nonfinite[which[~np.isfinite(coords).all(axis=1)]] = True
+    report["nonfinite"] = [str(ids.iloc[i]) for i in np.flatnonzero(nonfinite)]
+    geoms[nonfinite] = None
     invalid = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
     repaired = []
     if invalid.any():
@@ -366,8 +385,10 @@ def _geometry_checks(frame: gpd.GeoDataFrame, ids: pd.Series, report: dict[str, 
         str(ids.iloc[i]) for i, g in enumerate(geoms)
         if g is not None and not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon")
         and kept[i] is not None]
-    empty = np.array([g is None for g in kept])
-    report["dropped"] = [{"parcel_id": str(ids.iloc[i]), "reason": "empty or not polygonal"}
+    empty = np.array([g is None for g in kept], dtype=bool)
+    report["dropped"] = [{"parcel_id": str(ids.iloc[i]),
+                          "reason": "NaN or infinite coordinates" if nonfinite[i] else
+                          "empty, unreadable or not polygonal"}
                          for i in np.flatnonzero(empty)]
     frame = frame.set_geometry(gpd.GeoSeries(kept, index=frame.index, crs=frame.crs))
     return frame.loc[~empty]
@@ -431,6 +452,8 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
     else:
         ids = pd.Series([f"P{i + 1:05d}" for i in range(len(frame))], index=frame.index)
         report["ids_generated"] = True
+    for pid in ids:
+        check_parcel_id(str(pid))
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):
         listed = sorted(set(dup))
@@ -468,6 +491,9 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
         out[name] = frame[c]
     gdf = gpd.GeoDataFrame(out, geometry=frame.geometry.values, crs=frame.crs)
     gdf = _geometry_checks(gdf, gdf["parcel_id"], report)
+    if len(gdf) == 0:
+        raise InputError(f"{source} has no polygon parcels: all {len(frame)} features are empty, null, "
+                         "points or lines, or have NaN/infinite coordinates; export the parcel polygons")
     gdf = gdf.to_crs(4326)
     gdf.insert(len(PARCEL_COLUMNS) - 1, "area_ha", areas_ha(gdf).round(4))
     _overlaps_and_slivers(gdf, report)
@@ -489,7 +515,9 @@ def read_parcels(path: Path, *, layer: str | None = None, id_field: str | None =
         if opened != driver and not (driver == "KML" and opened == "LIBKML"):
             raise InputError(f"{path.name} looked like {driver} but GDAL opens it as {opened}; "
                              f"parcel files are read with {', '.join(VECTOR_DRIVERS)} only")
-        frame = pyogrio.read_dataframe(src, layer=layer, **opts)
+        # a geometry GEOS cannot build (a ring left open by a NaN vertex) becomes null and is
+        # reported as dropped, instead of failing the whole layer
+        frame = pyogrio.read_dataframe(src, layer=layer, on_invalid="ignore", **opts)
     except pyogrio.errors.DataSourceError as exc:
         raise InputError(f"cannot read parcel file {path.name}: {exc}") from exc
     except pyogrio.errors.DataLayerError as exc:

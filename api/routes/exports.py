@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from belcheer.api import data, exports, tiles
 from belcheer.api.auth import User
 from belcheer.api.deps import current_user, settings, workspace
+from belcheer.api.responses import attachment
 from belcheer.api.routes.features import _report
 from belcheer.errors import InputError, NotFoundError
 from belcheer.workspace import Workspace
@@ -19,7 +20,7 @@ Fmt = Literal["shp", "gpkg", "geojson", "fgb", "csv", "kml"]
 
 def _send(exp: exports.Export) -> Response:
     return Response(exp.content, media_type=exp.media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{exp.filename}"'})
+                    headers={"Content-Disposition": attachment(exp.filename)})
 
 
 def _epsg(ws: Workspace, crs: str, survey: str | None) -> int:
