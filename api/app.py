@@ -155,8 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from belcheer.api.routes import auth, exports, features, jobs, pages, stac, stats, tiles
 
     for module in (pages, auth, tiles, stac, features, stats, exports, jobs):
+        document_errors(module.router.routes)
         app.include_router(module.router)
-    document_errors(app)
     if VENDOR_DIR.is_dir():
         app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI
+from collections.abc import Iterable
+
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 from pydantic import BaseModel, Field
 
 
@@ -68,10 +70,10 @@ def statuses(route: APIRoute) -> set[int]:
     return out
 
 
-def document_errors(app: FastAPI) -> None:
-    """Add the error responses of :func:`statuses` (body :class:`ErrorBody`) to every API route;
-    call after the routers are included and before the schema is first built."""
-    for route in app.routes:
+def document_errors(routes: Iterable[BaseRoute]) -> None:
+    """Add the error responses of :func:`statuses` (body :class:`ErrorBody`) to ``routes`` (a
+    router's, before it is included in the app; idempotent)."""
+    for route in routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         for status in sorted(statuses(route)):
