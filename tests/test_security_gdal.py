@@ -23,7 +23,6 @@ from test_api_helpers import build_workspace, token
 
 from belcheer import gdalenv
 from belcheer.api import create_app
-from belcheer.cli import main
 from belcheer.errors import InputError
 from belcheer.zoning import read_parcels
 
@@ -128,20 +127,20 @@ def test_parcel_reader_refuses_virtual_formats(tmp_path, secret_csv, kind):
     assert "virtual dataset" in text or "content is" in text
 
 
-def test_skipped_drivers_are_gone_from_gdal(tmp_path, secret_csv):
-    gdalenv.lock_drivers()
-    assert not set(gdalenv.SKIPPED_DRIVERS) & set(pyogrio.list_drivers())
-    vrt = _hostile_files(tmp_path, secret_csv)["vrt"]
-    with pytest.raises(pyogrio.errors.DataSourceError):
-        pyogrio.read_dataframe(vrt)  # even pyogrio called directly cannot open it now
+def test_cli_parcels_import_refuses_vrt_and_gdalg(tmp_path, secret_csv):
+    """``belcheer parcels import passwd.vrt`` / ``pipe.gdalg.json``, in a fresh process."""
+    import shutil
+    import subprocess
+    import sys
 
-
-def test_cli_parcels_import_refuses_vrt_and_gdalg(tmp_path, secret_csv, capsys):
     files = _hostile_files(tmp_path, secret_csv)
-    ws = tmp_path / "ws"
-    for kind in ("passwd-vrt", "gdalg"):
-        assert main(["-w", str(ws), "parcels", "import", str(files[kind])]) == InputError.exit_code
-    assert SECRET not in capsys.readouterr().out
+    exe = shutil.which("belcheer", path=str(Path(sys.executable).parent))
+    for kind in ("passwd-vrt", "gdalg", "gdalg-as-geojson"):
+        out = subprocess.run([exe, "-w", str(tmp_path / "ws"), "parcels", "import", str(files[kind])],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == InputError.exit_code, (kind, out.stdout, out.stderr[-500:])
+        assert "virtual dataset" in out.stdout + out.stderr
+        assert SECRET not in out.stdout + out.stderr
 
 
 @pytest.fixture
@@ -167,6 +166,14 @@ def test_upload_of_gdalg_or_vrt_publishes_nothing(api, tmp_path, secret_csv):
     assert SECRET not in items and "root:x:" not in items
 
 
+def test_skipped_drivers_are_gone_from_gdal(tmp_path, secret_csv):
+    gdalenv.lock_drivers()
+    assert not set(gdalenv.SKIPPED_DRIVERS) & set(pyogrio.list_drivers())
+    vrt = _hostile_files(tmp_path, secret_csv)["vrt"]
+    with pytest.raises(pyogrio.errors.DataSourceError):
+        pyogrio.read_dataframe(vrt)  # even pyogrio called directly cannot open it now
+
+
 # -- the network ----------------------------------------------------------------------------
 def _linked_crs_geojson(url: str) -> str:
     return json.dumps({"type": "FeatureCollection",
@@ -186,15 +193,14 @@ def test_linked_crs_is_refused_and_never_fetched(tmp_path, server, api):
     r = client.post("/parcels/upload", headers=token(client, "officer"),
                     files={"file": ("linked.geojson", path.read_bytes(), "application/geo+json")})
     assert r.status_code == 422
-    # GDAL's own GeoJSON reader, called directly, cannot fetch it either (dead proxy)
-    gdalenv.lock_drivers()
+    # GDAL's own GeoJSON reader, called directly, cannot fetch it either: importing belcheer put
+    # the dead proxy into the environment both bundled GDALs read
     pyogrio.read_dataframe(path)
     assert hits == []
 
 
 def test_vsicurl_in_vrts_never_connects(tmp_path, server):
     url, hits = server
-    gdalenv.lock_drivers()
     raster_vrt = tmp_path / "remote.vrt"
     raster_vrt.write_text(
         '<VRTDataset rasterXSize="10" rasterYSize="10"><VRTRasterBand dataType="Byte" band="1">'
