@@ -71,7 +71,8 @@ class BodyLimit:
                 raise
         if cut and not started:
             resp = _error(TooLargeError(f"the request body is larger than the limit of {self.limit} bytes "
-                                        "(Settings.max_upload_total_bytes); send less at once"))
+                                        "(Settings.max_upload_total_bytes); send less at once",
+                                        code="error.upload.too_large", limit=self.limit))
             await resp(scope, receive, send)
 
 

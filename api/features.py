@@ -138,7 +138,8 @@ def parcels_from_geojson(doc: Any) -> gpd.GeoDataFrame:
             raise InputError(f"feature {i} ({pid}): a parcel must be a Polygon or MultiPolygon, "
                              f"not {geom.geom_type}")
         if not np.isfinite(shapely.get_coordinates(geom)).all():
-            raise InputError(f"feature {i} ({pid}): coordinates must be finite numbers (NaN or Infinity found)")
+            raise InputError(f"feature {i} ({pid}): coordinates must be finite numbers (NaN or Infinity found)",
+                             code="error.parcels.nonfinite", index=i, parcel_id=str(pid))
         minx, miny, maxx, maxy = geom.bounds
         if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
             raise InputError(f"feature {i} ({pid}): coordinates are not longitude/latitude degrees "

@@ -35,7 +35,7 @@ def refuse_vsi(name: str) -> str:
     """Refuse names GDAL would treat as virtual filesystems or connection strings."""
     if any(ord(c) < 32 or c == "\x7f" for c in name):
         raise UnsafePathError(f"{name!r} holds control characters (a NUL byte, a line break…); "
-                              "give a plain folder name")
+                              "give a plain folder name", code="error.path.control", name=repr(name)[1:-1])
     low = name.strip().lower()
     if low.startswith(("/vsi", "vsi", "http:", "https:", "ftp:", "pg:", "<")) or "://" in low:
         raise UnsafePathError(f"{name!r} names a virtual or remote source; give a plain file")
@@ -59,7 +59,8 @@ def allowed_folder(name: str, roots: Sequence[Path]) -> Path:
             escape = link_out_of(path, roots)
             if escape is not None:
                 raise UnsafePathError(f"{escape} inside {name!r} is a symlink to a place outside the "
-                                      "folders this server may read; remove the link or copy the frames in")
+                                      "folders this server may read; remove the link or copy the frames in",
+                                      code="error.path.symlink_out", link=str(escape), name=name)
             return path
     raise UnsafePathError(f"{name!r} is outside the folders this server may read "
                           f"({', '.join(str(r) for r in roots)})")

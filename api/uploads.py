@@ -65,7 +65,8 @@ def _vector_suffix(head: bytes, filename: str) -> str:
     if head.startswith(b"PK\x03\x04"):
         return ".zip"
     if head.startswith(b"\x00\x00\x27\x0a"):
-        raise InputError("a Shapefile is several files (.shp, .dbf, .shx, .prj): upload them zipped")
+        raise InputError("a Shapefile is several files (.shp, .dbf, .shx, .prj): upload them zipped",
+                         code="error.parcels.shapefile_zip")
     return _DRIVER_SUFFIX[sniff_vector_driver(head, filename)]
 
 
@@ -77,7 +78,8 @@ def upload_scope(user: User, soum: str | None) -> str | None:
         return soum
     if soum is not None and soum != user.soum:
         raise PermissionDeniedError(f"officer {user.username!r} uploads parcels of soum {user.soum!r} "
-                                    f"only, not of {soum!r}")
+                                    f"only, not of {soum!r}", code="error.upload.soum_other",
+                                    username=user.username, soum=user.soum, other=soum)
     return user.soum
 
 
@@ -100,7 +102,8 @@ def scoped_layer(current: gpd.GeoDataFrame, new: gpd.GeoDataFrame, scope: str | 
         other = sorted(set(_soums(new)) - {scope})
         if other:
             raise PermissionDeniedError(f"the file holds parcels of soum(s) {', '.join(other[:5])}; this "
-                                        f"upload may add or replace parcels of soum {scope!r} only")
+                                        f"upload may add or replace parcels of soum {scope!r} only",
+                                        code="error.upload.soum_file", soums=", ".join(other[:5]), soum=scope)
     cur_ids = current["parcel_id"].astype(str)
     new_ids = set(new["parcel_id"].astype(str))
     if mode == "merge":
@@ -108,15 +111,18 @@ def scoped_layer(current: gpd.GeoDataFrame, new: gpd.GeoDataFrame, scope: str | 
         if scope is not None:
             foreign = drop & (_soums(current) != scope)
             if foreign.any():
-                raise PermissionDeniedError(f"parcel(s) {', '.join(sorted(cur_ids[foreign])[:5])} belong to "
-                                            f"another soum than {scope!r}; they cannot be replaced from here")
+                ids = ", ".join(sorted(cur_ids[foreign])[:5])
+                raise PermissionDeniedError(f"parcel(s) {ids} belong to another soum than {scope!r}; they "
+                                            "cannot be replaced from here", code="error.upload.soum_foreign",
+                                            ids=ids, soum=scope)
     else:
         drop = pd.Series(True, index=current.index) if scope is None else _soums(current) == scope
     kept = current.loc[~drop]
     clash = sorted(set(kept["parcel_id"].astype(str)) & new_ids)
     if clash:
         raise ConflictError(f"parcel id(s) {', '.join(clash[:5])} are already used by parcels of another "
-                            "soum; give the new parcels other ids")
+                            "soum; give the new parcels other ids", code="error.upload.id_clash",
+                            ids=", ".join(clash[:5]))
     layer = pd.concat([kept.to_crs(4326), new.to_crs(4326)], ignore_index=True)
     layer = gpd.GeoDataFrame(layer, geometry="geometry", crs=4326)
     return layer, {"scope": scope, "mode": mode, "before": int(len(current)), "removed": int(drop.sum()),

@@ -74,7 +74,7 @@ def raster_driver(path: str | os.PathLike[str]) -> str:
         if head.startswith(magic):
             return driver
     raise InputError(f"{Path(path).name} is not a raster this server reads (GeoTIFF, COG or JPEG); "
-                     f"its first bytes are {head!r}")
+                     f"its first bytes are {head!r}", code="error.raster.format", name=Path(path).name)
 
 
 def apply_environment() -> None:

@@ -103,7 +103,8 @@ def check_parcel_id(pid: str) -> str:
     in an id would end up in URLs, file names and HTTP headers). InputError otherwise."""
     if not pid or len(pid) > MAX_ID_LENGTH or any(ord(c) < 32 or 0x7f <= ord(c) < 0xa0 for c in pid):
         raise InputError(f"parcel id {pid[:40]!r} is not usable: give 1–{MAX_ID_LENGTH} characters "
-                         "without line breaks or other control characters")
+                         "without line breaks or other control characters", code="error.parcels.bad_id",
+                         parcel_id=pid[:40], max=MAX_ID_LENGTH)
     return pid
 
 
@@ -149,7 +150,7 @@ def sniff_vector_driver(head: bytes, name: str) -> str:
     if b"<ogrvrtdatasource" in low or b"<vrtdataset" in low or _GDALG.search(head):
         raise InputError(f"{name} is a GDAL virtual dataset (VRT or GDALG pipeline), which can read "
                               "other files and URLs; export the parcels themselves as GeoPackage, "
-                              "GeoJSON or Shapefile")
+                              "GeoJSON or Shapefile", code="error.parcels.virtual", name=name)
     if text.startswith(b"{"):
         return "GeoJSON"
     if text.startswith(b"<") and b"<kml" in low:
@@ -157,7 +158,7 @@ def sniff_vector_driver(head: bytes, name: str) -> str:
     if name.lower().endswith(".csv") and not text.startswith(b"<") and b"\x00" not in head:
         return "CSV"
     raise InputError(f"{name} is not a parcel layer this reader opens (GeoPackage, GeoJSON, Shapefile, "
-                     "FlatGeobuf, KML or CSV with a WKT column)")
+                     "FlatGeobuf, KML or CSV with a WKT column)", code="error.parcels.format", name=name)
 
 
 def check_geojson_crs(data: bytes, name: str) -> None:
@@ -166,7 +167,8 @@ def check_geojson_crs(data: bytes, name: str) -> None:
     for m in _CRS_MEMBER.finditer(data):
         if _CRS_FETCH.search(data, m.end(), m.end() + 2048):
             raise InputError(f"{name} declares its CRS as a link to fetch; this server reads no "
-                                  "URLs: give the CRS by name (\"EPSG:4326\") or leave it out (CRS84)")
+                                  "URLs: give the CRS by name (\"EPSG:4326\") or leave it out (CRS84)",
+                             code="error.parcels.crs_link", name=name)
 
 
 def _check_content(path: Path, member: str | None = None) -> str:
@@ -182,7 +184,8 @@ def _check_content(path: Path, member: str | None = None) -> str:
     expected = _SUFFIX_DRIVER.get(PurePosixPath(name).suffix.lower())
     if expected is not None and expected != driver:
         raise InputError(f"{name} is named like {expected} but its content is {driver}; rename it "
-                         "or export it again")
+                         "or export it again", code="error.parcels.mismatch", name=name, expected=expected,
+                         driver=driver)
     if driver == "GeoJSON":
         if member is None:
             data = path.read_bytes()
@@ -493,7 +496,8 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
     gdf = _geometry_checks(gdf, gdf["parcel_id"], report)
     if len(gdf) == 0:
         raise InputError(f"{source} has no polygon parcels: all {len(frame)} features are empty, null, "
-                         "points or lines, or have NaN/infinite coordinates; export the parcel polygons")
+                         "points or lines, or have NaN/infinite coordinates; export the parcel polygons",
+                         code="error.parcels.no_polygons", source=source, count=len(frame))
     gdf = gdf.to_crs(4326)
     gdf.insert(len(PARCEL_COLUMNS) - 1, "area_ha", areas_ha(gdf).round(4))
     _overlaps_and_slivers(gdf, report)
@@ -514,7 +518,8 @@ def read_parcels(path: Path, *, layer: str | None = None, id_field: str | None =
         opened = pyogrio.read_info(src, layer=layer, **opts)["driver"]
         if opened != driver and not (driver == "KML" and opened == "LIBKML"):
             raise InputError(f"{path.name} looked like {driver} but GDAL opens it as {opened}; "
-                             f"parcel files are read with {', '.join(VECTOR_DRIVERS)} only")
+                             f"parcel files are read with {', '.join(VECTOR_DRIVERS)} only",
+                             code="error.parcels.driver", name=path.name, driver=driver, opened=opened)
         # a geometry GEOS cannot build (a ring left open by a NaN vertex) becomes null and is
         # reported as dropped, instead of failing the whole layer
         frame = pyogrio.read_dataframe(src, layer=layer, on_invalid="ignore", **opts)
