@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from belcheer.api.auth import secret_key
 from belcheer.api.jobs import JobRunner
 from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
+from belcheer.api.responses import document_errors
 from belcheer.config import Settings
 from belcheer.errors import BelcheerError, TooLargeError
 from belcheer.workspace import open_workspace
@@ -42,17 +43,77 @@ class BodyLimit:
                                         f"limit of {self.limit} bytes (Settings.max_upload_total_bytes)"))
             return await resp(scope, receive, send)
         seen = 0
+        cut = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, cut
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    cut = True
                     raise TooLargeError(f"the request body is larger than the limit of {self.limit} bytes")
             return msg
 
-        await self.app(scope, counted, send)
+        started = False
+
+        async def guarded(msg: Message) -> None:
+            nonlocal started
+            if cut:
+                return  # whatever the app makes of a body cut short (FastAPI: 400) gives way to the 413
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except TooLargeError:
+            if not cut:
+                raise
+        if cut and not started:
+            resp = _error(TooLargeError(f"the request body is larger than the limit of {self.limit} bytes "
+                                        "(Settings.max_upload_total_bytes); send less at once",
+                                        code="error.upload.too_large", limit=self.limit))
+            await resp(scope, receive, send)
+
+
+#: response headers of every HTML page: no sniffing, no framing, no third-party scripts, no
+#: referrer with parcel ids leaving the site
+HTML_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
+                               "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+#: FastAPI's own documentation pages load Swagger UI / ReDoc from their CDN: no CSP there
+_DOC_PATHS = ("/docs", "/redoc")
+
+
+class SecurityHeaders:
+    """``X-Content-Type-Options: nosniff`` on every response and :data:`HTML_HEADERS` on HTML."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        docs = str(scope.get("path", "")).startswith(_DOC_PATHS)
+
+        async def with_headers(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                headers = list(msg.get("headers") or [])
+                names = {k.lower() for k, _ in headers}
+                extra = {"X-Content-Type-Options": "nosniff"}
+                ctype = dict(headers).get(b"content-type", b"")
+                if ctype.startswith(b"text/html") and not docs:
+                    extra.update(HTML_HEADERS)
+                headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()
+                            if k.lower().encode() not in names]
+                msg = {**msg, "headers": headers}
+            await send(msg)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _error(exc: BelcheerError) -> JSONResponse:
@@ -95,12 +156,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from belcheer.api.routes import auth, exports, features, jobs, pages, stac, stats, tiles
 
     for module in (pages, auth, tiles, stac, features, stats, exports, jobs):
+        document_errors(module.router.routes)
         app.include_router(module.router)
     if VENDOR_DIR.is_dir():
         app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # the body limit sits outermost so nothing reads a too-large upload
+    # the body limit sits outside the routes so nothing reads a too-large upload; the security
+    # headers outside it, so its 413 carries them too
     app.add_middleware(BodyLimit, limit=settings.max_upload_total_bytes + 1024 * 1024)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -32,8 +32,25 @@ async def runner(request: Request) -> JobRunner:
 
 
 def base_url(request: Request) -> str:
-    """This server's URL without a trailing slash (for absolute links)."""
-    return str(request.base_url).rstrip("/")
+    """This server's URL without a trailing slash (for absolute links): Settings.public_url, else
+    the request's own only when its Host is in Settings.trusted_hosts, else the address the
+    connection arrived on (a client-chosen Host never reaches a link)."""
+    cfg: Settings = request.app.state.settings
+    if cfg.public_url:
+        return cfg.public_url.rstrip("/")
+    host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+    trusted = {h.lower() for h in cfg.trusted_hosts}
+    if "*" in trusted or (host and host in trusted):
+        return str(request.base_url).rstrip("/")
+    server = request.scope.get("server")
+    scheme = request.url.scheme
+    root = request.scope.get("root_path", "").rstrip("/")
+    if not server:
+        return root
+    addr, port = server[0], server[1]
+    addr = f"[{addr}]" if ":" in str(addr) else addr
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{addr}{'' if port in (None, default) else f':{port}'}{root}"
 
 
 async def current_user(request: Request, token: str | None = Depends(oauth2)) -> User:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
 from shapely.geometry import box, mapping, shape
@@ -17,6 +18,7 @@ from shapely.geometry import box, mapping, shape
 from belcheer.api.data import feature_properties
 from belcheer.errors import InputError, NotFoundError
 from belcheer.models import PARCEL_COLUMNS
+from belcheer.zoning.parcels import check_parcel_id
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -135,6 +137,9 @@ def parcels_from_geojson(doc: Any) -> gpd.GeoDataFrame:
         if geom.geom_type not in ("Polygon", "MultiPolygon") or geom.is_empty:
             raise InputError(f"feature {i} ({pid}): a parcel must be a Polygon or MultiPolygon, "
                              f"not {geom.geom_type}")
+        if not np.isfinite(shapely.get_coordinates(geom)).all():
+            raise InputError(f"feature {i} ({pid}): coordinates must be finite numbers (NaN or Infinity found)",
+                             code="error.parcels.nonfinite", index=i, parcel_id=str(pid))
         minx, miny, maxx, maxy = geom.bounds
         if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
             raise InputError(f"feature {i} ({pid}): coordinates are not longitude/latitude degrees "
@@ -143,7 +148,7 @@ def parcels_from_geojson(doc: Any) -> gpd.GeoDataFrame:
             reason = shapely.is_valid_reason(geom)
             raise InputError(f"feature {i} ({pid}): invalid polygon ({reason}); fix it and resend")
         rec = {c: props[c] for c in PARCEL_COLUMNS if c in props and c != "area_ha"}
-        rec["parcel_id"] = str(pid)
+        rec["parcel_id"] = check_parcel_id(str(pid))
         records.append(rec)
         geoms.append(geom)
     gdf = gpd.GeoDataFrame(records, geometry=geoms, crs=4326)

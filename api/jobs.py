@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 PIPELINE_KIND = "pipeline"
 #: job params key saying the frames were uploaded into the job's own folder
 UPLOADED = "uploaded_frames"
+#: state of a job that is not to run until started (frames still arriving, or start=false)
+WAITING = "waiting"
 #: write progress to the catalog at most this often, seconds (SQLite is shared by everyone)
 _PROGRESS_EVERY = 0.5
 
@@ -55,6 +57,7 @@ class JobRunner:
         p = pipeline.PipelineParams.from_dict(params)
         if uploaded:
             p.frames_dir = job_frames_dir(self.ws, job.id)
+            p.confine = [p.frames_dir]
         return p
 
     def start(self, job_id: str) -> None:
@@ -68,7 +71,8 @@ class JobRunner:
             t.start()
 
     def resume(self) -> list[str]:
-        """Restart every queued or running job (after a server restart). Returns their ids."""
+        """Restart every queued or running job (after a server restart), never a waiting one.
+        Returns their ids."""
         ids = [j.id for j in self.ws.catalog.jobs() if j.state in ("queued", "running")
                and j.kind == PIPELINE_KIND]
         for job_id in ids:

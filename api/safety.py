@@ -6,6 +6,7 @@ a user supplies is opened only with an allow-list of drivers and after its heade
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -15,11 +16,12 @@ from typing import BinaryIO
 import numpy as np
 import rasterio
 
+from belcheer import gdalenv
 from belcheer.errors import InputError, TooLargeError, UnsafePathError
 from belcheer.fileio import confined, safe_name
 
 #: GDAL raster drivers a user-supplied raster may be opened with (no VRT, no network)
-RASTER_DRIVERS: tuple[str, ...] = ("GTiff", "COG", "JPEG", "PNG")
+RASTER_DRIVERS: tuple[str, ...] = gdalenv.RASTER_DRIVERS
 #: the first bytes of the image files we accept from users
 _MAGIC: tuple[bytes, ...] = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"\xff\xd8\xff",
                              b"\x89PNG")
@@ -31,6 +33,9 @@ _CHUNK = 1024 * 1024
 
 def refuse_vsi(name: str) -> str:
     """Refuse names GDAL would treat as virtual filesystems or connection strings."""
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise UnsafePathError(f"{name!r} holds control characters (a NUL byte, a line break…); "
+                              "give a plain folder name", code="error.path.control", name=repr(name)[1:-1])
     low = name.strip().lower()
     if low.startswith(("/vsi", "vsi", "http:", "https:", "ftp:", "pg:", "<")) or "://" in low:
         raise UnsafePathError(f"{name!r} names a virtual or remote source; give a plain file")
@@ -51,9 +56,26 @@ def allowed_folder(name: str, roots: Sequence[Path]) -> Path:
         if path.resolve().is_relative_to(Path(root).resolve()):
             if not path.is_dir():
                 raise InputError(f"{name!r} is not a folder inside the allowed roots")
+            escape = link_out_of(path, roots)
+            if escape is not None:
+                raise UnsafePathError(f"{escape} inside {name!r} is a symlink to a place outside the "
+                                      "folders this server may read; remove the link or copy the frames in",
+                                      code="error.path.symlink_out", link=str(escape), name=name)
             return path
     raise UnsafePathError(f"{name!r} is outside the folders this server may read "
                           f"({', '.join(str(r) for r in roots)})")
+
+
+def link_out_of(folder: Path, roots: Sequence[Path]) -> Path | None:
+    """The first path below ``folder`` whose real location (symlinks resolved) is outside every
+    root, or None. Links are resolved, never walked into, so a loop costs nothing."""
+    real_roots = [Path(r).resolve() for r in roots]
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink() and not any(p.resolve().is_relative_to(r) for r in real_roots):
+                return p
+    return None
 
 
 def has_image_magic(head: bytes) -> bool:
@@ -68,11 +90,12 @@ def check_raster(path: Path, max_bytes: int) -> None:
     """
     refuse_vsi(str(path))
     try:
-        with rasterio.open(path, allowed_drivers=list(RASTER_DRIVERS)) as ds:
+        driver = gdalenv.raster_driver(path)
+        with rasterio.open(path, driver=driver) as ds:
             size = ds.width * ds.height * ds.count * max(
                 np.dtype(dt).itemsize for dt in ds.dtypes)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"{path.name} is not a raster this server reads (GeoTIFF, JPEG, PNG): {exc}") from exc
+    except (rasterio.errors.RasterioIOError, OSError) as exc:
+        raise InputError(f"{path.name} is not a raster this server reads (GeoTIFF, COG, JPEG): {exc}") from exc
     if size > max_bytes:
         raise TooLargeError(f"{path.name} would need {size / 1e9:.1f} GB in memory, more than the "
                             f"limit of {max_bytes / 1e9:.1f} GB (Settings.max_raster_bytes)")

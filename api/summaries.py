@@ -14,9 +14,22 @@ from belcheer.catalog import STAT_COLUMNS, SurveyRecord
 from belcheer.errors import NotFoundError
 from belcheer.workspace import Workspace
 
+#: summary keys that name places on the server (folders, frame paths): officers only
+_SERVER_PATHS = ("source_dir",)
 
-def survey_doc(ws: Workspace, rec: SurveyRecord, base: str) -> dict[str, Any]:
-    """A survey with its products, each with tile, TileJSON and legend URLs."""
+
+def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """An ingest summary without server paths: no source folder, problems counted but not listed
+    (each listed problem names a frame's absolute path)."""
+    out = {k: v for k, v in summary.items() if k not in _SERVER_PATHS}
+    if isinstance(out.get("problems"), dict):
+        out["problems"] = {k: v for k, v in out["problems"].items() if k != "list"}
+    return out
+
+
+def survey_doc(ws: Workspace, rec: SurveyRecord, base: str, internal: bool = False) -> dict[str, Any]:
+    """A survey with its products, each with tile, TileJSON and legend URLs. Only ``internal``
+    documents (for officers) carry the summary's server paths."""
     products = []
     for p in ws.catalog.products(rec.name):
         products.append({
@@ -27,7 +40,8 @@ def survey_doc(ws: Workspace, rec: SurveyRecord, base: str) -> dict[str, Any]:
         })
     cal = ws.catalog.calibration(rec.name)
     return {"name": rec.name, "date": rec.date, "epsg": rec.epsg, "published": rec.published,
-            "created": rec.created, "summary": dict(rec.summary), "products": products,
+            "created": rec.created, "products": products,
+            "summary": dict(rec.summary) if internal else public_summary(dict(rec.summary)),
             "calibration": None if cal is None else {
                 "method": cal.method, "source": cal.source, "panel_capture": cal.panel_capture,
                 "albedos": dict(cal.albedos), "absolute": bool(cal.body.get("absolute", True)),

@@ -29,6 +29,7 @@ import numpy as np
 import rasterio
 from PIL import Image
 from rio_tiler.colormap import apply_cmap, cmap
+from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
@@ -447,6 +448,11 @@ def point_values(products: list[Product], root: Path, lon: float, lat: float) ->
         path = product_path(p, root)
         try:
             with READERS.reader(path) as src:
+                # a point far outside the product may lie outside its CRS's projection domain
+                # too (GDAL refuses to transform it): test against the lon/lat bounds first
+                west, south, east, north = src.get_geographic_bounds(WGS84_CRS)
+                if not (west <= lon <= east and south <= lat <= north):
+                    continue
                 pt = src.point(lon, lat)
         except PointOutsideBounds:
             continue

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from belcheer import gdalenv
+
+# before rasterio or pyogrio register their drivers: no reader may reach another file or the network
+gdalenv.apply_environment()
+
 if TYPE_CHECKING:  # pragma: no cover
     from belcheer.config import Settings
     from belcheer.workspace import Workspace, open_workspace

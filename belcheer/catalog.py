@@ -183,7 +183,7 @@ class Job:
 
     id: str
     kind: str
-    state: str  # queued | running | done | failed | cancelled
+    state: str  # waiting | queued | running | done | failed | cancelled
     stage: str | None
     progress: float
     message: str | None

@@ -29,8 +29,14 @@ class Settings(BaseSettings):
     workers: int | None = None
     #: log level name
     log_level: str = "INFO"
-    #: server-side folders that API users may name as frame sources (confined with resolve())
+    #: server-side folders that API users may name as frame sources; every path read below them
+    #: is resolved (symlinks included) and must stay inside one of them
     allowed_roots: list[Path] = Field(default_factory=list)
+    #: the server's public address for absolute links (``https://belcheer.example.mn``); unset,
+    #: links use the address the connection arrived on, never the request's Host header
+    public_url: str | None = None
+    #: Host header values trusted for links when ``public_url`` is unset ("*": any)
+    trusted_hosts: list[str] = Field(default_factory=list)
     #: upload limits, bytes
     max_upload_file_bytes: int = 200 * 1024**2
     max_upload_total_bytes: int = 20 * 1024**3

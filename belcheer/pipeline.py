@@ -8,19 +8,23 @@ unfinished stage instead of starting again.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from belcheer.errors import ConfigError, CRSError
+from belcheer.errors import BelcheerError, ConfigError, ConflictError, CRSError
 from belcheer.progress import ProgressCallback, scaled
 from belcheer.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("ingest", "calibrate", "mosaic", "indices", "stats")
+#: catalog job kind of command-line runs (the API's job runner never picks these up)
+CLI_KIND = "cli-run"
 #: indices computed by default: reflectance-based for multispectral, relative for RGB
 DEFAULT_MS_INDICES: tuple[str, ...] = ("ndvi", "ndrei", "savi", "msavi", "gndvi")
 DEFAULT_RGB_INDICES: tuple[str, ...] = ("vari", "exg", "gli", "ngrdi")
@@ -44,6 +48,8 @@ class PipelineParams:
     scheduler: str | None = None
     replace: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: read no frame whose real path (symlinks resolved) is outside these folders (API jobs)
+    confine: Sequence[Path] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"survey": self.survey, "frames_dir": str(self.frames_dir) if self.frames_dir else None,
@@ -52,7 +58,8 @@ class PipelineParams:
                 "panel_albedo": (dict(self.panel_albedo) if isinstance(self.panel_albedo, Mapping)
                                  else self.panel_albedo),
                 "parcels": str(self.parcels) if self.parcels else None,
-                "scheduler": self.scheduler, "replace": self.replace, "options": dict(self.options)}
+                "scheduler": self.scheduler, "replace": self.replace, "options": dict(self.options),
+                "confine": [str(c) for c in self.confine] if self.confine is not None else None}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PipelineParams:
@@ -61,7 +68,8 @@ class PipelineParams:
                    panels=tuple(d.get("panels") or ()), panel_albedo=d.get("panel_albedo"),
                    parcels=Path(d["parcels"]) if d.get("parcels") else None,
                    scheduler=d.get("scheduler"), replace=bool(d.get("replace")),
-                   options=d.get("options") or {})
+                   options=d.get("options") or {},
+                   confine=[Path(c) for c in d["confine"]] if d.get("confine") is not None else None)
 
 
 @dataclass
@@ -80,7 +88,7 @@ def _ingest(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
         ctx.ws.catalog.survey(p.survey)  # raises NotFoundError naming the known surveys
         return {"skipped": "already ingested"}
     survey = ingest(ctx.ws, p.frames_dir, survey=p.survey, epsg=p.epsg, panels=p.panels,
-                    replace=p.replace, progress=progress)
+                    replace=p.replace, progress=progress, confine=p.confine)
     return {"captures": len(survey.captures), "usable": len(survey.flight_captures)}
 
 
@@ -201,3 +209,57 @@ def run_pipeline(ws: Workspace, params: PipelineParams, *, done: Sequence[str] =
             on_stage(name, results[name])
         start = stop
     return results
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_resumable(ws: Workspace, params: PipelineParams, *, progress: ProgressCallback | None = None,
+                  kind: str = CLI_KIND) -> tuple[dict[str, Any], list[str]]:
+    """:func:`run_pipeline` recorded in a catalog job row, so that the same run started again
+    after a crash, a ``kill -9`` or a failure resumes at its first unfinished stage, as API jobs do.
+
+    "The same run" is an unfinished job of ``kind`` with identical parameters (``frames_dir`` and
+    ``parcels`` compared as absolute paths). Raises ConflictError while another live process is
+    running it. Returns the results of the stages run now and the stages that were already done.
+    """
+    for attr in ("frames_dir", "parcels"):
+        value = getattr(params, attr)
+        if value is not None:
+            setattr(params, attr, Path(value).expanduser().resolve())
+    key = json.loads(json.dumps(params.to_dict(), default=str))
+    job = next((j for j in reversed(ws.catalog.jobs()) if j.kind == kind and dict(j.params) == key
+                and j.state in ("queued", "running", "failed")), None)
+    if job is not None and job.state == "running" and _pid_alive(job.result.get("pid")):
+        raise ConflictError(f"survey {params.survey!r} is being processed by process {job.result['pid']} "
+                            "right now; wait for it to finish or stop it first")
+    if job is None:
+        job = ws.catalog.add_job(kind, key, owner=os.environ.get("USER"))
+    done = list(job.result.get("done", []))
+    stages = dict(job.result.get("stages", {}))
+    before = list(done)
+    ws.catalog.update_job(job.id, state="running", error=None, message="resuming" if done else "starting",
+                          result={"done": done, "stages": stages, "pid": os.getpid()})
+
+    def on_stage(name: str, result: dict[str, Any]) -> None:
+        done.append(name)
+        stages[name] = result
+        ws.catalog.update_job(job.id, stage=name, result={"done": done, "stages": stages, "pid": os.getpid()})
+
+    try:
+        results = run_pipeline(ws, params, done=before, progress=progress, on_stage=on_stage)
+    except BelcheerError as exc:
+        ws.catalog.update_job(job.id, state="failed", error=str(exc), message=type(exc).__name__)
+        raise
+    ws.catalog.update_job(job.id, state="done", progress=1.0, message="done",
+                          result={"done": done, "stages": stages})
+    return results, before

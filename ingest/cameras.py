@@ -31,6 +31,15 @@ SENSOR_MM: dict[str, tuple[float, float]] = {
 #: Sequoia's RGB camera differs from its band cameras
 SEQUOIA_RGB_MM: tuple[float, float] = (6.17, 4.55)
 
+#: camera model (prefix, as :data:`SENSOR_MM`) → native full-frame size (width_px, height_px): no
+#: frame from that camera can be larger, so a bigger header is a forgery or a decompression bomb
+SENSOR_PX: dict[str, tuple[int, int]] = {
+    "FC300": (4000, 3000), "FC330": (4000, 3000), "FC220": (4000, 3000), "FC7303": (4000, 3000),
+    "FC6310": (5472, 3648), "FC6510": (5472, 3648), "L1D-20C": (5472, 3648),
+    "REDEDGE": (1280, 960), "ALTUM": (2064, 1544), "SEQUOIA": (1280, 960),
+}
+SEQUOIA_RGB_PX: tuple[int, int] = (4608, 3456)
+
 #: nominal centre wavelengths (nm) of the broad RGB channels, for RGB products
 RGB_CENTRES_NM: dict[str, float] = {"red": 650.0, "green": 550.0, "blue": 470.0}
 
@@ -64,6 +73,17 @@ def sensor_size_mm(model: str, *, rgb: bool = False) -> tuple[float, float] | No
     if key.startswith("SEQUOIA") and rgb:
         return SEQUOIA_RGB_MM
     for prefix, size in SENSOR_MM.items():
+        if key.startswith(prefix):
+            return size
+    return None
+
+
+def native_size_px(model: str, *, rgb: bool = False) -> tuple[int, int] | None:
+    """Full-frame size (width, height) in pixels of a camera model from :data:`SENSOR_PX`, or None."""
+    key = model.strip().upper()
+    if key.startswith("SEQUOIA") and rgb:
+        return SEQUOIA_RGB_PX
+    for prefix, size in SENSOR_PX.items():
         if key.startswith(prefix):
             return size
     return None

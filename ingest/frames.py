@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from belcheer.ingest import quality as q
-from belcheer.ingest.cameras import band_role, sensor_size_mm
+from belcheer.ingest.cameras import band_role, native_size_px, sensor_size_mm
 from belcheer.ingest.exif import ExifInfo, exif_from_gdal_metadata, read_exif
 from belcheer.ingest.grouping import NameInfo, parse_name
 from belcheer.ingest.xmp import (
@@ -55,6 +55,12 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".tif", ".tiff"})
 
 # tifffile logs odd tags (GDAL_NODATA it cannot cast…) at WARNING: noise in a scan of 1000 frames
 logging.getLogger("tifffile").setLevel(logging.ERROR)
+
+#: pixel budget of one frame: the largest aerial survey cameras have ≈ 150 MP; a header declaring
+#: more is refused before any pixel is decoded (a 77 KB TIFF can declare 10¹⁰ pixels)
+MAX_FRAME_PIXELS = 200_000_000
+#: a frame may exceed its camera's native size by this fraction (rounding in resizers) and no more
+_NATIVE_SLACK = 0.01
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -235,9 +241,33 @@ def _read(path: Path, size: int, name: NameInfo, quality: bool, position: str = 
         return ReadResult(None, skipped=f"{path.name} is a georeferenced map raster, not a camera frame")
     frame = build_frame(path, name, exif, xmp, tiff.width, tiff.height, tiff.bits, tiff.samples,
                         problems, position)
+    oversize = size_problem(frame, tiff.width, tiff.height)
+    if oversize is not None:
+        return ReadResult(_add(frame, oversize))
     if quality and frame.usable:
         frame = _with_quality(frame, kind)
     return ReadResult(frame)
+
+
+def size_problem(frame: Frame, width: int | None, height: int | None) -> Problem | None:
+    """A ``too_large`` error when the declared size (pixels, from the header) is beyond the pixel
+    budget or larger than the frame's camera can take; None when it is plausible."""
+    path = frame.path
+    if not width or not height:
+        return None
+    if width * height > MAX_FRAME_PIXELS:
+        return _problem("too_large", f"{path.name} declares {width} × {height} pixels "
+                        f"({width * height / 1e6:,.0f} MP), more than any drone camera takes "
+                        f"({MAX_FRAME_PIXELS / 1e6:.0f} MP budget); it is not a camera frame — remove it",
+                        path)
+    native = native_size_px(frame.camera.model, rgb=frame.band.name == "rgb")
+    if native is not None:
+        long_n, short_n = max(native), min(native)
+        if max(width, height) > long_n * (1 + _NATIVE_SLACK) or min(width, height) > short_n * (1 + _NATIVE_SLACK):
+            return _problem("too_large", f"{path.name} declares {width} × {height} pixels but a "
+                            f"{frame.camera.model} takes at most {native[0]} × {native[1]}; the header is "
+                            "forged or the file was edited — remove it", path)
+    return None
 
 
 def _with_quality(frame: Frame, kind: str) -> Frame:

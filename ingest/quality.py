@@ -34,6 +34,8 @@ SATURATED_ERROR = 0.5
 SATURATED_WARNING = 0.05
 #: largest uncompressed TIFF (samples) read whole before striding
 MAX_DIRECT_READ_SAMPLES = 60_000_000
+#: the decimated read never holds more pixels than this, whatever the frame's declared size
+MAX_REDUCED_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def read_decimated_jpeg(path: Path) -> tuple[np.ndarray, float]:
     with Image.open(path) as im:
         w, h = im.size
         f = _factor(max(w, h))
+        _check_reduced(w // f, h // f)
         im.draft("L", (w // f, h // f))
         arr = np.asarray(im.convert("L"), dtype=np.float32)
     return arr, 255.0
@@ -95,15 +98,28 @@ def _read_decimated_gdal(path: Path) -> tuple[np.ndarray, float]:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
+    from belcheer.gdalenv import raster_driver
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
+        # no sibling files (.aux.xml, .ovr) and only the driver the content calls for: a frame
+        # is never a VRT or a URL
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
+                rasterio.open(path, driver=raster_driver(path)) as src:
             f = _factor(max(src.width, src.height))
+            out_h, out_w = max(src.height // f, 1), max(src.width // f, 1)
+            _check_reduced(out_w, out_h)
             bands = list(range(1, min(src.count, 3) + 1))
-            arr = src.read(bands, out_shape=(len(bands), max(src.height // f, 1), max(src.width // f, 1)))
+            arr = src.read(bands, out_shape=(len(bands), out_h, out_w))
             dtype = np.dtype(src.dtypes[0])
     full = float(np.iinfo(dtype).max) if dtype.kind in "ui" else float(np.nanmax(arr) or 1.0)
     return arr.astype(np.float32).mean(axis=0), full
+
+
+def _check_reduced(width: int, height: int) -> None:
+    if width * height > MAX_REDUCED_PIXELS:
+        raise ValueError(f"the reduced read would be {width} × {height} pixels, more than "
+                         f"{MAX_REDUCED_PIXELS:,}")
 
 
 def measure(gray: np.ndarray, full_scale: float) -> PixelStats:

@@ -2,7 +2,9 @@
 
 The walk follows folder symlinks (cards are often mounted through links) but remembers every
 real folder it entered, so a link back up the tree is reported once (``symlink_loop``) and not
-followed. Hidden files (``.…``, e.g. macOS ``._IMG_0001.tif``) are ignored; files without an
+followed. With ``confine`` (the server's allowed roots) every folder and file is resolved, links
+included, and anything that lands outside those roots is reported (``outside_allowed_roots``)
+and never read. Hidden files (``.…``, e.g. macOS ``._IMG_0001.tif``) are ignored; files without an
 image extension are counted as skipped. Inputs are only ever opened for reading.
 
 CRS: the UTM zone of the centroid of the frames' positions (:func:`belcheer.crs.utm_epsg`), or
@@ -24,7 +26,13 @@ from pathlib import Path
 from pyproj import CRS, Transformer
 
 from belcheer.crs import utm_epsg
-from belcheer.errors import ConflictError, CRSError, InputError, NoUsableFramesError
+from belcheer.errors import (
+    ConflictError,
+    CRSError,
+    InputError,
+    NoUsableFramesError,
+    UnsafePathError,
+)
 from belcheer.fileio import safe_name, write_json_atomic
 from belcheer.ingest import validate
 from belcheer.ingest.footprint import footprint, gsd_m
@@ -42,14 +50,32 @@ NO_CRS_EPSG = 4326
 READ_WORKERS = min(4, os.cpu_count() or 1)
 
 
-def walk_images(folder: Path) -> tuple[list[Path], list[Problem], int]:
-    """Image files below ``folder`` (sorted, links followed once), survey problems, skipped count."""
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    real = path.resolve()
+    return any(real.is_relative_to(r) for r in roots)
+
+
+def _outside(path: Path) -> Problem:
+    return Problem("outside_allowed_roots", f"{path} leads outside the folders this server may read "
+                   "(a symlink out of the allowed roots); not read", Severity.ERROR, path)
+
+
+def walk_images(folder: Path, confine: Sequence[Path] | None = None) -> tuple[list[Path], list[Problem], int]:
+    """Image files below ``folder`` (sorted, links followed once), survey problems, skipped count.
+
+    With ``confine``, folders and files whose real path (symlinks resolved) is outside every one of
+    those roots are reported and left out."""
     files: list[Path] = []
     problems: list[Problem] = []
     skipped = 0
     seen: set[tuple[int, int]] = set()
+    roots = [Path(r).resolve() for r in confine] if confine is not None else None
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
+        if roots is not None and not _inside(here, roots):
+            problems.append(_outside(here))
+            dirnames[:] = []
+            continue
         try:
             st = here.stat()
         except OSError:
@@ -67,7 +93,9 @@ def walk_images(folder: Path) -> tuple[list[Path], list[Problem], int]:
             if name.startswith("."):
                 continue
             path = here / name
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if roots is not None and not _inside(path, roots):
+                problems.append(_outside(path))
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(path)
             else:
                 skipped += 1
@@ -117,23 +145,27 @@ def _place(captures: list[Capture], heights: dict[str, Height], epsg: int) -> li
 
 def scan(folder: Path | str, *, survey: str | None = None, epsg: int | None = None,
          panels: Sequence[str] = (), progress: ProgressCallback | None = None,
-         quality: bool = True, position: str = "auto") -> Survey:
+         quality: bool = True, position: str = "auto",
+         confine: Sequence[Path] | None = None) -> Survey:
     """Read the headers of every frame below ``folder``, group them into captures, validate them,
     find panel captures, pick the UTM zone (or use ``epsg``) and estimate footprints (metres in
     that CRS) and nadir GSD (m/px). ``quality`` adds the decimated pixel checks (blur, black,
     saturated). ``position`` (auto, exif, xmp) picks between EXIF GPS and DJI XMP positions
-    (:func:`belcheer.ingest.frames.choose_position`). Never raises for a bad frame: problems are
+    (:func:`belcheer.ingest.frames.choose_position`). ``confine``: read nothing whose real path is
+    outside these folders (the API's allowed roots). Never raises for a bad frame: problems are
     recorded on the frames and survey."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputError(f"frames folder {folder} does not exist or is not a folder")
     folder = folder.resolve()
+    if confine is not None and not _inside(folder, [Path(r).resolve() for r in confine]):
+        raise UnsafePathError(f"frames folder {folder} is outside the folders this server may read")
     name = safe_name(survey or folder.name)
     if epsg is not None:
         _projected_epsg(epsg)
     if position not in POSITION_SOURCES:
         raise InputError(f"--position {position!r}: use auto, exif or xmp")
-    files, survey_problems, skipped = walk_images(folder)
+    files, survey_problems, skipped = walk_images(folder, confine)
     frames: list[Frame] = []
     # threads overlap file I/O and the pixel decodes (libjpeg and GDAL release the GIL)
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
@@ -192,7 +224,7 @@ def _no_usable_message(s: Survey) -> str:
 def ingest(ws: Workspace, folder: Path | str, *, survey: str | None = None, epsg: int | None = None,
            panels: Sequence[str] = (), replace: bool = False,
            progress: ProgressCallback | None = None, quality: bool = True,
-           position: str = "auto") -> Survey:
+           position: str = "auto", confine: Sequence[Path] | None = None) -> Survey:
     """:func:`scan` the folder and save the survey manifest and its summary into the workspace
     (catalog, ``surveys/<name>/manifest.parquet`` and ``surveys/<name>/reports/ingest.json``).
 
@@ -203,7 +235,7 @@ def ingest(ws: Workspace, folder: Path | str, *, survey: str | None = None, epsg
         raise ConflictError(f"survey {name!r} already exists in {ws.root}; choose another --survey "
                             "name or pass --replace")
     s = scan(folder, survey=name, epsg=epsg, panels=panels, progress=progress, quality=quality,
-             position=position)
+             position=position, confine=confine)
     if not s.flight_captures:
         exc = NoUsableFramesError(_no_usable_message(s))
         exc.summary = summarize(s)  # type: ignore[attr-defined]  # for `ingest --json` to print

@@ -178,7 +178,8 @@ def test_parcel_file_upload(small):
     r = client.post("/parcels/upload", files=files, headers=token(client, "officer"))
     assert r.status_code == 201, r.text
     names = {f["properties"]["name"] for f in client.get("/collections/parcels/items").json()["features"]}
-    assert names == {"Өвөлжөө", "Хаваржаа"}
+    # the officer's upload replaced their soum's parcels (P1, P2) and left the other soum's P3
+    assert names == {"Өвөлжөө", "Хаваржаа", "Улаан толгой"}
     bad = {"file": ("x.vrt", b"<VRTDataset><VRTRasterBand/></VRTDataset>", "text/xml")}
     assert client.post("/parcels/upload", files=bad, headers=token(client, "officer")).status_code == 422
 

@@ -58,6 +58,16 @@ def browser():
         b.close()
 
 
+def wait_js(page, expression: str, timeout_ms: int = 30_000) -> None:
+    """Wait until ``expression`` is truthy in the page. Playwright's wait_for_function compiles its
+    predicate with eval inside the page, which the pages' Content-Security-Policy (no
+    'unsafe-eval') forbids; page.evaluate goes through the DevTools protocol instead."""
+    end = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < end, f"timed out waiting for {expression}"
+        page.wait_for_timeout(100)
+
+
 def test_web_map_draws_tiles_and_shows_parcel_stats(server, browser, artifacts):
     ws, base = server
     page = browser.new_page(viewport={"width": 1200, "height": 800})
@@ -65,9 +75,11 @@ def test_web_map_draws_tiles_and_shows_parcel_stats(server, browser, artifacts):
     page.on("response", lambda r: tiles.append(r.status) if "/tiles/" in r.url else None)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # the map must work under the page's Content-Security-Policy: any violation is an error
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(f"{base}/?lang=en")
     page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
-    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    wait_js(page, "window.belcheerMap && window.belcheerMap.areTilesLoaded()")
     page.wait_for_timeout(500)
     assert not errors, errors
     assert page.locator("#cb-soums").is_checked()  # the workspace's soum boundary is drawn

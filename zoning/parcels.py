@@ -22,6 +22,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
+from belcheer import gdalenv
 from belcheer.crs import MONGOLIA_GK_CM_EPSG, MONGOLIA_GK_EPSG, crs_from_user, utm_epsg
 from belcheer.errors import (
     ConflictError,
@@ -94,6 +95,20 @@ _CODED = {"land_use": (_LAND_USE_VALUES, "other", LAND_USES),
           "eco_zone": (_ECO_VALUES, "steppe", ECO_ZONES)}
 
 
+#: longest parcel id accepted (cadastral codes are ≈ 20 characters)
+MAX_ID_LENGTH = 120
+
+
+def check_parcel_id(pid: str) -> str:
+    """``pid`` if it is usable as a parcel id: 1–120 characters, no control characters (a CR/LF
+    in an id would end up in URLs, file names and HTTP headers). InputError otherwise."""
+    if not pid or len(pid) > MAX_ID_LENGTH or any(ord(c) < 32 or 0x7f <= ord(c) < 0xa0 for c in pid):
+        raise InputError(f"parcel id {pid[:40]!r} is not usable: give 1–{MAX_ID_LENGTH} characters "
+                         "without line breaks or other control characters", code="error.parcels.bad_id",
+                         parcel_id=pid[:40], max=MAX_ID_LENGTH)
+    return pid
+
+
 @dataclass
 class ParcelImport:
     """The result of reading a parcel layer: the normalised frame and what was found on the way."""
@@ -104,6 +119,83 @@ class ParcelImport:
 
 
 # -- reading -------------------------------------------------------------------------------
+
+#: the only GDAL vector drivers a parcel file is opened with; which one is decided by the file's
+#: content (not its name), and GDAL must then agree, so a ``.geojson`` holding a GDALG pipeline or
+#: a ``.shp`` holding an OGR VRT is refused before anything is read
+VECTOR_DRIVERS: tuple[str, ...] = ("GeoJSON", "GPKG", "ESRI Shapefile", "FlatGeobuf", "KML", "CSV")
+#: bytes of a file looked at to recognise its format
+_SNIFF_BYTES = 64 * 1024
+# (LIBKML, when present, opens KML in place of the KML driver; it resolves no links by default)
+_SUFFIX_DRIVER = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile",
+                  ".fgb": "FlatGeobuf", ".kml": "KML", ".csv": "CSV"}
+# a GeoJSON "crs" member is small: what GDAL would fetch (a link, a URL name) sits in its first bytes
+_CRS_MEMBER = re.compile(rb'"crs"\s*:\s*\{')
+_CRS_FETCH = re.compile(rb'"type"\s*:\s*"link"|"href"\s*:|"(?:https?|ftp)://(?!www\.opengis\.net/def/crs/)',
+                        re.IGNORECASE)
+_GDALG = re.compile(rb'"type"\s*:\s*"gdal_streamed_alg"')
+
+
+def sniff_vector_driver(head: bytes, name: str) -> str:
+    """The GDAL driver for a vector file, from its first bytes (``name`` only tells a CSV from
+    other text). Raises InputError for anything that is not one of :data:`VECTOR_DRIVERS`, naming
+    what it looks like when that is a GDAL virtual format (VRT, GDALG)."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"SQLite format 3\x00"):
+        return "GPKG"
+    if head.startswith(b"fgb\x03"):
+        return "FlatGeobuf"
+    if head.startswith(b"\x00\x00\x27\x0a"):  # big-endian 9994, the Shapefile main-file code
+        return "ESRI Shapefile"
+    low = text[:4096].lower()
+    if b"<ogrvrtdatasource" in low or b"<vrtdataset" in low or _GDALG.search(head):
+        raise InputError(f"{name} is a GDAL virtual dataset (VRT or GDALG pipeline), which can read "
+                              "other files and URLs; export the parcels themselves as GeoPackage, "
+                              "GeoJSON or Shapefile", code="error.parcels.virtual", name=name)
+    if text.startswith(b"{"):
+        return "GeoJSON"
+    if text.startswith(b"<") and b"<kml" in low:
+        return "KML"
+    if name.lower().endswith(".csv") and not text.startswith(b"<") and b"\x00" not in head:
+        return "CSV"
+    raise InputError(f"{name} is not a parcel layer this reader opens (GeoPackage, GeoJSON, Shapefile, "
+                     "FlatGeobuf, KML or CSV with a WKT column)", code="error.parcels.format", name=name)
+
+
+def check_geojson_crs(data: bytes, name: str) -> None:
+    """Refuse a GeoJSON whose ``crs`` member GDAL would resolve over the network (a ``link``
+    CRS, an ``href``, a URL that is not an OGC CRS name)."""
+    for m in _CRS_MEMBER.finditer(data):
+        if _CRS_FETCH.search(data, m.end(), m.end() + 2048):
+            raise InputError(f"{name} declares its CRS as a link to fetch; this server reads no "
+                                  "URLs: give the CRS by name (\"EPSG:4326\") or leave it out (CRS84)",
+                             code="error.parcels.crs_link", name=name)
+
+
+def _check_content(path: Path, member: str | None = None) -> str:
+    """The driver for ``path`` (or ``member`` of the zip ``path``) from its content, checked."""
+    name = member or path.name
+    if member is None:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    else:
+        with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
+            head = fh.read(_SNIFF_BYTES)
+    driver = sniff_vector_driver(head, name)
+    expected = _SUFFIX_DRIVER.get(PurePosixPath(name).suffix.lower())
+    if expected is not None and expected != driver:
+        raise InputError(f"{name} is named like {expected} but its content is {driver}; rename it "
+                         "or export it again", code="error.parcels.mismatch", name=name, expected=expected,
+                         driver=driver)
+    if driver == "GeoJSON":
+        if member is None:
+            data = path.read_bytes()
+        else:
+            with zipfile.ZipFile(path) as zf:
+                data = zf.read(member)
+        check_geojson_crs(data, name)
+    return driver
+
 
 def _check_zip(path: Path) -> list[str]:
     """Member names of a zip, refusing absolute paths and ``..`` (zip-slip) before GDAL sees it."""
@@ -136,8 +228,9 @@ def _dbf_encoding(dbf: bytes, has_cpg: bool) -> str | None:
         return "CP1251"
 
 
-def _source(path: Path) -> tuple[str, dict[str, Any]]:
-    """The GDAL path to open and extra read options (encoding, CSV geometry column)."""
+def _source(path: Path) -> tuple[str, dict[str, Any], str]:
+    """The GDAL path to open, extra read options (encoding, CSV geometry column) and the one
+    driver GDAL must open it with."""
     if not path.exists():
         raise NotFoundError(f"parcel file {path} does not exist")
     suffix = path.suffix.lower()
@@ -149,6 +242,7 @@ def _source(path: Path) -> tuple[str, dict[str, Any]]:
         if not shps and not others:
             raise InputError(f"archive {path.name} holds no .shp, .gpkg, .geojson, .kml or .fgb file")
         member = (shps or others)[0]
+        driver = _check_content(path, member)
         if shps:
             stem = member[:-4]
             with zipfile.ZipFile(path) as zf:
@@ -160,7 +254,8 @@ def _source(path: Path) -> tuple[str, dict[str, Any]]:
                         enc = _dbf_encoding(fh.read(), has_cpg)
                         if enc:
                             opts["encoding"] = enc
-        return f"/vsizip/{path.resolve()}/{member}", opts
+        return f"/vsizip/{path.resolve()}/{member}", opts, driver
+    driver = _check_content(path)
     if suffix == ".shp":
         dbf = next((p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists()), None)
         has_cpg = path.with_suffix(".cpg").exists() or path.with_suffix(".CPG").exists()
@@ -171,7 +266,10 @@ def _source(path: Path) -> tuple[str, dict[str, Any]]:
     if suffix == ".csv":
         # GDAL's CSV driver: geometry as WKT in a column named wkt/geometry/geom
         opts.update(GEOM_POSSIBLE_NAMES="wkt,WKT,geometry,geom,the_geom", KEEP_GEOM_COLUMNS="NO")
-    return str(path), opts
+    if driver in ("GeoJSON", "CSV"):
+        # these two drivers take a "DRIVER:" prefix that keeps every other driver off the file
+        return f"{driver}:{path}", opts, driver
+    return str(path), opts, driver
 
 
 def _find_field(frame: pd.DataFrame, columns: list[str], target: str,
@@ -318,6 +416,12 @@ def _geometry_checks(frame: gpd.GeoDataFrame, ids: pd.Series, report: dict[str, 
     if has_z.any():
         report["z_dropped"] = int(has_z.sum())
     geoms = shapely.force_2d(geoms)  # also drops M
+    # NaN or Infinity in a vertex: GEOS cannot repair or measure such a polygon; drop the parcel
+    coords, which = shapely.get_coordinates(geoms, return_index=True)
+    nonfinite = np.zeros(len(geoms), dtype=bool)
+    nonfinite[which[~np.isfinite(coords).all(axis=1)]] = True
+    report["nonfinite"] = [str(ids.iloc[i]) for i in np.flatnonzero(nonfinite)]
+    geoms[nonfinite] = None
     invalid = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
     repaired = []
     if invalid.any():
@@ -330,8 +434,10 @@ def _geometry_checks(frame: gpd.GeoDataFrame, ids: pd.Series, report: dict[str, 
         str(ids.iloc[i]) for i, g in enumerate(geoms)
         if g is not None and not g.is_empty and g.geom_type not in ("Polygon", "MultiPolygon")
         and kept[i] is not None]
-    empty = np.array([g is None for g in kept])
-    report["dropped"] = [{"parcel_id": str(ids.iloc[i]), "reason": "empty or not polygonal"}
+    empty = np.array([g is None for g in kept], dtype=bool)
+    report["dropped"] = [{"parcel_id": str(ids.iloc[i]),
+                          "reason": "NaN or infinite coordinates" if nonfinite[i] else
+                          "empty, unreadable or not polygonal"}
                          for i in np.flatnonzero(empty)]
     frame = frame.set_geometry(gpd.GeoSeries(kept, index=frame.index, crs=frame.crs))
     return frame.loc[~empty]
@@ -402,6 +508,8 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
     else:
         ids = pd.Series([f"P{i + 1:05d}" for i in range(len(frame))], index=frame.index)
         report["ids_generated"] = True
+    for pid in ids:
+        check_parcel_id(str(pid))
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):
         listed = sorted(set(dup))
@@ -439,6 +547,10 @@ def normalise_parcels(frame: gpd.GeoDataFrame, *, id_field: str | None = None,
         out[name] = frame[c]
     gdf = gpd.GeoDataFrame(out, geometry=frame.geometry.values, crs=frame.crs)
     gdf = _geometry_checks(gdf, gdf["parcel_id"], report)
+    if len(gdf) == 0:
+        raise InputError(f"{source} has no polygon parcels: all {len(frame)} features are empty, null, "
+                         "points or lines, or have NaN/infinite coordinates; export the parcel polygons",
+                         code="error.parcels.no_polygons", source=source, count=len(frame))
     gdf = gdf.to_crs(4326)
     gdf.insert(len(PARCEL_COLUMNS) - 1, "area_ha", areas_ha(gdf).round(4))
     _overlaps_and_slivers(gdf, report)
@@ -453,9 +565,17 @@ def read_parcels(path: Path, *, layer: str | None = None, id_field: str | None =
     CSV with a WKT column) into the parcel model, EPSG:4326, with a report of what was repaired,
     dropped, overlapping or thin. ``crs`` overrides or supplies the layer's CRS."""
     path = Path(path)
-    src, opts = _source(path)
+    src, opts, driver = _source(path)
+    gdalenv.lock_drivers()
     try:
-        frame = pyogrio.read_dataframe(src, layer=layer, **opts)
+        opened = pyogrio.read_info(src, layer=layer, **opts)["driver"]
+        if opened != driver and not (driver == "KML" and opened == "LIBKML"):
+            raise InputError(f"{path.name} looked like {driver} but GDAL opens it as {opened}; "
+                             f"parcel files are read with {', '.join(VECTOR_DRIVERS)} only",
+                             code="error.parcels.driver", name=path.name, driver=driver, opened=opened)
+        # a geometry GEOS cannot build (a ring left open by a NaN vertex) becomes null and is
+        # reported as dropped, instead of failing the whole layer
+        frame = pyogrio.read_dataframe(src, layer=layer, on_invalid="ignore", **opts)
     except pyogrio.errors.DataSourceError as exc:
         raise InputError(f"cannot read parcel file {path.name}: {exc}") from exc
     except pyogrio.errors.DataLayerError as exc:

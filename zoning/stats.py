@@ -17,6 +17,7 @@ the parcels instead of receiving them pickled) or a Dask distributed cluster.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -193,6 +194,9 @@ _FORK_LOCK = threading.Lock()
 
 
 def _init_worker(job: dict[str, Any] | None, cache_bytes: int) -> None:
+    # a forked worker inherits the parent's signal handlers: glog's (installed by pycolmap, which
+    # the mosaic stage imports) prints a native stack dump on SIGTERM; a worker just exits
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if job is not None:
         _JOB.update(job)
     # the cache, not the raster, bounds a worker's memory (see WORKER_CACHE_BYTES)
@@ -291,7 +295,12 @@ def _run_local(scheduler: str, job: dict[str, Any], spans: list[tuple[int, int]]
                                                          initargs=(job, WORKER_CACHE_BYTES))
     with pool:
         # imap, chunksize 1: chunks go out in order as workers free up
-        return list(pool.imap(_run_chunk, spans, chunksize=1))
+        out = list(pool.imap(_run_chunk, spans, chunksize=1))
+        # close + join lets the workers exit on their own; leaving the block would terminate
+        # (SIGTERM) them, which is for the error path only
+        pool.close()
+        pool.join()
+    return out
 
 
 def _run_distributed(address: str, job: dict[str, Any], spans: list[tuple[int, int]]) -> list[pd.DataFrame]:

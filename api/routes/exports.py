@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from belcheer.api import data, exports, tiles
 from belcheer.api.auth import User
 from belcheer.api.deps import current_user, settings, workspace
+from belcheer.api.responses import attachment
 from belcheer.api.routes.features import _report
 from belcheer.errors import InputError, NotFoundError
 from belcheer.workspace import Workspace
@@ -18,14 +19,8 @@ Fmt = Literal["shp", "gpkg", "geojson", "fgb", "csv", "kml"]
 
 
 def _send(exp: exports.Export) -> Response:
-    from urllib.parse import quote
-
-    # headers are Latin-1: a Cyrillic name (a soum's) goes in the RFC 5987 filename* form
-    ascii_name = exp.filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
-    disposition = f'attachment; filename="{ascii_name}"'
-    if ascii_name != exp.filename:
-        disposition += f"; filename*=UTF-8''{quote(exp.filename)}"
-    return Response(exp.content, media_type=exp.media_type, headers={"Content-Disposition": disposition})
+    return Response(exp.content, media_type=exp.media_type,
+                    headers={"Content-Disposition": attachment(exp.filename)})
 
 
 def _epsg(ws: Workspace, crs: str, survey: str | None) -> int:

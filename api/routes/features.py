@@ -160,11 +160,19 @@ def parcel_audit(parcel_id: str, ws: Workspace = Depends(workspace),
 
 
 @router.post("/parcels/upload", status_code=201)
-def upload_parcels(file: UploadFile = File(..., description="GeoPackage, GeoJSON or zipped Shapefile"),
+def upload_parcels(file: UploadFile = File(..., description="GeoPackage, GeoJSON, zipped Shapefile, "
+                                                       "FlatGeobuf, KML or CSV with a WKT column"),
                    layer: str | None = Form(None), id_field: str | None = Form(None),
+                   mode: Literal["replace", "merge"] = Form("replace", description=(
+                       "replace: the file replaces the parcels of the upload's soum (the whole layer "
+                       "for an admin naming no soum); merge: it adds parcels and replaces those with "
+                       "the same ids")),
+                   soum: str | None = Form(None, description="admins: the soum the upload replaces; "
+                                                             "officers: their own soum only"),
                    ws: Workspace = Depends(workspace), user: User = Depends(require("officer")),
                    cfg=Depends(settings)) -> dict:
-    """Import a parcel layer file as a new version (officers)."""
+    """Import a parcel layer file as a new version. An officer's file replaces (or merges into)
+    their own soum's parcels only; the audit log records the scope and counts."""
     from belcheer.api.uploads import receive_parcel_file
 
-    return receive_parcel_file(ws, cfg, file, user, layer=layer, id_field=id_field)
+    return receive_parcel_file(ws, cfg, file, user, layer=layer, id_field=id_field, mode=mode, soum=soum)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 from belcheer.api import safety, uploads
 from belcheer.api.auth import User
 from belcheer.api.deps import require, runner, settings, workspace
-from belcheer.api.jobs import PIPELINE_KIND, UPLOADED, JobRunner, job_dict, job_frames_dir
+from belcheer.api.jobs import PIPELINE_KIND, UPLOADED, WAITING, JobRunner, job_dict, job_frames_dir
 from belcheer.errors import InputError
 from belcheer.fileio import safe_name
 from belcheer.workspace import Workspace
@@ -56,6 +57,8 @@ def start_job(req: JobRequest, ws: Workspace = Depends(workspace), user: User = 
                      replace=req.replace, panel_albedo=req.panel_albedo, panels=req.panels)
     if req.frames_dir:
         params["frames_dir"] = str(safety.allowed_folder(req.frames_dir, cfg.allowed_roots))
+        # ingest re-checks every path it reads against the roots (links may change meanwhile)
+        params["confine"] = [str(Path(r).resolve()) for r in cfg.allowed_roots]
     job = ws.catalog.add_job(PIPELINE_KIND, params, owner=user.username)
     jobs.start(job.id)
     return job_dict(ws.catalog.job(job.id))
@@ -74,6 +77,9 @@ def upload_job(survey: str = Form(...), files: list[UploadFile] = File(...),
     params = {**_params(survey, epsg=epsg, panel_albedo=panel_albedo,
                         panels=(panels or "").replace(" ", ",").split(",")), UPLOADED: True}
     job = ws.catalog.add_job(PIPELINE_KIND, params, owner=user.username)
+    # "waiting" until asked to run: a restart must neither run a half-received upload nor a job
+    # created with start=false (JobRunner.resume takes queued and running jobs only)
+    ws.catalog.update_job(job.id, state=WAITING, message="receiving frames")
     dest = job_frames_dir(ws, job.id)
     try:
         info = uploads.save_frames(ws, cfg, files, dest)
@@ -81,9 +87,12 @@ def upload_job(survey: str = Form(...), files: list[UploadFile] = File(...),
         uploads.remove_tree(dest.parent)
         ws.catalog.update_job(job.id, state="failed", error=str(exc), message="upload refused")
         raise
-    ws.catalog.update_job(job.id, message=f"{info['files']} frames received")
     if start:
+        ws.catalog.update_job(job.id, state="queued", message=f"{info['files']} frames received")
         jobs.start(job.id)
+    else:
+        ws.catalog.update_job(job.id, message=f"{info['files']} frames received; start it with "
+                                              f"POST /jobs/{job.id}/start")
     return {**job_dict(ws.catalog.job(job.id)), "upload": info}
 
 
@@ -103,7 +112,8 @@ def get_job(job_id: str, ws: Workspace = Depends(workspace),
 @router.post("/{job_id}/start", status_code=202)
 def restart_job(job_id: str, ws: Workspace = Depends(workspace), user: User = Depends(require("officer")),
                 jobs: JobRunner = Depends(runner)) -> dict:
-    """Start a queued job, or retry a failed one from its first unfinished stage."""
+    """Start a waiting job (uploaded with start=false), or retry a failed one from its first
+    unfinished stage."""
     job = ws.catalog.job(job_id)
     if job.state == "done":
         raise InputError(f"job {job_id} is already done")

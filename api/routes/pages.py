@@ -13,6 +13,7 @@ from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, workspace
 from belcheer.api.messages import catalogue, lang_or_default
 from belcheer.api.pages import VENDOR_DIR, templates
+from belcheer.api.responses import attachment
 from belcheer.errors import NotFoundError
 from belcheer.workspace import Workspace
 
@@ -97,5 +98,6 @@ def share_png(parcel: str, lang: Literal["mn", "en"] = "mn", survey: str | None 
     props = data.feature_properties(hit.iloc[0])
     png = snapshot.parcel_png(gpd.GeoSeries(hit.geometry.values, crs=4326), props, product, ws.root, lang)
     return Response(png, media_type="image/png",
-                    headers={"Content-Disposition": f'attachment; filename="belcheer-{parcel}.png"',
+                    headers={"Content-Disposition": attachment(f"belcheer-{parcel}.png"),
                              "Cache-Control": "private, max-age=600"})
+

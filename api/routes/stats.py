@@ -19,14 +19,16 @@ def surveys(request: Request, ws: Workspace = Depends(workspace),
             user: User = Depends(current_user)) -> list[dict]:
     """Surveys visible to you, oldest first, with their products and tile URLs."""
     base = base_url(request)
-    return [summaries.survey_doc(ws, r, base) for r in data.visible_surveys(ws, user)]
+    internal = user.at_least("officer")
+    return [summaries.survey_doc(ws, r, base, internal) for r in data.visible_surveys(ws, user)]
 
 
 @router.get("/surveys/{survey}")
 def survey(survey: str, request: Request, ws: Workspace = Depends(workspace),
            user: User = Depends(current_user)) -> dict:
     """One survey: date, CRS, summary and products."""
-    return summaries.survey_doc(ws, data.visible_survey(ws, user, survey), base_url(request))
+    return summaries.survey_doc(ws, data.visible_survey(ws, user, survey), base_url(request),
+                                user.at_least("officer"))
 
 
 @router.get("/surveys/{survey}/summary")

@@ -2,6 +2,8 @@
 import { t, LANG, classLabel, CLASS_COLORS, fmt, fmtQ, fmtShare } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
+// text that comes from users (survey names, attribute columns) inside an HTML or SVG string
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const state = { survey: null, products: [], map: null };
 
 async function getJSON(url, opts) {
@@ -137,7 +139,7 @@ function sparkline(series) {
   const x = (i) => pad + (pts.length === 1 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (pts.length - 1));
   const y = (v) => h - pad - (hi === lo ? (h - 2 * pad) / 2 : ((v - lo) * (h - 2 * pad)) / (hi - lo));
   const path = pts.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ");
-  const dots = pts.map((p, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3"><title>${p.date || p.survey}: ${fmt(p.mean, 3)}</title></circle>`).join("");
+  const dots = pts.map((p, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3"><title>${esc(p.date || p.survey)}: ${fmt(p.mean, 3)}</title></circle>`).join("");
   return `<svg class="chart" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img"><path d="${path}" fill="none" stroke="#1a9850" stroke-width="2"/>${dots}</svg>`;
 }
 
@@ -154,7 +156,7 @@ async function showParcel(id, lngLat) {
     <table>
       <tr><th>${t("parcel.soum")}</th><td class="soum"></td></tr>
       <tr><th>${t("parcel.area")}</th><td>${fmtQ(p.area_ha)}</td></tr>
-      <tr><th>${index.toUpperCase()} ${t("stats.mean")}</th><td class="index-mean">${fmt(p[idx], 3)}</td></tr>
+      <tr><th class="index-name"></th><td class="index-mean">${fmt(p[idx], 3)}</td></tr>
       <tr><th>${t("parcel.land_use")}</th><td class="land-use">${p.land_use ? t(`use.${p.land_use}`) : "–"}</td></tr>
       <tr><th>${t("parcel.surveyed")}</th><td class="surveyed">${fmtShare(p.surveyed_share)}</td></tr>
       ${p.use_group === "cropland"
@@ -174,6 +176,8 @@ async function showParcel(id, lngLat) {
     el.querySelector("h3").textContent = p.name || p.parcel_id;
     el.querySelector(".soum").textContent = p.soum || "";
     el.querySelector(".capacity-note").textContent = p[`capacity_note_${LANG}`] || "";
+    // the index name comes from a property name (a user's attribute column): text, not HTML
+    el.querySelector(".index-name").textContent = `${index.toUpperCase()} ${t("stats.mean")}`;
     return el;
   };
   fill($("parcel-body"));

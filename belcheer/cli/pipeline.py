@@ -29,9 +29,11 @@ def register(app: typer.Typer) -> None:
         replace: bool = typer.Option(False, "--replace", help="Re-ingest a survey that already exists."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
-        """Run ingest → calibrate → mosaic → indices → stats on one survey."""
+        """Run ingest → calibrate → mosaic → indices → stats on one survey. Run the same command
+        again after an interruption (Ctrl-C, a crash, kill -9) and it resumes at the first stage
+        not finished."""
         from belcheer.cli.indices import parse_albedo
-        from belcheer.pipeline import PipelineParams, run_pipeline, run_warnings
+        from belcheer.pipeline import PipelineParams, run_resumable, run_warnings
 
         ws = _common.workspace()
         params = PipelineParams(survey=survey, frames_dir=frames_dir,
@@ -40,10 +42,12 @@ def register(app: typer.Typer) -> None:
                                 panel_albedo=parse_albedo(panel_albedo),  # type: ignore[arg-type]
                                 parcels=parcels, scheduler=scheduler, replace=replace)
         with _common.progress_bar(not as_json) as cb:
-            result = run_pipeline(ws, params, progress=cb)
+            result, already = run_resumable(ws, params, progress=cb)
         if as_json:
             _common.print_json(result)
         else:
+            if already:
+                _common.out.print(f"resumed: {', '.join(already)} finished by an earlier run")
             for stage, res in result.items():
                 if stage == "calibrate" and "note_codes" in res:
                     res = {k: v for k, v in res.items() if k not in ("notes", "note_codes")}
