@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from belcheer.api.auth import secret_key
 from belcheer.api.jobs import JobRunner
-from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
+from belcheer.api.pages import STATIC_DIR
 from belcheer.config import Settings
 from belcheer.errors import BelcheerError, TooLargeError
 from belcheer.workspace import open_workspace
@@ -96,8 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (pages, auth, tiles, stac, features, stats, exports, jobs):
         app.include_router(module.router)
-    if VENDOR_DIR.is_dir():
-        app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # the body limit sits outermost so nothing reads a too-large upload
     app.add_middleware(BodyLimit, limit=settings.max_upload_total_bytes + 1024 * 1024)
