@@ -136,3 +136,50 @@ def test_herder_page_in_mongolian_and_light(server, browser, artifacts):
     assert page.locator("header h1").inner_text() == catalogue()["en"]["herder.title"]
     page.screenshot(path=str(artifacts / "web-herder-en.png"), full_page=True)
     page.close()
+
+
+def test_officer_map_on_a_phone_is_full_width_with_a_drawer(server, browser, artifacts):
+    """At 390×844 CSS px the map fills the screen below the header; the panel is a drawer."""
+    ws, base = server
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    page.wait_for_timeout(300)
+    assert not errors, errors
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+    box = page.locator("#map").bounding_box()
+    assert box["x"] == 0 and box["width"] == 390, box
+    assert box["height"] >= 0.75 * 844 and box["y"] + box["height"] <= 844 + 0.5, box
+    canvas = page.locator("#map canvas").bounding_box()
+    assert canvas["width"] == 390 and abs(canvas["height"] - box["height"]) < 1, canvas
+    # closed drawer: off-screen and out of the way; the sign-in form has moved into it
+    assert not page.locator("#panel").is_visible()
+    assert page.locator("#panel #login").count() == 1
+    page.screenshot(path=str(artifacts / "web-map-phone-mn.png"))
+    shot = page.locator("#map").screenshot()
+    img = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+    drawn = np.abs(img - np.array([0xEE, 0xF0, 0xE6])).sum(axis=2) > 30
+    assert drawn.mean() > 0.2, f"only {drawn.mean():.1%} of the phone map has tile pixels"
+    # open the drawer: on screen, at most 88 % of the width, layers usable
+    page.click("#panel-toggle")
+    page.wait_for_timeout(400)  # the slide-in transition
+    assert page.get_attribute("#panel-toggle", "aria-expanded") == "true"
+    panel = page.locator("#panel").bounding_box()
+    assert page.locator("#panel").is_visible()
+    assert panel["x"] >= 390 - 340 - 0.5 and panel["x"] + panel["width"] <= 390 + 0.5, panel
+    assert 300 <= panel["width"] <= 0.88 * 390 + 0.5 and panel["height"] == 844, panel
+    assert catalogue()["mn"]["layers.title"] in page.locator("#panel").inner_text()
+    ndvi = page.locator("#layers input[type=checkbox]").first
+    was = ndvi.is_checked()
+    ndvi.click()
+    assert ndvi.is_checked() != was
+    page.screenshot(path=str(artifacts / "web-map-phone-drawer-mn.png"))
+    # close with the drawer's own button; the map is whole again
+    page.click("#panel-close")
+    page.wait_for_timeout(400)
+    assert not page.locator("#panel").is_visible()
+    assert page.get_attribute("#panel-toggle", "aria-expanded") == "false"
+    page.close()

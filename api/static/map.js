@@ -171,7 +171,7 @@ async function showParcel(id, lngLat) {
   };
   fill($("parcel-body"));
   if (state.map && lngLat) {
-    new maplibregl.Popup({ maxWidth: "320px" }).setLngLat(lngLat)
+    new maplibregl.Popup({ maxWidth: "min(320px, 90vw)" }).setLngLat(lngLat)
       .setDOMContent(fill(document.createElement("div"))).addTo(state.map);
   }
 }
@@ -213,6 +213,27 @@ function watchJob(id) {
   es.addEventListener("end", () => es.close());
 }
 
+/** Phones: the panel is a drawer (style.css); the sign-in form lives in it while the screen is narrow. */
+function wireDrawer() {
+  const toggle = $("panel-toggle"), panel = $("panel"), login = $("login"), home = login.parentNode;
+  const setOpen = (open) => {
+    document.body.classList.toggle("panel-open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+  };
+  toggle.addEventListener("click", () => setOpen(!document.body.classList.contains("panel-open")));
+  $("panel-close").addEventListener("click", () => setOpen(false));
+  $("panel-backdrop").addEventListener("click", () => setOpen(false));
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") setOpen(false); });
+  const narrow = window.matchMedia("(max-width: 700px)");
+  const place = () => {
+    if (narrow.matches) panel.insertBefore(login, $("panel-close").nextSibling);
+    else { home.append(login); setOpen(false); }
+  };
+  narrow.addEventListener("change", place);
+  place();
+  return { setOpen, narrow };
+}
+
 function wireForms() {
   $("login").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -234,6 +255,7 @@ function wireForms() {
 }
 
 async function main() {
+  state.drawer = wireDrawer();
   wireForms();
   state.map = makeMap();
   window.belcheerMap = state.map; // for the browser tests and for debugging in the console
