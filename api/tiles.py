@@ -33,7 +33,7 @@ from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
-from belcheer.api.messages import class_label, t
+from belcheer.api.messages import class_label, t, units_label
 from belcheer.api.safety import check_raster
 from belcheer.errors import InputError, NotFoundError
 from belcheer.fileio import confined
@@ -399,7 +399,8 @@ def legend(product: Product, root: Path, lang: str | None = None) -> dict[str, A
     style = style_for(product, path)
     title = product.name.upper() if product.kind == ProductKind.INDEX else t(f"layer.{product.kind.value}", lang)
     out: dict[str, Any] = {"product": product.id, "name": product.name, "kind": product.kind.value,
-                           "title": title, "units": product.units, "relative": product.relative}
+                           "title": title, "units": product.units,
+                           "units_label": units_label(product.units, lang), "relative": product.relative}
     if style.mode == "classes":
         out["type"] = "classes"
         out["classes"] = [{"value": v, "label": class_label(v, lang), "color": _hex(c)}

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 
 class BelcheerError(Exception):
-    """Base class: a problem with the user's input or workspace, not a bug."""
+    """Base class: a problem with the user's input or workspace, not a bug.
+
+    The message (English) names the problem for the CLI, logs and API clients. Where people read
+    it in the web interface, ``code`` names its Mongolian/English text in ``api/messages.json``
+    (``{field}`` placeholders filled from ``params``); without one, the text of the nearest class
+    (``error.<ClassName>``) stands in for it in Mongolian.
+    """
 
     #: process exit code used by the CLI
     exit_code: int = 1
     #: HTTP status used by the API
     http_status: int = 400
+
+    def __init__(self, *args: object, code: str | None = None, **params: object) -> None:
+        super().__init__(*args)
+        self.code = code
+        self.params = params
 
 
 class ConfigError(BelcheerError):
