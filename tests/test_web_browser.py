@@ -183,3 +183,59 @@ def test_officer_map_on_a_phone_is_full_width_with_a_drawer(server, browser, art
     assert not page.locator("#panel").is_visible()
     assert page.get_attribute("#panel-toggle", "aria-expanded") == "false"
     page.close()
+
+
+#: every word a person can read or hear on the page: visible text, and the placeholders, titles,
+#: labels and alt texts of visible elements (the browser's own widgets excepted)
+READABLE_JS = """() => {
+  const out = [document.title];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const p = n.parentElement;
+    if (!p || ["SCRIPT", "STYLE", "TEMPLATE"].includes(p.tagName)) continue;
+    if (p.tagName === "OPTION" ? p.closest("select").checkVisibility() : p.checkVisibility({ visibilityProperty: true })) out.push(n.data);
+  }
+  for (const e of document.querySelectorAll("[placeholder],[title],[aria-label],[alt]")) {
+    if (!e.checkVisibility({ visibilityProperty: true }) && e.tagName !== "svg") continue;
+    for (const a of ["placeholder", "title", "aria-label", "alt"]) if (e.getAttribute(a)) out.push(e.getAttribute(a));
+  }
+  return out.join("\\n");
+}"""
+
+
+def test_mongolian_pages_have_no_english(server, browser, artifacts):
+    """The officers' map (with a parcel's popup and the legend), the herders' page and the parcel
+    table in Mongolian: no Latin word but index names, formats, classes' numerals and data."""
+    from test_messages_mn import english_words
+
+    ws, base = server
+    data_words = {p[0] for p in PARCELS}  # parcel ids, shown beside names on the herders' page
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(f"{base}/")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    page.check("#layers input >> nth=0")  # every legend shown: condition's classes and units too
+    page.wait_for_timeout(500)
+    from test_api_helpers import parcel_geoms
+
+    centre = parcel_geoms().to_crs(4326).set_index("parcel_id").geometry.loc["P2"].centroid
+    xy = page.evaluate(f"(() => {{ const p = window.belcheerMap.project([{centre.x}, {centre.y}]); return [p.x, p.y]; }})()")
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+    page.locator(".maplibregl-popup .popup").wait_for(timeout=10_000)
+    text = page.evaluate(READABLE_JS)
+    assert catalogue()["mn"]["units.recovery class 1-5"] in text  # the condition legend's units
+    assert catalogue()["mn"]["mapctl.NavigationControl.ZoomIn"] in text
+    assert "NDVI" in text and catalogue()["mn"]["class.3"] in text
+    assert not english_words(text, data_words), english_words(text, data_words)
+    page.screenshot(path=str(artifacts / "web-map-mn-popup.png"))
+    page.goto(f"{base}/herder?parcel=P2")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    text = page.evaluate(READABLE_JS)
+    assert catalogue()["mn"]["herder.title"] in text
+    assert not english_words(text, data_words), english_words(text, data_words)
+    page.goto(f"{base}/collections/parcels/items?f=html&lang=mn&limit=2")
+    text = page.evaluate(READABLE_JS)
+    assert catalogue()["mn"]["parcel.id"] in text and catalogue()["mn"]["items.next"] in text
+    assert not english_words(text, data_words), english_words(text, data_words)
+    page.close()

@@ -42,12 +42,21 @@ function layerTitle(p) {
   return t(`layer.${p.kind}`);
 }
 
+/** MapLibre's own button titles and labels, from the catalogue (keys "mapctl.<its key>"). */
+function mapLocale() {
+  const out = {};
+  for (const key of ["Map.Title", "NavigationControl.ZoomIn", "NavigationControl.ZoomOut",
+    "NavigationControl.ResetBearing", "Popup.Close", "ScaleControl.Meters", "ScaleControl.Kilometers"]) out[key] = t(`mapctl.${key}`);
+  return out;
+}
+
 function makeMap() {
   if (!window.maplibregl) return null;
   const map = new maplibregl.Map({
     container: "map",
     style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#eef0e6" } }] },
     center: [106.9, 47.9], zoom: 4, attributionControl: false, preserveDrawingBuffer: true,
+    locale: mapLocale(),
   });
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
   return map;
