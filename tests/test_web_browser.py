@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
-from test_api_helpers import PARCELS, build_workspace
+from test_api_helpers import PARCELS, PASSWORD, build_workspace
 
 from belcheer.api import create_app
 from belcheer.api.messages import catalogue, class_label
@@ -177,6 +177,12 @@ def test_officer_map_on_a_phone_is_full_width_with_a_drawer(server, browser, art
     ndvi.click()
     assert ndvi.is_checked() != was
     page.screenshot(path=str(artifacts / "web-map-phone-drawer-mn.png"))
+    # signing in from the drawer: the role in Mongolian words, not "officer"
+    page.fill("#panel #login input[name=username]", "officer")
+    page.fill("#panel #login input[name=password]", PASSWORD)
+    page.click("#panel #login button")
+    page.wait_for_function("document.getElementById('whoami').textContent.length > 0", timeout=10_000)
+    assert page.locator("#whoami").inner_text() == f"officer ({catalogue()['mn']['role.officer']})"
     # close with the drawer's own button; the map is whole again
     page.click("#panel-close")
     page.wait_for_timeout(400)
