@@ -175,8 +175,8 @@ def test_a_failed_job_and_its_stages_read_in_mongolian(api, monkeypatch):
     assert done["error_message"]["en"].startswith("No parcel overlaps raster ndvi.tif")
 
 
-def test_map_js_never_parses_strings_as_html():
-    for name in ("map.js",):
+def test_page_scripts_never_parse_strings_as_html():
+    for name in ("map.js", "herder.js", "i18n.js"):
         src = (REPO / "api" / "static" / name).read_text(encoding="utf-8")
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
             assert sink not in src, f"{name} uses {sink}"

@@ -1,4 +1,5 @@
-// Land officers' web map: MapLibre GL (served from node_modules, no CDN), local raster tiles only.
+// Land officers' web map: MapLibre GL (vendored into the package from npm, no CDN), local raster tiles only.
+// Everything from the server reaches the page as text nodes or attributes, never as parsed HTML.
 import { t, LANG, classLabel, CLASS_COLORS, fmt } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
