@@ -82,7 +82,10 @@ def error_text(code: str, lang: str | None = None, detail: str | None = None,
     own = code.count(".") > 1
     if not own and lang == "en" and detail:
         return detail
-    return _fill(catalogue()[lang].get(code) or catalogue()["en"].get(code) or code, params or {})
+    # roles are words of the catalogue too ("officer" → "газрын даамал")
+    values = {k: role_label(str(v), lang) if k.endswith("role") and f"role.{v}" in catalogue()["en"] else v
+              for k, v in (params or {}).items()}
+    return _fill(catalogue()[lang].get(code) or catalogue()["en"].get(code) or code, values)
 
 
 def error_texts(exc: BaseException) -> dict[str, Any]:

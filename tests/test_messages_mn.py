@@ -114,8 +114,8 @@ def test_api_errors_carry_a_code_and_mongolian_words(api):
     cases = [
         (client.get("/surveys/no-such-survey", headers={"Accept-Language": "mn"}), 404, "error.NotFoundError"),
         (client.get("/point?lon=abc&lat=1", headers={"Accept-Language": "mn"}), 422, "error.ValidationError"),
-        (client.post("/token", data={"username": "admin", "password": "wrong-password!"}), 401, "error.AuthError"),
-        (client.get("/jobs?lang=mn"), 401, "error.AuthError"),
+        (client.post("/token", data={"username": "admin", "password": "wrong-password!"}), 401, "error.auth.login"),
+        (client.get("/jobs", headers={"Authorization": "Bearer not-a-token"}), 401, "error.auth.invalid"),
     ]
     for resp, status, code in cases:
         body = resp.json()
@@ -123,6 +123,15 @@ def test_api_errors_carry_a_code_and_mongolian_words(api):
         assert body["code"] == code, body
         assert body["message"] == catalogue()["mn"][code]
         assert not english_words(body["message"]), body
+    # with the roles in words: anonymous, then a herder, asking for the officers' job list
+    body = client.get("/jobs?lang=mn").json()
+    assert body["code"] == "error.auth.sign_in"
+    assert body["message"] == "Эхлээд нэвтэрнэ үү: энэ үйлдэлд «газрын даамал» эрх хэрэгтэй"
+    resp = client.get("/jobs", headers={**token(client, "herder"), "Accept-Language": "mn"})
+    assert resp.status_code == 403 and resp.json()["code"] == "error.auth.role"
+    assert resp.json()["message"] == "herder хэрэглэгч «малчин» эрхтэй; энэ үйлдэлд «газрын даамал» эрх хэрэгтэй"
+    en = client.get("/jobs", headers={**token(client, "herder"), "Accept-Language": "en"}).json()
+    assert en["message"] == "User herder is a herder; this needs the land officer role"
     en = client.get("/surveys/no-such-survey", headers={"Accept-Language": "en-GB,en;q=0.8"}).json()
     assert en["message"] == en["detail"] and "no-such-survey" in en["message"]
     assert client.get("/surveys/x?lang=en", headers={"Accept-Language": "mn"}).json()["message"] == \
