@@ -188,6 +188,13 @@ def test_officer_map_on_a_phone_is_full_width_with_a_drawer(server, browser, art
     page.wait_for_timeout(400)
     assert not page.locator("#panel").is_visible()
     assert page.get_attribute("#panel-toggle", "aria-expanded") == "false"
+    # the English header's longer words fit too
+    page.goto(f"{base}/?lang=en")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#map").bounding_box()
+    assert box["width"] == 390 and box["height"] >= 0.75 * 844, box
+    page.screenshot(path=str(artifacts / "web-map-phone-en.png"))
     page.close()
 
 
