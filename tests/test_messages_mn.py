@@ -15,7 +15,7 @@ from belcheer import errors, pipeline
 from belcheer.api import create_app
 from belcheer.api.auth import ROLES
 from belcheer.api.jobs import JobRunner, job_dict
-from belcheer.api.messages import catalogue, error_texts, units_label
+from belcheer.api.messages import catalogue, error_texts, negotiate, units_label
 from belcheer.models import ProductKind
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +100,13 @@ def test_an_error_with_its_own_code_reads_in_both_languages():
     assert plain["messages"]["en"] == "all 12 frames lack GPS"
     assert not english_words(plain["messages"]["mn"])
     assert error_texts(KeyError("x"))["code"] == "error.internal"
+
+
+def test_response_language():
+    assert negotiate(None, "mn-MN,mn;q=0.9,en;q=0.5") == "mn"
+    assert negotiate(None, "de-DE,en-GB;q=0.8") == "en"
+    assert negotiate("en", "mn") == "en"
+    assert negotiate("fr", None) == "mn" and negotiate(None, "de") == "mn"
 
 
 @pytest.fixture(scope="module")
