@@ -17,32 +17,49 @@ ifneq ($(wildcard $(NSO_DIR)/NSO_Livestock_Count_Admin2.json),)
 export BELCHEER_NSO_DATA ?= $(NSO_DIR)
 endif
 
-.PHONY: install sysdeps web demo demo-run serve test test-fast lint lock clean bench
+.PHONY: install web system-web system-test demo demo-run serve test test-fast lint lock clean bench
+
+# Debian packages set-up needs, as command:package pairs. The browser tests drive Debian's
+# Chromium (/usr/bin/chromium, with chromium-driver's /usr/bin/chromedriver), the PDF report tests
+# read the soum report back with poppler-utils (pdftoppm, pdftotext); the web map's
+# JavaScript comes through npm. Installed with apt-get when run as root, else named.
+WEB_DEBS := npm:npm
+TEST_DEBS := chromium:chromium chromedriver:chromium-driver pdftoppm:poppler-utils
+define debian_need
+	@missing=(); for pair in $(1); do command -v "$${pair%%:*}" >/dev/null 2>&1 || missing+=("$${pair#*:}"); done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make $@: installing Debian packages $${missing[*]}"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$${missing[@]}" >/dev/null \
+	      || { echo "make $@: apt-get install $${missing[*]} failed" >&2; exit 1; }; \
+	  else \
+	    echo "make $@ needs the Debian packages: $${missing[*]}" >&2; \
+	    echo "  install them (sudo apt-get install $${missing[*]}) or run make $@ as root" >&2; exit 1; \
+	  fi; \
+	fi
+endef
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS)
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(CONSTRAINTS) | system-web
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	@touch $@
 
-install: $(STAMP) web sysdeps
+install: $(STAMP) web
 
-# Debian packages the tests use: poppler-utils (pdftoppm, pdftotext) reads back the soum report PDF
-sysdeps:
-	@if ! command -v pdftoppm >/dev/null 2>&1; then \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then apt-get install -y -q poppler-utils; \
-	  else echo "please install poppler-utils (pdftoppm, pdftotext): the PDF report tests need it" >&2; fi; \
-	fi
+system-web:
+	$(call debian_need,$(WEB_DEBS))
 
-# The web map's JavaScript (MapLibre GL) comes from the npm registry at set-up, never from a CDN.
-web:
-	@if [ -f api/web/package.json ]; then \
-	  if [ ! -d api/web/node_modules ] || [ api/web/package-lock.json -nt api/web/node_modules ]; then \
-	    (cd api/web && npm ci --no-audit --no-fund --loglevel=error) && touch api/web/node_modules; \
-	  fi; \
-	fi
+system-test:
+	$(call debian_need,$(TEST_DEBS))
+
+# The web map's JavaScript (MapLibre GL) comes from the npm registry at set-up, never from a CDN:
+# npm ci in api/web, then copied into api/static/vendor (package data). Every package build
+# (setup.py) does the same, so a wheel carries it.
+web: system-web
+	@$(PYTHON) api/web/vendor.py
 
 demo: install
 	$(BIN)/belcheer --workspace $(DEMO_WS) demo --host $(HOST) --port $(PORT)
@@ -54,7 +71,7 @@ demo-run: install
 serve: install
 	$(BIN)/belcheer --workspace $(DEMO_WS) serve --host $(HOST) --port $(PORT)
 
-test: install
+test: install system-test
 	@$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 --nbmake --nbmake-timeout=900 \
 	  tests notebooks $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; exit $$rc
@@ -76,4 +93,4 @@ lock: $(BIN)/python
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > $(CONSTRAINTS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_WS) .pytest_cache api/web/node_modules
+	rm -rf $(VENV) $(DEMO_WS) .pytest_cache api/web/node_modules api/static/vendor build

@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from belcheer.api.auth import secret_key
 from belcheer.api.jobs import JobRunner
-from belcheer.api.pages import STATIC_DIR, VENDOR_DIR
+from belcheer.api.messages import DEFAULT_LANG, error_texts, negotiate, t
+from belcheer.api.pages import STATIC_DIR
 from belcheer.api.responses import document_errors
 from belcheer.config import Settings
 from belcheer.errors import BelcheerError, TooLargeError
@@ -40,7 +41,8 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             resp = _error(TooLargeError(f"the request body ({int(declared)} bytes) is larger than the "
-                                        f"limit of {self.limit} bytes (Settings.max_upload_total_bytes)"))
+                                        f"limit of {self.limit} bytes (Settings.max_upload_total_bytes)",
+                                        code="error.upload.too_large", limit=self.limit), _lang(scope))
             return await resp(scope, receive, send)
         seen = 0
         cut = False
@@ -52,7 +54,8 @@ class BodyLimit:
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
                     cut = True
-                    raise TooLargeError(f"the request body is larger than the limit of {self.limit} bytes")
+                    raise TooLargeError(f"the request body is larger than the limit of {self.limit} bytes",
+                                        code="error.upload.too_large", limit=self.limit)
             return msg
 
         started = False
@@ -72,7 +75,7 @@ class BodyLimit:
         if cut and not started:
             resp = _error(TooLargeError(f"the request body is larger than the limit of {self.limit} bytes "
                                         "(Settings.max_upload_total_bytes); send less at once",
-                                        code="error.upload.too_large", limit=self.limit))
+                                        code="error.upload.too_large", limit=self.limit), _lang(scope))
             await resp(scope, receive, send)
 
 
@@ -116,11 +119,18 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def _error(exc: BelcheerError) -> JSONResponse:
-    """THE mapping of belcheer errors to HTTP: each class's ``http_status``, its message as detail."""
+def _error(exc: BelcheerError, lang: str = DEFAULT_LANG) -> JSONResponse:
+    """THE mapping of belcheer errors to HTTP: each class's ``http_status``, its message as detail,
+    and for people its catalogue ``code`` and ``message`` in the request's language."""
     headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=exc.http_status,
-                        headers=headers)
+    texts = error_texts(exc)
+    return JSONResponse({"detail": str(exc), "error": type(exc).__name__, "code": texts["code"],
+                         "message": texts["messages"][lang]}, status_code=exc.http_status, headers=headers)
+
+
+def _lang(request: Request | Scope) -> str:
+    req = request if isinstance(request, Request) else Request(request)
+    return negotiate(req.query_params.get("lang"), req.headers.get("accept-language"))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -146,20 +156,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(BelcheerError)
     async def _belcheer_error(request: Request, exc: BelcheerError) -> JSONResponse:
-        return _error(exc)
+        return _error(exc, _lang(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
-        return JSONResponse({"detail": errors, "error": "ValidationError"}, status_code=422)
+        return JSONResponse({"detail": errors, "error": "ValidationError", "code": "error.ValidationError",
+                             "message": t("error.ValidationError", _lang(request))}, status_code=422)
 
     from belcheer.api.routes import auth, exports, features, jobs, pages, stac, stats, tiles
 
     for module in (pages, auth, tiles, stac, features, stats, exports, jobs):
         document_errors(module.router.routes)
         app.include_router(module.router)
-    if VENDOR_DIR.is_dir():
-        app.mount("/static/vendor", StaticFiles(directory=VENDOR_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # the body limit sits outside the routes so nothing reads a too-large upload; the security
     # headers outside it, so its 413 carries them too

@@ -74,7 +74,7 @@ def authenticate(ws: Workspace, username: str, password: str) -> User:
         row = ws.catalog.user(username)
         _hasher.verify(row["password_hash"], password)
     except (NotFoundError, VerificationError, InvalidHashError) as exc:
-        raise AuthError("wrong user name or password") from exc
+        raise AuthError("wrong user name or password", code="error.auth.login") from exc
     return _user(row)
 
 
@@ -107,13 +107,13 @@ def user_from_token(ws: Workspace, token: str, secret: str) -> User:
     try:
         claims = jwt.decode(token, secret, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError as exc:
-        raise AuthError("your session has expired; sign in again") from exc
+        raise AuthError("your session has expired; sign in again", code="error.auth.expired") from exc
     except jwt.PyJWTError as exc:
-        raise AuthError("invalid token; sign in again") from exc
+        raise AuthError("invalid token; sign in again", code="error.auth.invalid") from exc
     try:
         return _user(ws.catalog.user(str(claims["sub"])))
     except NotFoundError as exc:
-        raise AuthError("the user of this token no longer exists") from exc
+        raise AuthError("the user of this token no longer exists", code="error.auth.gone") from exc
 
 
 def require_role(user: User, role: str) -> User:
@@ -121,5 +121,6 @@ def require_role(user: User, role: str) -> User:
     if user.at_least(role):
         return user
     if user.anonymous:
-        raise AuthError(f"sign in first: this needs the {role} role")
-    raise PermissionDeniedError(f"user {user.username!r} is a {user.role}; this needs the {role} role")
+        raise AuthError(f"sign in first: this needs the {role} role", code="error.auth.sign_in", role=role)
+    raise PermissionDeniedError(f"user {user.username!r} is a {user.role}; this needs the {role} role",
+                                code="error.auth.role", username=user.username, user_role=user.role, role=role)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from belcheer import pipeline
+from belcheer.api.messages import LANGS, error_text, error_texts, t
 from belcheer.catalog import Job
 from belcheer.errors import BelcheerError
 from belcheer.workspace import Workspace
@@ -36,11 +37,23 @@ def job_frames_dir(ws: Workspace, job_id: str) -> Path:
 
 
 def job_dict(job: Job) -> dict[str, Any]:
-    """A job as the API shows it."""
-    return {"id": job.id, "kind": job.kind, "state": job.state, "stage": job.stage,
-            "progress": round(float(job.progress), 4), "message": job.message,
-            "params": dict(job.params), "result": dict(job.result), "error": job.error,
-            "owner": job.owner, "created": job.created, "updated": job.updated}
+    """A job as the API shows it. ``stage`` is a pipeline stage name (``ingest`` … ``stats``) with
+    its words in ``stage_label``; ``message`` is the stage's own English progress note; a failed
+    job's ``error`` (English) comes with ``error_code`` and ``error_message`` (by language)."""
+    out = {"id": job.id, "kind": job.kind, "state": job.state, "stage": job.stage,
+           "stage_label": ({lang: t(f"stage.{job.stage}", lang) for lang in LANGS}
+                           if job.stage in pipeline.STAGES else None),
+           "progress": round(float(job.progress), 4), "message": job.message,
+           "params": dict(job.params), "result": dict(job.result), "error": job.error,
+           "error_code": None, "error_message": None,
+           "owner": job.owner, "created": job.created, "updated": job.updated}
+    if job.error:
+        known = job.result.get("error") or {}
+        code = known.get("code") or "error.BelcheerError"
+        out["error_code"] = code
+        out["error_message"] = {lang: error_text(code, lang, job.error, known.get("params"))
+                                for lang in LANGS}
+    return out
 
 
 class JobRunner:
@@ -90,12 +103,17 @@ class JobRunner:
         done = list(job.result.get("done", []))
         stages = dict(job.result.get("stages", {}))
         last = [0.0]
+        current = [job.stage if job.stage in pipeline.STAGES else None]
 
         def progress(fraction: float, message: str) -> None:
+            # the pipeline announces each stage by its name; sub-steps' notes stay in `message`,
+            # so `stage` is always a name the interface has words for
+            if message in pipeline.STAGES:
+                current[0] = message
             now = time.monotonic()
             if now - last[0] >= _PROGRESS_EVERY or fraction >= 1.0:
                 last[0] = now
-                cat.update_job(job_id, progress=float(fraction), message=message, stage=message)
+                cat.update_job(job_id, progress=float(fraction), message=message, stage=current[0])
 
         def on_stage(name: str, result: dict[str, Any]) -> None:
             done.append(name)
@@ -109,12 +127,16 @@ class JobRunner:
             pipeline.run_pipeline(self.ws, params, done=done, progress=progress, on_stage=on_stage)
         except BelcheerError as exc:
             log.warning("job %s failed: %s", job_id, exc)
-            cat.update_job(job_id, state="failed", error=str(exc), message=type(exc).__name__)
+            texts = error_texts(exc)
+            cat.update_job(job_id, state="failed", error=str(exc), message=type(exc).__name__,
+                           result={"done": done, "stages": stages,
+                                   "error": {"code": texts["code"], "params": texts["params"]}})
             return
         except Exception as exc:  # a bug in a stage: keep the server up, record it on the job
             log.exception("job %s crashed", job_id)
             cat.update_job(job_id, state="failed", error=f"{type(exc).__name__}: {exc}",
-                           message="internal error")
+                           message="internal error",
+                           result={"done": done, "stages": stages, "error": {"code": "error.internal"}})
             return
         # a job keeps what succeeded: warnings (e.g. no parcel overlap) end it `done`, not `failed`
         warnings = pipeline.run_warnings(stages)

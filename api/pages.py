@@ -11,8 +11,9 @@ from belcheer.zoning.numbers import quantity
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
-#: MapLibre GL JS as installed by `npm ci` in api/web (never committed, never from a CDN)
-VENDOR_DIR = HERE / "web" / "node_modules" / "maplibre-gl" / "dist"
+#: MapLibre GL JS and CSS, copied there from the npm registry by the build (api/web/vendor.py):
+#: package data of every wheel, never committed, never from a CDN; served under /static/vendor
+VENDOR_DIR = STATIC_DIR / "vendor"
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals["t"] = t

@@ -34,7 +34,7 @@ from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
-from belcheer.api.messages import class_label, t
+from belcheer.api.messages import class_label, t, units_label
 from belcheer.api.safety import check_raster
 from belcheer.errors import InputError, NotFoundError
 from belcheer.fileio import confined
@@ -411,7 +411,8 @@ def legend(product: Product, root: Path, lang: str | None = None) -> dict[str, A
     style = style_for(product, path)
     title = product.name.upper() if product.kind == ProductKind.INDEX else t(f"layer.{product.kind.value}", lang)
     out: dict[str, Any] = {"product": product.id, "name": product.name, "kind": product.kind.value,
-                           "title": title, "units": product.units, "relative": product.relative}
+                           "title": title, "units": product.units,
+                           "units_label": units_label(product.units, lang), "relative": product.relative}
     if style.mode == "classes" and style.colormap == "landcover":
         from belcheer.zoning.landcover import LANDCOVER_CLASSES
 

@@ -81,7 +81,7 @@ def build_workspace(root: Path, **settings_kw) -> tuple[Workspace, Settings]:
     specs = [("orthomosaic", ProductKind.ORTHOMOSAIC, rgb, "uint8", 0,
               (Band("red", 650, label="R"), Band("green", 550, label="G"), Band("blue", 470, label="B")), None),
              ("ndvi", ProductKind.INDEX, ndvi[None], "float32", float("nan"), (Band("ndvi"),), None),
-             ("condition", ProductKind.CONDITION, cond[None], "uint8", 0, (Band("condition"),), "class")]
+             ("condition", ProductKind.CONDITION, cond[None], "uint8", 0, (Band("condition"),), "recovery class 1-5")]
     for survey in (SURVEY, HIDDEN):
         for name, kind, arr, dtype, nodata, bands, units in specs:
             path = ws.product_path(survey, name)

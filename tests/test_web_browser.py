@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
-from test_api_helpers import PARCELS, build_workspace
+from test_api_helpers import PARCELS, PASSWORD, build_workspace
 
 from belcheer.api import create_app
 from belcheer.api.messages import catalogue, class_label
@@ -147,4 +147,120 @@ def test_herder_page_in_mongolian_and_light(server, browser, artifacts):
     page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
     assert page.locator("header h1").inner_text() == catalogue()["en"]["herder.title"]
     page.screenshot(path=str(artifacts / "web-herder-en.png"), full_page=True)
+    page.close()
+
+
+def test_officer_map_on_a_phone_is_full_width_with_a_drawer(server, browser, artifacts):
+    """At 390×844 CSS px the map fills the screen below the header; the panel is a drawer."""
+    ws, base = server
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{base}/")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    page.wait_for_timeout(300)
+    assert not errors, errors
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+    box = page.locator("#map").bounding_box()
+    assert box["x"] == 0 and box["width"] == 390, box
+    assert box["height"] >= 0.75 * 844 and box["y"] + box["height"] <= 844 + 0.5, box
+    canvas = page.locator("#map canvas").bounding_box()
+    assert canvas["width"] == 390 and abs(canvas["height"] - box["height"]) < 1, canvas
+    # closed drawer: off-screen and out of the way; the sign-in form has moved into it
+    assert not page.locator("#panel").is_visible()
+    assert page.locator("#panel #login").count() == 1
+    page.screenshot(path=str(artifacts / "web-map-phone-mn.png"))
+    shot = page.locator("#map").screenshot()
+    img = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+    drawn = np.abs(img - np.array([0xEE, 0xF0, 0xE6])).sum(axis=2) > 30
+    assert drawn.mean() > 0.2, f"only {drawn.mean():.1%} of the phone map has tile pixels"
+    # open the drawer: on screen, at most 88 % of the width, layers usable
+    page.click("#panel-toggle")
+    page.wait_for_timeout(400)  # the slide-in transition
+    assert page.get_attribute("#panel-toggle", "aria-expanded") == "true"
+    panel = page.locator("#panel").bounding_box()
+    assert page.locator("#panel").is_visible()
+    assert panel["x"] >= 390 - 340 - 0.5 and panel["x"] + panel["width"] <= 390 + 0.5, panel
+    assert 300 <= panel["width"] <= 0.88 * 390 + 0.5 and panel["height"] == 844, panel
+    assert catalogue()["mn"]["layers.title"] in page.locator("#panel").inner_text()
+    ndvi = page.locator("#layers input[type=checkbox]").first
+    was = ndvi.is_checked()
+    ndvi.click()
+    assert ndvi.is_checked() != was
+    page.screenshot(path=str(artifacts / "web-map-phone-drawer-mn.png"))
+    # signing in from the drawer: the role in Mongolian words, not "officer"
+    page.fill("#panel #login input[name=username]", "officer")
+    page.fill("#panel #login input[name=password]", PASSWORD)
+    page.click("#panel #login button")
+    page.wait_for_function("document.getElementById('whoami').textContent.length > 0", timeout=10_000)
+    assert page.locator("#whoami").inner_text() == f"officer ({catalogue()['mn']['role.officer']})"
+    # close with the drawer's own button; the map is whole again
+    page.click("#panel-close")
+    page.wait_for_timeout(400)
+    assert not page.locator("#panel").is_visible()
+    assert page.get_attribute("#panel-toggle", "aria-expanded") == "false"
+    # the English header's longer words fit too
+    page.goto(f"{base}/?lang=en")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#map").bounding_box()
+    assert box["width"] == 390 and box["height"] >= 0.75 * 844, box
+    page.screenshot(path=str(artifacts / "web-map-phone-en.png"))
+    page.close()
+
+
+#: every word a person can read or hear on the page: visible text, and the placeholders, titles,
+#: labels and alt texts of visible elements (the browser's own widgets excepted)
+READABLE_JS = """() => {
+  const out = [document.title];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const p = n.parentElement;
+    if (!p || ["SCRIPT", "STYLE", "TEMPLATE"].includes(p.tagName)) continue;
+    if (p.tagName === "OPTION" ? p.closest("select").checkVisibility() : p.checkVisibility({ visibilityProperty: true })) out.push(n.data);
+  }
+  for (const e of document.querySelectorAll("[placeholder],[title],[aria-label],[alt]")) {
+    if (!e.checkVisibility({ visibilityProperty: true }) && e.tagName !== "svg") continue;
+    for (const a of ["placeholder", "title", "aria-label", "alt"]) if (e.getAttribute(a)) out.push(e.getAttribute(a));
+  }
+  return out.join("\\n");
+}"""
+
+
+def test_mongolian_pages_have_no_english(server, browser, artifacts):
+    """The officers' map (with a parcel's popup and the legend), the herders' page and the parcel
+    table in Mongolian: no Latin word but index names, formats, classes' numerals and data."""
+    from test_messages_mn import english_words
+
+    ws, base = server
+    data_words = {p[0] for p in PARCELS}  # parcel ids, shown beside names on the herders' page
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(f"{base}/")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    page.check("#layers input >> nth=0")  # every legend shown: condition's classes and units too
+    page.wait_for_timeout(500)
+    from test_api_helpers import parcel_geoms
+
+    centre = parcel_geoms().to_crs(4326).set_index("parcel_id").geometry.loc["P2"].centroid
+    xy = page.evaluate(f"(() => {{ const p = window.belcheerMap.project([{centre.x}, {centre.y}]); return [p.x, p.y]; }})()")
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+    page.locator(".maplibregl-popup .popup").wait_for(timeout=10_000)
+    text = page.evaluate(READABLE_JS)
+    assert catalogue()["mn"]["units.recovery class 1-5"] in text  # the condition legend's units
+    assert catalogue()["mn"]["mapctl.NavigationControl.ZoomIn"] in text
+    assert "NDVI" in text and catalogue()["mn"]["class.3"] in text
+    assert not english_words(text, data_words), english_words(text, data_words)
+    page.screenshot(path=str(artifacts / "web-map-mn-popup.png"))
+    page.goto(f"{base}/herder?parcel=P2")
+    page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+    text = page.evaluate(READABLE_JS)
+    assert catalogue()["mn"]["herder.title"] in text
+    assert not english_words(text, data_words), english_words(text, data_words)
+    page.goto(f"{base}/collections/parcels/items?f=html&lang=mn&limit=2")
+    text = page.evaluate(READABLE_JS)
+    assert catalogue()["mn"]["parcel.id"] in text and catalogue()["mn"]["items.next"] in text
+    assert not english_words(text, data_words), english_words(text, data_words)
     page.close()

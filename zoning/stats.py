@@ -367,7 +367,8 @@ def zonal_stats(raster: str | Any, parcels: gpd.GeoDataFrame, *, stats: Sequence
         raise CRSError(f"no parcel overlaps raster {raster}: raster CRS {rcrs.to_string()} bounds "
                        f"{[round(v, 3) for v in rbounds]}, parcels (CRS {parcels.crs.to_string()}) fall at "
                        f"{pb} in the raster CRS ({gb} lon/lat). Check that both CRSs are declared correctly "
-                       "(e.g. --crs when importing parcels) and that the survey covers the parcels")
+                       "(e.g. --crs when importing parcels) and that the survey covers the parcels",
+                       code="error.stats.no_overlap", raster=os.path.basename(str(raster)))
     pos = np.flatnonzero(hits)
     bb = shapely.bounds(geoms[pos])
     work = (bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1]) / pixel_area + _PARCEL_COST_PX

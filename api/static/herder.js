@@ -23,7 +23,7 @@ function rings(geom) {
 
 function drawMinimap(f) {
   const box = $("minimap");
-  box.innerHTML = "";
+  box.replaceChildren();
   const pts = rings(f.geometry).flat();
   const lons = pts.map((p) => p[0]), lats = pts.map((p) => p[1]);
   const [w, s, e, n] = [Math.min(...lons), Math.min(...lats), Math.max(...lons), Math.max(...lats)];
@@ -54,7 +54,12 @@ function drawMinimap(f) {
     const q = px(p[0], p[1], z);
     return `${i ? "L" : "M"}${(q[0] - ox).toFixed(1)},${(q[1] - oy).toFixed(1)}`;
   }).join(" ") + "Z").join(" ");
-  box.insertAdjacentHTML("beforeend", `<svg viewBox="0 0 ${VIEW} ${VIEW}" width="${VIEW}" height="${VIEW}"><path d="${d}" fill="none" stroke="#111" stroke-width="2.5"/></svg>`);
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg"), path = document.createElementNS(NS, "path");
+  for (const [k, v] of Object.entries({ viewBox: `0 0 ${VIEW} ${VIEW}`, width: VIEW, height: VIEW })) svg.setAttribute(k, v);
+  for (const [k, v] of Object.entries({ d, fill: "none", stroke: "#111", "stroke-width": 2.5 })) path.setAttribute(k, v);
+  svg.append(path);
+  box.append(svg);
 }
 
 /** The herd typed as heads per species, in sheep units (coefficients shown beside each field). */

@@ -1,20 +1,54 @@
-// Land officers' web map: MapLibre GL (served from node_modules, no CDN), local raster tiles only.
+// Land officers' web map: MapLibre GL (vendored into the package from npm, no CDN), local raster tiles only.
+// Everything from the server reaches the page as text nodes or attributes, never as parsed HTML.
 import { t, LANG, classLabel, CLASS_COLORS, fmt, fmtQ, fmtShare } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
-// text that comes from users (survey names, attribute columns) inside an HTML or SVG string
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const state = { survey: null, products: [], map: null };
 
-async function getJSON(url, opts) {
-  const r = await fetch(url, { credentials: "same-origin", ...opts });
-  if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
+/** An element with text content only: nothing that came from the server is parsed as HTML. */
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k === "style") Object.assign(e.style, v);
+    else e.setAttribute(k, v);
+  }
+  e.append(...children.filter((c) => c !== null && c !== undefined));
+  return e;
+}
+
+/** The server's words for an error, in this page's language (codes in messages.json). */
+class ServerError extends Error {
+  constructor(body, status) {
+    super(body.message || t("error.generic"));
+    this.code = body.code; this.detail = typeof body.detail === "string" ? body.detail : ""; this.status = status;
+  }
+}
+
+async function getJSON(url, opts = {}) {
+  const r = await fetch(url, { credentials: "same-origin", ...opts, headers: { "Accept-Language": LANG, ...(opts.headers || {}) } });
+  if (!r.ok) throw new ServerError(await r.json().catch(() => ({})), r.status);
   return r.json();
+}
+
+/** "Алдаа гарлаа: <message>" in the job line; the English detail only as a tooltip. */
+function showError(err) {
+  const status = $("job-status");
+  status.textContent = `${t("error.generic")}: ${err instanceof ServerError ? err.message : t("error.internal")}`;
+  status.title = err.detail || "";
 }
 
 function layerTitle(p) {
   if (p.kind === "index") return p.name.toUpperCase() + (p.relative ? " (RGB)" : "");
   return t(`layer.${p.kind}`);
+}
+
+/** MapLibre's own button titles and labels, from the catalogue (keys "mapctl.<its key>"). */
+function mapLocale() {
+  const out = {};
+  for (const key of ["Map.Title", "NavigationControl.ZoomIn", "NavigationControl.ZoomOut",
+    "NavigationControl.ResetBearing", "Popup.Close", "ScaleControl.Meters", "ScaleControl.Kilometers"]) out[key] = t(`mapctl.${key}`);
+  return out;
 }
 
 function makeMap() {
@@ -23,6 +57,7 @@ function makeMap() {
     container: "map",
     style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#eef0e6" } }] },
     center: [106.9, 47.9], zoom: 4, attributionControl: false, preserveDrawingBuffer: true,
+    locale: mapLocale(),
   });
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
   return map;
@@ -35,22 +70,16 @@ function clearSurveyLayers(map) {
 
 async function showLegend() {
   const box = $("legend");
-  box.innerHTML = "";
+  box.replaceChildren();
   for (const p of state.products) {
     if (!p.visible || p.kind === "orthomosaic" || p.kind === "reflectance") continue;
     const leg = await getJSON(`/legend/${p.id}?lang=${LANG}`);
     const div = document.createElement("div");
     div.className = "legend";
-    const title = document.createElement("strong");
-    title.textContent = leg.title;
-    div.append(title);
+    div.append(el("strong", {}, leg.title));
+    if (leg.units_label) div.append(" ", el("span", { class: "units" }, `(${leg.units_label})`));
     if (leg.type === "classes") {
-      for (const c of leg.classes) {
-        const row = document.createElement("div");
-        row.innerHTML = `<i style="background:${c.color}"></i> `;
-        row.append(c.label);
-        div.append(row);
-      }
+      for (const c of leg.classes) div.append(el("div", {}, el("i", { style: { background: c.color } }), " ", c.label));
     } else if (leg.type === "ramp") {
       const bar = document.createElement("div");
       bar.className = "ramp";
@@ -66,7 +95,7 @@ async function showLegend() {
 
 function addProductLayers(map) {
   const list = $("layers");
-  list.innerHTML = "";
+  list.replaceChildren();
   let bounds = null;
   state.products.forEach((p, i) => {
     // imagery first and visible; the condition raster visible; other indices listed, hidden
@@ -99,13 +128,9 @@ async function addParcels(map) {
       1, CLASS_COLORS[1], 2, CLASS_COLORS[2], 3, CLASS_COLORS[3], 4, CLASS_COLORS[4], 5, CLASS_COLORS[5], "#888888"],
       "fill-opacity": 0.15 } });
   map.addLayer({ id: "parcels-line", type: "line", source: "parcels", paint: { "line-color": "#222", "line-width": 1.5 } });
-  const li = document.createElement("li");
-  li.innerHTML = `<input type="checkbox" id="cb-parcels" checked> <label for="cb-parcels"></label>`;
-  li.querySelector("label").textContent = t("layer.parcels");
-  li.querySelector("input").addEventListener("change", (e) => {
-    for (const id of ["parcels-fill", "parcels-line"]) map.setLayoutProperty(id, "visibility", e.target.checked ? "visible" : "none");
-  });
-  $("layers").append(li);
+  $("layers").append(checkboxItem("cb-parcels", t("layer.parcels"), (on) => {
+    for (const id of ["parcels-fill", "parcels-line"]) map.setLayoutProperty(id, "visibility", on ? "visible" : "none");
+  }));
   return fc;
 }
 
@@ -114,11 +139,15 @@ async function addBoundaries(map) {
   if (!r.ok) return; // optional: only when the workspace has soum boundaries
   map.addSource("soums", { type: "geojson", data: await r.json() });
   map.addLayer({ id: "soums-line", type: "line", source: "soums", paint: { "line-color": "#6a3d9a", "line-width": 1, "line-dasharray": [2, 2] } });
-  const li = document.createElement("li");
-  li.innerHTML = `<input type="checkbox" id="cb-soums" checked> <label for="cb-soums"></label>`;
-  li.querySelector("label").textContent = t("layer.soums");
-  li.querySelector("input").addEventListener("change", (e) => map.setLayoutProperty("soums-line", "visibility", e.target.checked ? "visible" : "none"));
-  $("layers").append(li);
+  $("layers").append(checkboxItem("cb-soums", t("layer.soums"),
+    (on) => map.setLayoutProperty("soums-line", "visibility", on ? "visible" : "none")));
+}
+
+function checkboxItem(id, label, onChange) {
+  const cb = el("input", { type: "checkbox", id });
+  cb.checked = true;
+  cb.addEventListener("change", () => onChange(cb.checked));
+  return el("li", {}, cb, " ", el("label", { for: id }, label));
 }
 
 function fitTo(map, fc) {
@@ -130,17 +159,27 @@ function fitTo(map, fc) {
   return b;
 }
 
-/** A small inline-SVG line chart of a parcel's index means over surveys. */
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}, ...children) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  e.append(...children);
+  return e;
+}
+
+/** A small inline-SVG line chart of a parcel's index means over surveys (null when none). */
 function sparkline(series) {
   const pts = series.filter((s) => s.mean !== null);
-  if (!pts.length) return "";
+  if (!pts.length) return null;
   const w = 220, h = 60, pad = 6;
   const lo = Math.min(...pts.map((p) => p.mean)), hi = Math.max(...pts.map((p) => p.mean));
   const x = (i) => pad + (pts.length === 1 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (pts.length - 1));
   const y = (v) => h - pad - (hi === lo ? (h - 2 * pad) / 2 : ((v - lo) * (h - 2 * pad)) / (hi - lo));
   const path = pts.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ");
-  const dots = pts.map((p, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(p.mean).toFixed(1)}" r="3"><title>${esc(p.date || p.survey)}: ${fmt(p.mean, 3)}</title></circle>`).join("");
-  return `<svg class="chart" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img"><path d="${path}" fill="none" stroke="#1a9850" stroke-width="2"/>${dots}</svg>`;
+  const dots = pts.map((p, i) => svg("circle", { cx: x(i).toFixed(1), cy: y(p.mean).toFixed(1), r: 3 },
+    svg("title", {}, `${p.date || p.survey}: ${fmt(p.mean, 3)}`)));
+  return svg("svg", { class: "chart", width: w, height: h, viewBox: `0 0 ${w} ${h}`, role: "img" },
+    svg("path", { d: path, fill: "none", stroke: "#1a9850", "stroke-width": 2 }), ...dots);
 }
 
 async function showParcel(id, lngLat) {
@@ -151,46 +190,36 @@ async function showParcel(id, lngLat) {
   const stats = await getJSON(`/parcels/${encodeURIComponent(id)}/stats?index=${index}`).catch(() => ({ series: [] }));
   const cls = p.condition_class;
   const bal = p.balance_su;
-  const html = `<div class="popup">
-    <h3></h3>
-    <table>
-      <tr><th>${t("parcel.soum")}</th><td class="soum"></td></tr>
-      <tr><th>${t("parcel.area")}</th><td>${fmtQ(p.area_ha)}</td></tr>
-      <tr><th class="index-name"></th><td class="index-mean">${fmt(p[idx], 3)}</td></tr>
-      <tr><th>${t("parcel.land_use")}</th><td class="land-use">${p.land_use ? t(`use.${p.land_use}`) : "–"}</td></tr>
-      <tr><th>${t("parcel.surveyed")}</th><td class="surveyed">${fmtShare(p.surveyed_share)}</td></tr>
-      ${p.use_group === "cropland"
-        ? `<tr><th>${t("parcel.uniformity")}</th><td class="uniformity">${fmtQ(p.crop_uniformity)}</td></tr>`
-        : `<tr><th>${t("parcel.condition")}</th><td class="condition"><i style="background:${CLASS_COLORS[cls] || "#888"}"></i> ${classLabel(cls)}</td></tr>
-      <tr><th>${t("parcel.capacity")}</th><td class="capacity">${fmtQ(p.capacity_su)}</td></tr>
-      <tr><th>${t("parcel.ha_per_su")}</th><td class="ha-per-su">${fmtQ(p.ha_per_su)}</td></tr>
-      <tr><th>${t("parcel.registered")}</th><td>${fmtQ(p.registered_su)}</td></tr>
-      <tr><th>${t("parcel.balance")}</th><td>${fmtQ(bal)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}</td></tr>`}
-    </table>
-    <p class="capacity-note"></p>
-    <div>${t("parcel.series")}</div>${sparkline(stats.series || [])}
-  </div>`;
-  // names come from users: set as text, never parsed as HTML
-  const fill = (el) => {
-    el.innerHTML = html;
-    el.querySelector("h3").textContent = p.name || p.parcel_id;
-    el.querySelector(".soum").textContent = p.soum || "";
-    el.querySelector(".capacity-note").textContent = p[`capacity_note_${LANG}`] || "";
-    // the index name comes from a property name (a user's attribute column): text, not HTML
-    el.querySelector(".index-name").textContent = `${index.toUpperCase()} ${t("stats.mean")}`;
-    return el;
-  };
-  fill($("parcel-body"));
+  const row = (label, value, cls = undefined) => el("tr", {}, el("th", {}, label), el("td", cls ? { class: cls } : {}, ...[value].flat()));
+  const grazing = p.use_group !== "cropland";
+  // names, soums and index names come from users' files: text nodes only, never parsed as HTML
+  const card = () => el("div", { class: "popup" },
+    el("h3", {}, String(p.name || p.parcel_id)),
+    el("table", {},
+      row(t("parcel.soum"), String(p.soum || ""), "soum"),
+      row(t("parcel.area"), fmtQ(p.area_ha)),
+      row(`${index.toUpperCase()} ${t("stats.mean")}`, fmt(p[idx], 3), "index-mean"),
+      row(t("parcel.land_use"), p.land_use ? t(`use.${p.land_use}`) : "–", "land-use"),
+      row(t("parcel.surveyed"), fmtShare(p.surveyed_share), "surveyed"),
+      ...(grazing ? [
+        row(t("parcel.condition"), [el("i", { style: { background: CLASS_COLORS[cls] || "#888" } }), " ", classLabel(cls)], "condition"),
+        row(t("parcel.capacity"), fmtQ(p.capacity_su), "capacity"),
+        row(t("parcel.ha_per_su"), fmtQ(p.ha_per_su), "ha-per-su"),
+        row(t("parcel.registered"), fmtQ(p.registered_su)),
+        row(t("parcel.balance"), `${fmtQ(bal)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}`),
+      ] : [row(t("parcel.uniformity"), fmtQ(p.crop_uniformity), "uniformity")])),
+    el("p", { class: "capacity-note" }, String(p[`capacity_note_${LANG}`] || "")),
+    el("div", {}, t("parcel.series")), sparkline(stats.series || []));
+  $("parcel-body").replaceChildren(card());
   if (state.map && lngLat) {
-    new maplibregl.Popup({ maxWidth: "320px" }).setLngLat(lngLat)
-      .setDOMContent(fill(document.createElement("div"))).addTo(state.map);
+    new maplibregl.Popup({ maxWidth: "min(320px, 90vw)" }).setLngLat(lngLat).setDOMContent(card()).addTo(state.map);
   }
 }
 
 function showExports() {
   const s = encodeURIComponent(state.survey || "");
-  $("exports").innerHTML = ["shp", "gpkg", "geojson", "fgb", "csv", "kml"]
-    .map((f) => `<a class="button" href="/export/parcels.${f}?survey=${s}">${f.toUpperCase()}</a>`).join(" ");
+  $("exports").replaceChildren(...["shp", "gpkg", "geojson", "fgb", "csv", "kml"].flatMap((f) =>
+    [el("a", { class: "button", href: `/export/parcels.${f}?survey=${s}` }, f.toUpperCase()), " "]));
 }
 
 /** A calibration note in the reader's language, from its code and values. */
@@ -214,7 +243,7 @@ function showCalibration(cal) {
   if (cal.panel_capture) lines.push(t("calibration.panel", { capture: cal.panel_capture, albedo: albedo.join(", ") }));
   if (cal.absolute === false) lines.push(t("calibration.relative"));
   for (const n of cal.notes || []) lines.push(`⚠ ${noteText(n)}`);
-  box.innerHTML = lines.map((l) => `<p>${l.replace(/[&<>]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;" })[c])}</p>`).join("");
+  box.replaceChildren(...lines.map((l) => el("p", {}, l)));
 }
 
 async function loadSurvey(name) {
@@ -242,7 +271,9 @@ function watchJob(id) {
   es.addEventListener("progress", (e) => {
     const j = JSON.parse(e.data);
     bar.value = j.progress;
-    status.textContent = `${t("job.progress")}: ${Math.round(j.progress * 100)}% ${j.stage || ""}`;
+    const stage = j.stage_label ? j.stage_label[LANG] : t(`job.${j.state}`);
+    status.textContent = `${t("job.progress")}: ${Math.round(j.progress * 100)}% · ${stage}`;
+    status.title = "";
     if (j.state === "done") {
       // a job that kept what succeeded: its warnings (in the page's language) and its products
       const cal = (j.result || {}).calibration;
@@ -254,9 +285,33 @@ function watchJob(id) {
         + (prods ? ` ${t("job.products")}: ${prods}` : "");
       refreshSurveys();
     }
-    if (j.state === "failed") status.textContent = `${t("job.failed")}: ${j.error}`;
+    if (j.state === "failed") {
+      status.textContent = `${t("job.failed")}: ${j.error_message ? j.error_message[LANG] : t("error.generic")}`;
+      status.title = j.error || "";
+    }
   });
   es.addEventListener("end", () => es.close());
+}
+
+/** Phones: the panel is a drawer (style.css); the sign-in form lives in it while the screen is narrow. */
+function wireDrawer() {
+  const toggle = $("panel-toggle"), panel = $("panel"), login = $("login"), home = login.parentNode;
+  const setOpen = (open) => {
+    document.body.classList.toggle("panel-open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+  };
+  toggle.addEventListener("click", () => setOpen(!document.body.classList.contains("panel-open")));
+  $("panel-close").addEventListener("click", () => setOpen(false));
+  $("panel-backdrop").addEventListener("click", () => setOpen(false));
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") setOpen(false); });
+  const narrow = window.matchMedia("(max-width: 700px)");
+  const place = () => {
+    if (narrow.matches) panel.insertBefore(login, $("panel-close").nextSibling);
+    else { home.append(login); setOpen(false); }
+  };
+  narrow.addEventListener("change", place);
+  place();
+  return { setOpen, narrow };
 }
 
 function wireForms() {
@@ -264,19 +319,27 @@ function wireForms() {
     e.preventDefault();
     try {
       const me = await getJSON("/token", { method: "POST", body: new URLSearchParams(new FormData(e.target)) });
-      $("whoami").textContent = `${e.target.username.value} (${me.role})`;
+      $("whoami").textContent = `${e.target.username.value} (${t(`role.${me.role}`)})`;
     } catch { $("whoami").textContent = t("login.failed"); }
   });
   $("upload-parcels").addEventListener("submit", async (e) => {
     e.preventDefault();
     try { await getJSON("/parcels/upload", { method: "POST", body: new FormData(e.target) }); loadSurvey(state.survey); }
-    catch (err) { $("job-status").textContent = `${t("error.generic")}: ${err.message}`; }
+    catch (err) { showError(err); }
   });
   $("upload-frames").addEventListener("submit", async (e) => {
     e.preventDefault();
     try { const job = await getJSON("/jobs/upload", { method: "POST", body: new FormData(e.target) }); watchJob(job.id); }
-    catch (err) { $("job-status").textContent = `${t("error.generic")}: ${err.message}`; }
+    catch (err) { showError(err); }
   });
+  // file pickers in the page's language (the browser's own button speaks the browser's)
+  for (const input of document.querySelectorAll("input[type=file]")) {
+    const name = input.parentNode.querySelector(".file-name");
+    input.addEventListener("change", () => {
+      const n = input.files.length;
+      name.textContent = n === 0 ? t("upload.nofile") : n === 1 ? input.files[0].name : t("upload.files", { count: n });
+    });
+  }
 }
 
 /** Fill the survey list (again after a job finished, so its survey appears); keeps the choice. */
@@ -284,8 +347,8 @@ async function refreshSurveys() {
   const surveys = await getJSON("/surveys");
   const sel = $("survey");
   const keep = sel.value;
-  sel.innerHTML = "";
-  if (!surveys.length) { sel.innerHTML = `<option>${t("survey.none")}</option>`; return surveys; }
+  sel.replaceChildren();
+  if (!surveys.length) { sel.replaceChildren(el("option", {}, t("survey.none"))); return surveys; }
   for (const s of surveys) {
     const o = document.createElement("option");
     o.value = s.name; o.textContent = `${s.name}${s.date ? " · " + s.date : ""}`;
@@ -296,6 +359,7 @@ async function refreshSurveys() {
 }
 
 async function main() {
+  state.drawer = wireDrawer();
   wireForms();
   state.map = makeMap();
   window.belcheerMap = state.map; // for the browser tests and for debugging in the console
