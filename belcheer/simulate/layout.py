@@ -298,9 +298,12 @@ def place_lake(layout: Layout, footprints: list[Polygon], fraction: float,
     parcels["geometry"] = parcels.geometry.difference(lake)
     parcels = parcels[parcels.geometry.area > 1.0].reset_index(drop=True)
     parcels["area_ha"] = parcels.geometry.area / 1e4
-    if not (parcels.land_use == "pasture").any():
+    # pasture-use areas reach beyond the flight: what matters is pasture left to survey
+    flown = flown_square(layout)
+    past = parcels[parcels.land_use == "pasture"]
+    if not (past.geometry.intersection(flown).area > 1.0).any():
         raise ConfigError(f"a lake under {fraction:.0%} of the frames would flood every pasture "
-                          "parcel; lower the lake fraction or fly a larger area")
+                          "parcel's flown part; lower the lake fraction or fly a larger area")
     kept = set(parcels.parcel_id)
     return replace(layout, lake=lake, checkpoints=checkpoints, training=training, parcels=parcels,
                    degraded_ids=tuple(p for p in layout.degraded_ids if p in kept),
