@@ -26,7 +26,11 @@ ALLOWED = {
     "I", "II", "III", "IV", "V",  # recovery classes are written in Roman numerals in Mongolian too
     "RGB", "NDVI", "NDREI", "SAVI", "MSAVI", "GNDVI", "VARI", "EXG", "GLI", "NGRDI", "DN",
     "SHP", "GPKG", "GEOJSON", "FGB", "CSV", "KML", "PNG", "GPS",
+    # file formats and libraries are proper names, written in Latin in Mongolian text too
+    "GeoPackage", "Shapefile", "FlatGeobuf", "GeoTIFF", "COG", "TIFF", "JPEG", "PDF", "WKT", "EPSG",
+    "GDAL", "VRT", "GDALG", "XMP", "EXIF", "ZIP", "DBF", "SHX", "PRJ",
     "MapLibre", "belcheer", "make", "web", "English",
+    "RP04", "IMG_0000",  # examples of a panel serial and a capture name: data, not words
 }
 
 
