@@ -158,7 +158,7 @@ def test_officer_map_on_a_phone_is_full_width_with_a_drawer(server, browser, art
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{base}/")
     page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
-    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    wait_js(page, "window.belcheerMap && window.belcheerMap.areTilesLoaded()", 30_000)
     page.wait_for_timeout(300)
     assert not errors, errors
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
@@ -193,7 +193,7 @@ def test_officer_map_on_a_phone_is_full_width_with_a_drawer(server, browser, art
     page.fill("#panel #login input[name=username]", "officer")
     page.fill("#panel #login input[name=password]", PASSWORD)
     page.click("#panel #login button")
-    page.wait_for_function("document.getElementById('whoami').textContent.length > 0", timeout=10_000)
+    wait_js(page, "document.getElementById('whoami').textContent.length > 0", 10_000)
     assert page.locator("#whoami").inner_text() == f"officer ({catalogue()['mn']['role.officer']})"
     # close with the drawer's own button; the map is whole again
     page.click("#panel-close")
@@ -238,7 +238,7 @@ def test_mongolian_pages_have_no_english(server, browser, artifacts):
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     page.goto(f"{base}/")
     page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
-    page.wait_for_function("window.belcheerMap && window.belcheerMap.areTilesLoaded()", timeout=30_000)
+    wait_js(page, "window.belcheerMap && window.belcheerMap.areTilesLoaded()", 30_000)
     page.check("#layers input >> nth=0")  # every legend shown: condition's classes and units too
     page.wait_for_timeout(500)
     from test_api_helpers import parcel_geoms
