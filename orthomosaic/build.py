@@ -131,13 +131,24 @@ def select_captures(survey: Survey, dsm: Path | None) -> tuple[list[Capture], li
 #: a pair with at least this many verified tie points is not rejected on the start placement
 #: alone: over real ground with poor GPS the start can be metres off where the matches are not
 STRONG_PAIR_INLIERS = 60
+#: ... as long as its offset is within this many σ of the two frames' GPS fixes
+SPARE_SIGMAS = 4.0
 
 
-def _spare_strong_and_lone(matches: list, bad: list[int], n: int) -> list[int]:
-    """Of the pairs the placement check rejects, keep the strong ones and, for a frame that
-    would lose every pair, its strongest: the adjustment's robust loss and outlier passes judge
-    them with everything else in view, and no frame is cut off by the start's errors."""
-    bad = [k for k in bad if matches[k].inliers < STRONG_PAIR_INLIERS]
+def _spare_strong_and_lone(matches: list, bad: list[int], n: int, offset_m: np.ndarray,
+                           gps_sigma_m: np.ndarray) -> list[int]:
+    """Of the pairs the placement check rejects, keep the strong ones whose offset the two
+    fixes' errors can explain (within :data:`SPARE_SIGMAS` σ: a poor GPS, not a wrong match)
+    and, for a frame that would lose every pair, its strongest: the adjustment's robust loss
+    and outlier passes judge them with everything else in view, and no frame is cut off by the
+    start's errors. Repetitive ground (crop rows) matched many metres away under an accurate
+    GNSS stays rejected however many inliers it has."""
+    def plausible(k: int) -> bool:
+        m = matches[k]
+        sigma = float(np.hypot(gps_sigma_m[m.i, 0], gps_sigma_m[m.j, 0]))
+        return not np.isfinite(offset_m[k]) or float(offset_m[k]) <= SPARE_SIGMAS * sigma
+
+    bad = [k for k in bad if matches[k].inliers < STRONG_PAIR_INLIERS or not plausible(k)]
     kept = set(range(len(matches))) - set(bad)
     linked = {f for k in kept for f in (matches[k].i, matches[k].j)}
     spare = set()
@@ -307,7 +318,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
                            "offset_m": None if not np.isfinite(resid[k]) else round(float(resid[k]), 2),
                            "reason": "matches disagree with the GPS/attitude placement of both frames "
                                      "(repetitive ground matched to the wrong place)"} for k in bad}
-        bad = _spare_strong_and_lone(good, bad, n)
+        bad = _spare_strong_and_lone(good, bad, n, resid, gps_sigma)
         rejected = [rejected_by[k] for k in sorted(set(bad))]
         good = [m for k, m in enumerate(good) if k not in set(bad)]
     good, stray = drop_stray_matches(good, rotvecs, centres0, cam_of, ground0) if good else (good, 0)
