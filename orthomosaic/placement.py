@@ -305,6 +305,14 @@ class StartPoses:
 
 #: a recorded heading further than this from the one the images and GPS give is replaced
 HEADING_OVERRIDE_DEG = 45.0
+#: frames whose recorded attitude is further than this from nadir are not in the planar start
+PLANAR_MAX_TILT_DEG = 20.0
+
+
+def _tilt_deg(pitch_deg: float, roll_deg: float) -> float:
+    """Angle of the optical axis from nadir, degrees, for a gimbal pitch (−90 = nadir) and roll."""
+    p, r = np.radians(pitch_deg + 90.0), np.radians(roll_deg)
+    return float(np.degrees(np.arccos(np.clip(np.cos(p) * np.cos(r), -1.0, 1.0))))
 #: GPS altitudes are not trusted when the ground heights they imply (altitude − height above
 #: ground from the image scale) spread over more than this share of the flying height, or
 #: this many metres, whichever is larger (p10–p90)
@@ -353,7 +361,13 @@ def start_poses(captures: Sequence, io, cam_of: Sequence[CameraModel],
     attitude = np.array([p is not None and p.pitch is not None for p in poses])
     gps = io.gps.copy()
     sigma = io.gps_sigma.copy()
-    planar = planar_solution(matches, gps, cam_of, sigma[:, 0])
+    # the planar model holds for near-nadir views only: frames an attitude records as oblique
+    # keep their own heading and stay out of the synchronisation (their image similarities
+    # would skew their neighbours')
+    oblique = np.array([bool(attitude[k]) and _tilt_deg(pitch[k], roll[k]) > PLANAR_MAX_TILT_DEG
+                        for k in range(n)], bool)
+    planar = planar_solution([m for m in matches if not (oblique[m.i] or oblique[m.j])],
+                             gps, cam_of, sigma[:, 0])
     # a camera that states no accuracy gets the σ its block's geometry shows, if worse than the
     # default (a compact camera's GPS can be off by tens of metres)
     stated = np.array([p is not None and bool(p.gps_sigma_h_m) for p in poses])
@@ -375,7 +389,7 @@ def start_poses(captures: Sequence, io, cam_of: Sequence[CameraModel],
             changed.append(k)
     solved = np.where(np.isfinite(planar.heading_deg), heading, np.nan)
     for k in range(n):
-        if np.isfinite(planar.heading_deg[k]):
+        if np.isfinite(planar.heading_deg[k]) or (oblique[k] and np.isfinite(meta[k])):
             continue
         if np.isfinite(meta[k]):
             # turned like the neighbours were, if they were (a flipped heading on this line)
