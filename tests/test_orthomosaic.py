@@ -147,15 +147,16 @@ def test_band_alignment_real_slovakia_below_one_pixel_with_parallax_field(real_d
     assert min(sift_after) >= 0.5, sift
     assert np.mean(sift_after) >= np.mean(sift_before) + 0.1, sift
     # a single-capture product is resampled with the same field (lens, field and homography in
-    # one remap): its band layers are as well aligned as measured (NaN outside a band: 0, as in
-    # warp_ideal)
+    # one remap): its band layers are at least as well aligned as measured (NaN outside a band:
+    # 0, as in warp_ideal; the one remap resamples once where the measurement warped twice, so
+    # it may come out better — NIR of IMG_0000: 0.34 px against 0.59 px measured)
     stack = read_capture(cap, al)
     order = [f.band.name for f in sorted(cap.frames, key=lambda f: f.band_index)]
     green = stack[..., order.index("green")]
     for k, name in enumerate(order):
         if name != "green":
             res, n = alignment_residual(np.nan_to_num(stack[..., k]), np.nan_to_num(green))
-            assert n >= 5 and res == pytest.approx(al[name].residual_px, abs=0.15), (name, res, n)
+            assert n >= 5 and res <= al[name].residual_px + 0.15, (name, res, al[name].residual_px, n)
 
 
 def test_band_alignment_dense_field_recovers_close_range_parallax():
