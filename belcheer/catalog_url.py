@@ -61,6 +61,8 @@ def sqlite_path(url: str, root: Path) -> Path:
     rest = url.split("://", 1)[1].split("?", 1)[0]
     if not rest:
         return root / DEFAULT_SQLITE_NAME
+    if rest.startswith("/"):  # sqlite:///abs and SQLAlchemy's sqlite:////abs alike
+        rest = "/" + rest.lstrip("/")
     path = Path(rest).expanduser()
     return path if path.is_absolute() else root / path
 
