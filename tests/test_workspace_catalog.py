@@ -158,6 +158,9 @@ def _api_view(root, **kw) -> dict:
         lon, lat, zoom = tilejson["center"]
         t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, int(zoom))
         tile = client.get(f"/tiles/{ndvi}/{t.z}/{t.x}/{t.y}.png", headers=officer)
+    # products list by registration second, then name; the two builds may straddle a second
+    for doc in (*surveys, *public):
+        doc["products"] = sorted(doc["products"], key=lambda p: p["name"])
     text = json.dumps([surveys, public, stats, summary, tilejson], ensure_ascii=False, sort_keys=True)
     # product ids are random per workspace and paths name its folder: compare what they point at
     ids = {p.id: f"<{p.survey}/{p.name}>" for p in ws.catalog.products()}
