@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from belcheer.catalog import Catalog, CalibrationRecord, SQLiteCatalog
+from belcheer.catalog import CalibrationRecord, Catalog, SQLiteCatalog
 from belcheer.catalog_postgis import PostGISCatalog
 from belcheer.catalog_url import open_catalog
 from belcheer.errors import ConflictError, NotFoundError
