@@ -20,7 +20,7 @@ import math
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -214,22 +214,47 @@ class PostGISCatalog:
 
     def _con(self) -> psycopg.Connection:
         con = getattr(self._local, "con", None)
-        if con is None or con.closed:
+        if con is None or con.closed or con.broken:
             con = self._connect()
             self._local.con = con
         return con
 
+    def _fresh(self) -> psycopg.Connection:
+        """A new connection for this thread, after the server dropped the old one."""
+        old = getattr(self._local, "con", None)
+        if old is not None:
+            old.close()
+        self._local.con = None
+        return self._con()
+
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection]:
-        con = self._con()
-        with con.transaction():
+        with ExitStack() as stack:
+            con = self._con()
+            try:
+                stack.enter_context(con.transaction())
+            except psycopg.OperationalError:
+                if not con.broken:
+                    raise
+                # the server restarted or dropped an idle connection: BEGIN is safe to repeat
+                con = self._fresh()
+                stack.enter_context(con.transaction())
             yield con
 
+    def _read(self, sql: str, args: Sequence[Any]) -> psycopg.Cursor:
+        con = self._con()
+        try:
+            return con.execute(sql, args)
+        except psycopg.OperationalError:
+            if not con.broken:
+                raise
+            return self._fresh().execute(sql, args)  # a read is safe to repeat
+
     def _one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        return self._con().execute(sql, args).fetchone()
+        return self._read(sql, args).fetchone()
 
     def _all(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return self._con().execute(sql, args).fetchall()
+        return self._read(sql, args).fetchall()
 
     def close(self) -> None:
         con = getattr(self._local, "con", None)

@@ -186,3 +186,18 @@ def test_api_over_postgis_answers_as_over_sqlite(postgres_url, tmp_path):
     assert summary["parcels"] == 3 and summary["condition_classes"] == {"1": 1, "2": 1, "4": 1}
     assert re.search(r"<Сэлэнгэ-2026-07/ndvi>", json.dumps(server["json"], ensure_ascii=False))
     assert server["tile"] == embedded["tile"] and server["tile"][:4] == b"\x89PNG"
+
+
+def test_a_dropped_connection_is_replaced(postgres_server, postgres_url, tmp_path):
+    """An API process outlives a server restart or an idle-connection cut: the next call reconnects."""
+    cat = open_catalog(postgres_url, tmp_path)
+    cat.add_survey("s", tmp_path / "m", 32648, None, {})
+    db = postgres_url.rsplit("/", 1)[1]
+    for call in (lambda: cat.surveys(), lambda: cat.add_job("pipeline", {"n": 1})):
+        killed = postgres_server.psql(
+            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname='{db}' AND application_name='belcheer'")
+        assert killed.strip() == "1"
+        call()
+    assert [s.name for s in cat.surveys()] == ["s"] and [j.params["n"] for j in cat.jobs()] == [1]
+    cat.close()
