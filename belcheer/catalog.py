@@ -240,6 +240,19 @@ class Catalog(Protocol):
     def audit_log(self, obj: str | None = None) -> list[dict[str, Any]]: ...
 
 
+@runtime_checkable
+class ParcelLayerStore(Protocol):
+    """A catalog that holds parcel geometries itself (PostGIS), not as workspace GeoPackages."""
+
+    def add_parcel_layer(self, frame: Any, source: str | None,
+                         report: Mapping[str, Any]) -> ParcelVersion: ...
+    def parcel_layer(self, version: int) -> Any: ...
+
+
+#: the ``path`` prefix of a parcel version whose layer is in the catalog database, not a file
+IN_CATALOG_PREFIX = "postgis:parcels/"
+
+
 class SQLiteCatalog:
     """The embedded catalog: one SQLite file. Safe to share between threads of one process."""
 

@@ -9,8 +9,8 @@ byte order SQLite uses. The schema is created by plain versioned SQL (:data:`MIG
 in ``schema_version``), each migration in one transaction under an advisory lock, so two API
 replicas starting at once cannot both apply it and a failed one leaves nothing behind.
 
-Parcels stay GeoPackage files in the workspace (the catalog stores their path and versions), as in
-the SQLite catalog; the PostGIS extension is required now so that their geometry can move here.
+Parcel layers saved through it (:meth:`PostGISCatalog.add_parcel_layer`) are rows with PostGIS
+geometry (EPSG:4326) instead of GeoPackage files; versions imported before stay files, read as before.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from belcheer.catalog import (
+    IN_CATALOG_PREFIX,
     STAT_COLUMNS,
     CalibrationRecord,
     Job,
@@ -42,6 +43,9 @@ from belcheer.catalog import (
 from belcheer.catalog_url import mask_url
 from belcheer.errors import ConfigError, ConflictError, NotFoundError
 from belcheer.models import Product, ProductKind
+
+if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
 
 #: an arbitrary constant: the advisory lock key under which migrations run
 _MIGRATION_LOCK = 0x62656C63  # "belc"
@@ -138,6 +142,20 @@ MIGRATIONS: tuple[str, ...] = (
         after TEXT
     );
     CREATE INDEX audit_object ON audit (object, id);
+    """,
+    # 2: parcel layers as PostGIS geometry, one row per parcel per version
+    """
+    ALTER TABLE parcel_versions ADD COLUMN columns JSONB;
+    CREATE TABLE parcels (
+        version INTEGER NOT NULL REFERENCES parcel_versions(version) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        parcel_id TEXT COLLATE "C" NOT NULL,
+        properties JSONB NOT NULL,
+        geom geometry(Geometry, 4326),
+        PRIMARY KEY (version, parcel_id),
+        UNIQUE (version, ord)
+    );
+    CREATE INDEX parcels_geom ON parcels USING GIST (geom);
     """,
 )
 
@@ -398,6 +416,66 @@ class PostGISCatalog:
                 "VALUES (%s,%s,%s,%s,%s) RETURNING *",
                 (str(path), source, feature_count, stamp, _jsonb(dict(report)))).fetchone()
         return self._pv(row)
+
+    def add_parcel_layer(self, frame: gpd.GeoDataFrame, source: str | None,
+                         report: Mapping[str, Any]) -> ParcelVersion:
+        """Store ``frame`` (EPSG:4326) as the new current parcel version, geometry as PostGIS.
+
+        One transaction: the version row and every parcel, or nothing. The version's ``path`` is
+        ``postgis:parcels/<version>`` (no file), which :meth:`parcel_layer` reads back.
+        """
+        import shapely
+
+        if frame.crs is None or frame.crs.to_epsg() != 4326:
+            raise ValueError("parcel layers are stored in EPSG:4326; reproject the frame first")
+        geom_col = frame.geometry.name
+        columns = [c for c in frame.columns if c != geom_col]
+        dtypes = {c: str(frame[c].dtype) for c in columns}
+        wkb = shapely.to_wkb(frame.geometry.values, hex=False)
+        records = frame[columns].to_dict(orient="records")
+        stamp = now()
+        with self._tx() as con:
+            con.execute("LOCK TABLE parcel_versions IN SHARE ROW EXCLUSIVE MODE")
+            con.execute("UPDATE parcel_versions SET valid_to=%s WHERE valid_to IS NULL", (stamp,))
+            row = con.execute(
+                "INSERT INTO parcel_versions (path, source, feature_count, valid_from, report, columns) "
+                "VALUES ('', %s, %s, %s, %s, %s) RETURNING version",
+                (source, len(frame), stamp, _jsonb(dict(report)),
+                 _jsonb({"order": columns, "dtypes": dtypes, "geometry": geom_col}))).fetchone()
+            version = row["version"]
+            row = con.execute("UPDATE parcel_versions SET path=%s WHERE version=%s RETURNING *",
+                              (f"{IN_CATALOG_PREFIX}{version}", version)).fetchone()
+            with con.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO parcels (version, ord, parcel_id, properties, geom) "
+                    "VALUES (%s, %s, %s, %s, ST_GeomFromWKB(%s, 4326))",
+                    [(version, i, str(rec["parcel_id"]), _jsonb(rec, _json_default), g)
+                     for i, (rec, g) in enumerate(zip(records, wkb, strict=True))])
+        return self._pv(row)
+
+    def parcel_layer(self, version: int) -> gpd.GeoDataFrame:
+        """A parcel version stored by :meth:`add_parcel_layer`, EPSG:4326, columns as written."""
+        import geopandas as gpd
+        import pandas as pd
+        import shapely
+
+        meta = self._one("SELECT columns FROM parcel_versions WHERE version=%s", (version,))
+        if meta is None or meta["columns"] is None:
+            raise NotFoundError(f"parcel version {version} is not stored in the catalog database")
+        spec = meta["columns"]
+        rows = self._all("SELECT properties, ST_AsBinary(geom) AS wkb FROM parcels "
+                         "WHERE version=%s ORDER BY ord", (version,))
+        props = pd.DataFrame([r["properties"] for r in rows], columns=spec["order"])
+        for col, dtype in spec["dtypes"].items():
+            # JSON has no int/float/bool distinction by column: restore what was written
+            if dtype != "object" and col in props and not props[col].isna().any():
+                try:
+                    props[col] = props[col].astype(dtype)
+                except (TypeError, ValueError):
+                    pass
+        geoms = shapely.from_wkb([bytes(r["wkb"]) if r["wkb"] is not None else None for r in rows])
+        # named "geometry", as a GeoPackage layer reads back
+        return gpd.GeoDataFrame(props, geometry=gpd.GeoSeries(geoms, crs=4326).values, crs=4326)
 
     def parcel_versions(self) -> list[ParcelVersion]:
         return [self._pv(r) for r in self._all("SELECT * FROM parcel_versions ORDER BY version")]

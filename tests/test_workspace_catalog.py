@@ -9,6 +9,7 @@ import re
 import socket
 
 import morecantile
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from test_api_helpers import HIDDEN, SURVEY, build_workspace, token
@@ -100,15 +101,17 @@ def test_cli_with_an_unreachable_catalog_exits_2_with_the_url_masked(tmp_path, m
 
 def test_migrations_are_versioned_and_refuse_a_newer_schema(postgres_server, postgres_url, tmp_path):
     cat = open_catalog(postgres_url, tmp_path)
-    assert isinstance(cat, PostGISCatalog) and cat.schema_version() == SCHEMA_VERSION == 1
+    assert isinstance(cat, PostGISCatalog) and cat.schema_version() == SCHEMA_VERSION == 2
     db = postgres_url.rsplit("/", 1)[1]
-    assert postgres_server.psql("SELECT version FROM schema_version", db).split() == ["1"]
-    # the geometry type is there for the parcels to move into
-    assert postgres_server.psql("SELECT 'POINT(106.9 47.9)'::geometry IS NOT NULL", db).strip() == "t"
+    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2"]
+    # the parcels' geometry column is PostGIS, EPSG:4326, with a spatial index
+    assert postgres_server.psql("SELECT type, srid FROM geometry_columns WHERE f_table_name='parcels'",
+                                db).strip() == "GEOMETRY|4326"
+    assert "USING gist" in postgres_server.psql("SELECT indexdef FROM pg_indexes WHERE indexname='parcels_geom'", db)
     open_catalog(postgres_url, tmp_path).close()  # reopening applies nothing twice
-    assert postgres_server.psql("SELECT count(*) FROM schema_version", db).strip() == "1"
+    assert postgres_server.psql("SELECT count(*) FROM schema_version", db).strip() == "2"
     postgres_server.psql("INSERT INTO schema_version (version) VALUES (99)", db)
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this belcheer knows \(1\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this belcheer knows \(2\)"):
         open_catalog(postgres_url, tmp_path)
     cat.close()
 
@@ -146,7 +149,11 @@ def test_cli_ingest_into_a_postgis_catalog(postgres_url, tmp_path, monkeypatch, 
 
 
 def _api_view(root, **kw) -> dict:
+    from belcheer.zoning import load_parcels, save_parcels
+
     ws, settings = build_workspace(root, **kw)
+    # a second parcel version through the zoning stage: a GeoPackage, or PostGIS rows
+    assert save_parcels(ws, load_parcels(ws), source="copy") == 2
     with TestClient(create_app(settings)) as client:
         officer = token(client, "officer")
         surveys = client.get("/surveys", headers=officer).json()
@@ -158,10 +165,13 @@ def _api_view(root, **kw) -> dict:
         lon, lat, zoom = tilejson["center"]
         t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, int(zoom))
         tile = client.get(f"/tiles/{ndvi}/{t.z}/{t.x}/{t.y}.png", headers=officer)
+        items = client.get("/collections/parcels/items", headers=officer).json()
+        p3 = client.get("/collections/parcels/items/P3", headers=officer).json()
     # products list by registration second, then name; the two builds may straddle a second
     for doc in (*surveys, *public):
         doc["products"] = sorted(doc["products"], key=lambda p: p["name"])
-    text = json.dumps([surveys, public, stats, summary, tilejson], ensure_ascii=False, sort_keys=True)
+    text = json.dumps([surveys, public, stats, summary, tilejson, items, p3], ensure_ascii=False,
+                      sort_keys=True)
     # product ids are random per workspace and paths name its folder: compare what they point at
     ids = {p.id: f"<{p.survey}/{p.name}>" for p in ws.catalog.products()}
     for pid, label in ids.items():
@@ -171,19 +181,24 @@ def _api_view(root, **kw) -> dict:
     text, n = re.subn(r'"created": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"', '"created": "<utc>"', text)
     assert n >= 3
     assert tile.status_code == 200, tile.text
-    return {"json": json.loads(text), "tile": tile.content, "surveys": surveys}
+    return {"json": json.loads(text), "tile": tile.content, "surveys": surveys,
+            "parcels_at": str(ws.catalog.current_parcel_version().path)}
 
 
 def test_api_over_postgis_answers_as_over_sqlite(postgres_url, tmp_path):
     embedded = _api_view(tmp_path / "sqlite-ws")
     server = _api_view(tmp_path / "pg-ws", catalog=postgres_url)
     assert [s["name"] for s in server["surveys"]] == [SURVEY, HIDDEN]
+    assert server["parcels_at"] == "postgis:parcels/2" and embedded["parcels_at"].endswith("parcels-v2.gpkg")
     assert server["json"] == embedded["json"]
     stats, summary = server["json"][2], server["json"][3]
     # P1's NDVI series over both surveys (the hidden one built 0.05 higher), from the server's stats
     assert [round(r["mean"] - stats["series"][0]["mean"], 6) for r in stats["series"]] == [0.0, 0.05]
     assert stats["series"][0]["count"] == 32400.0 and stats["latest"]["survey"] == HIDDEN
     assert summary["parcels"] == 3 and summary["condition_classes"] == {"1": 1, "2": 1, "4": 1}
+    items, p3 = server["json"][5], server["json"][6]
+    assert sorted(f["id"] for f in items["features"]) == ["P1", "P2", "P3"]
+    assert p3["properties"]["soum"] and p3["geometry"]["type"] == "Polygon"
     assert re.search(r"<Сэлэнгэ-2026-07/ndvi>", json.dumps(server["json"], ensure_ascii=False))
     assert server["tile"] == embedded["tile"] and server["tile"][:4] == b"\x89PNG"
 
@@ -201,3 +216,55 @@ def test_a_dropped_connection_is_replaced(postgres_server, postgres_url, tmp_pat
         call()
     assert [s.name for s in cat.surveys()] == ["s"] and [j.params["n"] for j in cat.jobs()] == [1]
     cat.close()
+
+
+def _parcel_layer():
+    import geopandas as gpd
+    import numpy as np
+    from shapely.geometry import MultiPolygon, box
+    from test_api_helpers import parcel_geoms
+
+    frame = parcel_geoms()
+    frame["note"] = ["өвөлжөө", None, "x"]
+    frame["ndvi_hint"] = [0.25, np.nan, 0.5]
+    frame["fenced"] = [True, False, True]
+    x0, y0, x1, y1 = frame.geometry.iloc[2].bounds
+    frame.loc[2, "geometry"] = MultiPolygon([box(x0, y0, (x0 + x1) / 2, y1),
+                                             box((x0 + x1) / 2 + 1, y0, x1, y1)])
+    return gpd.GeoDataFrame(frame, crs=frame.crs)
+
+
+def test_parcel_layers_in_postgis_read_back_as_from_geopackage(postgres_server, postgres_url, tmp_path):
+    from geopandas.testing import assert_geodataframe_equal
+
+    from belcheer.zoning import load_parcels, save_parcels
+
+    frame = _parcel_layer()
+    loaded = {}
+    for name, url in (("sqlite", None), ("postgresql", postgres_url)):
+        ws = open_workspace(tmp_path / name, catalog=url)
+        assert save_parcels(ws, frame, source="Төв.gpkg", user="officer") == 1
+        assert save_parcels(ws, frame.iloc[:2], source="edit") == 2
+        loaded[name] = (load_parcels(ws, 1), load_parcels(ws))
+        versions = ws.catalog.parcel_versions()
+        assert [(v.version, v.feature_count, v.source) for v in versions] == [(1, 3, "Төв.gpkg"), (2, 2, "edit")]
+        assert [a["object"] for a in ws.catalog.audit_log()] == ["parcels-v1", "parcels-v2"]
+    gpkgs = sorted(p.name for p in (tmp_path / "sqlite" / "parcels").iterdir())
+    assert gpkgs == ["parcels-v1.gpkg", "parcels-v2.gpkg"]
+    assert list((tmp_path / "postgresql" / "parcels").iterdir()) == []  # no file: rows in PostGIS
+    for (s1, s2), (p1, p2) in [(loaded["sqlite"], loaded["postgresql"])]:
+        assert len(p1) == 3 and len(p2) == 2 and p1.crs.to_epsg() == 4326
+        assert p1.attrs["parcel_version"] == 1 and p2.attrs["parcel_version"] == 2
+        assert list(p1.columns) == list(s1.columns)
+        assert_geodataframe_equal(p1, s1, check_like=False)
+        assert_geodataframe_equal(p2, s2)
+        assert p1.loc[1, "note"] is s1.loc[1, "note"] or (np.isnan(p1.loc[1, "note"]) and np.isnan(s1.loc[1, "note"]))
+        assert p1.loc[0, "note"] == "өвөлжөө" and np.isnan(p1.loc[1, "ndvi_hint"])
+        assert p1["fenced"].tolist() == [True, False, True] and p1["sheep"].tolist() == [150, 150, 150]
+        assert p1.geometry.iloc[2].geom_type == "MultiPolygon"
+    db = postgres_url.rsplit("/", 1)[1]
+    got = postgres_server.psql("SELECT version, count(*), min(ST_SRID(geom)), "
+                               "round(sum(ST_Area(geom::geography))::numeric / 1e4, 2) "
+                               "FROM parcels GROUP BY version ORDER BY version", db).split()
+    area_v1 = round(float(frame.to_crs(32648).area.sum()) / 1e4, 2)
+    assert got[0] == f"1|3|4326|{area_v1:.2f}" and got[1].startswith("2|2|4326|")
