@@ -23,7 +23,6 @@ import shapely
 from pyproj import CRS
 
 from belcheer import gdalenv
-from belcheer.catalog import IN_CATALOG_PREFIX, ParcelLayerStore
 from belcheer.crs import MONGOLIA_GK_CM_EPSG, MONGOLIA_GK_EPSG, crs_from_user, utm_epsg
 from belcheer.errors import (
     ConflictError,
@@ -605,6 +604,8 @@ def save_parcels(ws: Workspace, frame: gpd.GeoDataFrame, *, source: str, user: s
     dup = frame["parcel_id"][frame["parcel_id"].duplicated()]
     if len(dup):
         raise ConflictError(f"duplicate parcel ids: {', '.join(map(str, sorted(set(dup))[:20]))}")
+    from belcheer.catalog import ParcelLayerStore  # not at import: zonal_stats never needs it
+
     if isinstance(ws.catalog, ParcelLayerStore):  # PostGIS: geometry rows, no file
         pv = ws.catalog.add_parcel_layer(frame.to_crs(4326), source, report or {})
         ws.catalog.audit(user, "parcels.import", f"parcels-v{pv.version}",
@@ -645,6 +646,8 @@ def load_parcels(ws: Workspace, version: int | None = None) -> gpd.GeoDataFrame:
         if pv is None:
             have = ", ".join(str(v.version) for v in ws.catalog.parcel_versions()) or "none"
             raise NotFoundError(f"no parcel version {version} (versions: {have})")
+    from belcheer.catalog import IN_CATALOG_PREFIX, ParcelLayerStore
+
     if str(pv.path).startswith(IN_CATALOG_PREFIX) and isinstance(ws.catalog, ParcelLayerStore):
         frame = ws.catalog.parcel_layer(pv.version)
     else:
