@@ -268,3 +268,29 @@ def test_parcel_layers_in_postgis_read_back_as_from_geopackage(postgres_server, 
                                "FROM parcels GROUP BY version ORDER BY version", db).split()
     area_v1 = round(float(frame.to_crs(32648).area.sum()) / 1e4, 2)
     assert got[0] == f"1|3|4326|{area_v1:.2f}" and got[1].startswith("2|2|4326|")
+
+
+def test_replicas_starting_at_once_migrate_once(postgres_server, postgres_url, tmp_path):
+    """Two API replicas opening a new database together: one applies the migrations, both work."""
+    import threading
+
+    opened, errors = [], []
+
+    def start() -> None:
+        try:
+            opened.append(open_catalog(postgres_url, tmp_path))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(opened) == 4
+    db = postgres_url.rsplit("/", 1)[1]
+    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2"]
+    opened[0].add_survey("s", tmp_path / "m", 32648, None, {})
+    assert [[s.name for s in c.surveys()] for c in opened] == [["s"]] * 4
+    for c in opened:
+        c.close()
