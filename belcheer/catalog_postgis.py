@@ -222,13 +222,16 @@ class PostGISCatalog:
         return con
 
     def _scrub(self, text: str) -> str:
-        from urllib.parse import urlsplit
+        from urllib.parse import parse_qs, unquote, urlsplit
 
         try:
-            password = urlsplit(self.url).password
+            parts = urlsplit(self.url)
+            secrets = [parts.password, *parse_qs(parts.query).get("password", [])]
         except ValueError:
-            password = None
-        return text.replace(password, "***") if password else text
+            secrets = []
+        for secret in filter(None, secrets):
+            text = text.replace(secret, "***").replace(unquote(secret), "***")
+        return text
 
     def _con(self) -> psycopg.Connection:
         con = getattr(self._local, "con", None)

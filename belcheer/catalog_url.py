@@ -9,6 +9,7 @@ naming the URL with its password masked.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,8 +22,15 @@ DEFAULT_SQLITE_NAME = "catalog.sqlite"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('[^']*'|[^&\s]*)", re.I)
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for logs and error messages)."""
+    """``url`` with any password replaced by ``***`` (safe for logs and error messages).
+
+    Covers ``user:password@`` and libpq's ``?password=…`` and ``password=…`` (key/value) forms.
+    """
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -38,6 +38,10 @@ def test_mask_url_hides_only_the_password():
         "postgresql://belcheer:***@db.aimag.mn:6543/catalog?sslmode=require"
     assert mask_url("postgresql://db.aimag.mn/catalog") == "postgresql://db.aimag.mn/catalog"
     assert mask_url("sqlite:///srv/ws/catalog.sqlite") == "sqlite:///srv/ws/catalog.sqlite"
+    # libpq's other places for a password
+    assert mask_url("postgresql://u@db/c?sslmode=require&password=s3cr3t") == \
+        "postgresql://u@db/c?sslmode=require&password=***"
+    assert mask_url("host=db user=u password='s3 cr3t' dbname=c") == "host=db user=u password=*** dbname=c"
 
 
 def test_default_and_sqlite_urls(tmp_path, monkeypatch):
@@ -58,13 +62,14 @@ def test_default_and_sqlite_urls(tmp_path, monkeypatch):
     f"mysql://root:{SECRET}@127.0.0.1:3306/belcheer",
     f"postgresql+asyncpg://root:{SECRET}@127.0.0.1/belcheer",
     "catalog.sqlite",
+    f"host=127.0.0.1 user=belcheer password={SECRET} dbname=belcheer",
 ])
 def test_unknown_scheme_is_named_masked_and_writes_nothing(tmp_path, url):
     with pytest.raises(ConfigError) as e:
         open_workspace(tmp_path / "ws", catalog=url)
     msg = str(e.value)
     assert "is not a catalog URL" in msg and "sqlite:///PATH" in msg and "postgresql://" in msg
-    assert SECRET not in msg and (("***" in msg) == ("@" in url))
+    assert SECRET not in msg and (("***" in msg) == (SECRET in url))
     assert not (tmp_path / "ws").exists()
 
 
@@ -76,6 +81,10 @@ def test_unreachable_server_is_named_masked_and_writes_nothing(tmp_path):
     msg = str(e.value)
     assert f"cannot reach the catalog database postgresql://belcheer:***@127.0.0.1:{port}/catalog" in msg
     assert SECRET not in msg and "BELCHEER_CATALOG" in msg
+    assert not (tmp_path / "ws").exists()
+    with pytest.raises(ConfigError) as e:  # the password as a libpq query parameter
+        open_workspace(tmp_path / "ws", catalog=f"postgresql://belcheer@127.0.0.1:{port}/c?password={SECRET}")
+    assert SECRET not in str(e.value) and "password=***" in str(e.value)
     assert not (tmp_path / "ws").exists()
 
 
