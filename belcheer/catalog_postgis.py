@@ -4,8 +4,10 @@ Chosen with ``BELCHEER_CATALOG=postgresql://USER:PASSWORD@HOST:PORT/DB`` (see
 :mod:`belcheer.catalog_url`). It answers every question the embedded SQLite catalog answers with
 the same values, so the stages and the API cannot tell them apart (``tests/test_catalog_conformance.py``
 runs one suite against both). Times are ``timestamptz`` (read back as UTC ISO strings, as SQLite
-stores them), JSON documents ``jsonb``, sortable names ``COLLATE "C"`` so rows come back in the
-byte order SQLite uses. The schema is created by plain versioned SQL (:data:`MIGRATIONS`, recorded
+stores them); JSON documents ``json``, which keeps them as written, key order included (``jsonb``
+would sort the keys: band order in a calibration is meaningful); a NaN inside a document reads
+back as null, as JSON has no NaN; sortable names ``COLLATE "C"`` so rows come back in the byte
+order SQLite uses. Parcel properties are ``jsonb``, for SQL filters. The schema is created by plain versioned SQL (:data:`MIGRATIONS`, recorded
 in ``schema_version``), each migration in one transaction under an advisory lock, so two API
 replicas starting at once cannot both apply it and a failed one leaves nothing behind.
 
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from belcheer.catalog import (
     IN_CATALOG_PREFIX,
@@ -61,14 +63,14 @@ MIGRATIONS: tuple[str, ...] = (
         date TEXT COLLATE "C",
         created TIMESTAMPTZ NOT NULL,
         published BOOLEAN NOT NULL DEFAULT FALSE,
-        summary JSONB NOT NULL DEFAULT '{}'
+        summary JSON NOT NULL DEFAULT '{}'
     );
     CREATE TABLE products (
         id TEXT PRIMARY KEY,
         survey TEXT COLLATE "C" NOT NULL REFERENCES surveys(name) ON DELETE CASCADE,
         kind TEXT NOT NULL,
         name TEXT COLLATE "C" NOT NULL,
-        body JSONB NOT NULL,
+        body JSON NOT NULL,
         created TIMESTAMPTZ NOT NULL,
         UNIQUE (survey, name)
     );
@@ -79,7 +81,7 @@ MIGRATIONS: tuple[str, ...] = (
         feature_count INTEGER NOT NULL,
         valid_from TIMESTAMPTZ NOT NULL,
         valid_to TIMESTAMPTZ,
-        report JSONB NOT NULL DEFAULT '{}'
+        report JSON NOT NULL DEFAULT '{}'
     );
     CREATE TABLE stats (
         survey TEXT COLLATE "C" NOT NULL,
@@ -91,7 +93,7 @@ MIGRATIONS: tuple[str, ...] = (
         min DOUBLE PRECISION, max DOUBLE PRECISION,
         p10 DOUBLE PRECISION, p25 DOUBLE PRECISION, p75 DOUBLE PRECISION, p90 DOUBLE PRECISION,
         count DOUBLE PRECISION, valid_fraction DOUBLE PRECISION,
-        extra JSONB NOT NULL DEFAULT '{}',
+        extra JSON NOT NULL DEFAULT '{}',
         PRIMARY KEY (survey, index_name, parcel_id)
     );
     CREATE INDEX stats_parcel ON stats (parcel_id, index_name, date);
@@ -103,8 +105,8 @@ MIGRATIONS: tuple[str, ...] = (
         stage TEXT,
         progress DOUBLE PRECISION NOT NULL DEFAULT 0,
         message TEXT,
-        params JSONB NOT NULL DEFAULT '{}',
-        result JSONB NOT NULL DEFAULT '{}',
+        params JSON NOT NULL DEFAULT '{}',
+        result JSON NOT NULL DEFAULT '{}',
         error TEXT,
         owner TEXT,
         created TIMESTAMPTZ NOT NULL,
@@ -125,10 +127,10 @@ MIGRATIONS: tuple[str, ...] = (
         method TEXT NOT NULL,
         source TEXT NOT NULL,
         panel_capture TEXT,
-        albedos JSONB NOT NULL DEFAULT '{}',
-        irradiances JSONB NOT NULL DEFAULT '{}',
-        notes JSONB NOT NULL DEFAULT '[]',
-        body JSONB NOT NULL,
+        albedos JSON NOT NULL DEFAULT '{}',
+        irradiances JSON NOT NULL DEFAULT '{}',
+        notes JSON NOT NULL DEFAULT '[]',
+        body JSON NOT NULL,
         created TEXT NOT NULL
     );
     -- before/after kept as the JSON text written, as the audit trail must be verbatim
@@ -145,7 +147,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: parcel layers as PostGIS geometry, one row per parcel per version
     """
-    ALTER TABLE parcel_versions ADD COLUMN columns JSONB;
+    ALTER TABLE parcel_versions ADD COLUMN columns JSON;
     CREATE TABLE parcels (
         version INTEGER NOT NULL REFERENCES parcel_versions(version) ON DELETE CASCADE,
         ord INTEGER NOT NULL,
@@ -173,10 +175,23 @@ def _finite(v: Any) -> Any:
     return v
 
 
-def _jsonb(v: Any, default: Any = str) -> Jsonb:
+def _plain_json(v: Any, default: Any) -> Any:
     # round-trip through json first so numpy scalars, dates … become what SQLite would store
-    text = json.dumps(v, ensure_ascii=False, default=default)
-    return Jsonb(_finite(json.loads(text)))
+    return _finite(json.loads(json.dumps(v, ensure_ascii=False, default=default)))
+
+
+def _jsonb(v: Any, default: Any = str) -> Json:
+    """A document for a ``json`` column: kept as written, key order included (``jsonb`` sorts keys)."""
+    return Json(_plain_json(v, default), dumps=_dumps)
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _queryable(v: Any, default: Any = str) -> Jsonb:
+    """A document for a ``jsonb`` column: parcel properties, which SQL filters will query."""
+    return Jsonb(_plain_json(v, default), dumps=_dumps)
 
 
 def _iso(v: Any) -> Any:
@@ -452,7 +467,7 @@ class PostGISCatalog:
                 cur.executemany(
                     "INSERT INTO parcels (version, ord, parcel_id, properties, geom) "
                     "VALUES (%s, %s, %s, %s, ST_GeomFromWKB(%s, 4326))",
-                    [(version, i, str(rec["parcel_id"]), _jsonb(rec, _json_default), g)
+                    [(version, i, str(rec["parcel_id"]), _queryable(rec, _json_default), g)
                      for i, (rec, g) in enumerate(zip(records, wkb, strict=True))])
         return self._pv(row)
 

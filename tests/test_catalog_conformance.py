@@ -69,8 +69,9 @@ def test_surveys_add_list_replace_publish_delete(cat, tmp_path):
                           "bounds": {"w": 102.1, "s": 46.9}, "note": "Өвөрхангай"})
     assert rec.name == "Хужирт-2026-07" and rec.epsg == 32648 and rec.date == "2026-07-14"
     assert rec.manifest == tmp_path / "m1.parquet" and rec.published is False
-    assert dict(rec.summary) == {"frames": 412, "bands": ["rgb"], "gsd_m": 0.0312,
-                                 "bounds": {"w": 102.1, "s": 46.9}, "note": "Өвөрхангай"}
+    assert list(rec.summary.items()) == [("frames", 412), ("bands", ["rgb"]), ("gsd_m", 0.0312),
+                                         ("bounds", {"w": 102.1, "s": 46.9}), ("note", "Өвөрхангай")]
+    assert list(rec.summary["bounds"]) == ["w", "s"]  # key order as written
     assert before <= _iso_utc(rec.created) <= datetime.now(UTC)
     cat.add_survey("b-2026-06", tmp_path / "m2.parquet", 32647, "2026-06-01", {})
     cat.add_survey("a-undated", tmp_path / "m3.parquet", 32648, None, {})
@@ -198,7 +199,8 @@ def test_stats_store_replace_filter_and_order(cat, tmp_path):
 def _calibration(survey: str, method: str = "panel", created: str = "2026-07-14T05:00:00+00:00"):
     return CalibrationRecord(
         survey=survey, id=f"cal-{method}", method=method, source="calibrate", panel_capture="IMG_0003",
-        albedos={"blue": 0.492, "nir": np.float64(0.487)}, irradiances={"blue": 1.2345678901234567},
+        albedos={"blue": 0.492, "green": 0.491, "red": 0.490, "rededge": 0.489, "nir": np.float64(0.487)},
+        irradiances={"blue": 1.2345678901234567},
         notes=["панель: 1 зураг", "sun sensor disagrees by 4%"],
         body={"absolute": True, "bands": {"blue": {"gain": 1.5e-05, "offset": 0.0}}}, created=created)
 
@@ -211,7 +213,9 @@ def test_calibration_store_replace_and_reingest(cat, tmp_path):
     back = cat.calibration("s")
     assert (back.survey, back.id, back.method, back.source, back.panel_capture, back.created) == (
         "s", "cal-panel", "panel", "calibrate", "IMG_0003", "2026-07-14T05:00:00+00:00")
-    assert dict(back.albedos) == {"blue": 0.492, "nir": 0.487}
+    # band order is the camera's, as written (not sorted)
+    assert list(back.albedos.items()) == [("blue", 0.492), ("green", 0.491), ("red", 0.490),
+                                          ("rededge", 0.489), ("nir", 0.487)]
     assert back.irradiances["blue"] == 1.2345678901234567  # full double precision
     assert list(back.notes) == ["панель: 1 зураг", "sun sensor disagrees by 4%"]
     assert back.body["bands"]["blue"]["gain"] == 1.5e-05
