@@ -7,7 +7,8 @@ Layout (all paths below the workspace root)::
     surveys/<survey>/manifest.parquet  the survey manifest (GeoParquet, one row per frame)
     surveys/<survey>/products/*.tif    COG products: orthomosaic, reflectance, indices, classes
     surveys/<survey>/reports/…         quality reports, previews, validation report
-    parcels/parcels-v<N>.gpkg          each imported version of the parcel layer
+    parcels/parcels-v<N>.gpkg          each imported version of the parcel layer (on a PostGIS
+                                       catalog: rows of its parcels table instead)
     jobs/<job-id>/…                    uploads and job scratch space
     models/…                           fitted models (biomass calibration, land-cover classifier)
 
