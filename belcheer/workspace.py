@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from belcheer.catalog import Catalog
-from belcheer.catalog_url import catalog_scheme, open_catalog
+from belcheer.catalog_url import open_catalog
 from belcheer.config import Settings
 from belcheer.errors import ConflictError
 from belcheer.fileio import confined, safe_name
@@ -112,15 +112,14 @@ def open_workspace(root: str | os.PathLike[str] | None = None,
 
     ``catalog`` is the catalog URL (else ``settings.catalog``, i.e. ``BELCHEER_CATALOG``; unset,
     ``<workspace>/catalog.sqlite``). A bad URL or an unreachable database is a ConfigError raised
-    before anything is written: a database server is reached before the folder is created.
+    before anything is written: the catalog is opened before the workspace folders are made.
     """
     settings = settings or Settings()
     base = Path(root) if root is not None else settings.workspace
     base = base.expanduser().resolve()
     url = catalog if catalog is not None else settings.catalog
-    server = bool(url) and catalog_scheme(url) != "sqlite"
-    cat = open_catalog(url, base) if server else None
+    cat = open_catalog(url, base)  # first: a catalog that cannot open leaves no folders behind
     base.mkdir(parents=True, exist_ok=True)
     for sub in ("surveys", "parcels", "jobs", "models"):
         (base / sub).mkdir(exist_ok=True)
-    return Workspace(root=base, catalog=cat if cat is not None else open_catalog(url, base))
+    return Workspace(root=base, catalog=cat)

@@ -58,6 +58,15 @@ def test_default_and_sqlite_urls(tmp_path, monkeypatch):
     assert sqlite_path("sqlite://", tmp_path) == tmp_path / "catalog.sqlite"
 
 
+def test_an_unwritable_sqlite_catalog_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"cannot open the SQLite catalog .*file/c\.sqlite") as e:
+        open_workspace(tmp_path / "ws", catalog=f"sqlite:///{blocker}/c.sqlite")
+    assert "writable" in str(e.value)
+    assert not (tmp_path / "ws").exists()
+
+
 @pytest.mark.parametrize("url", [
     f"mysql://root:{SECRET}@127.0.0.1:3306/belcheer",
     f"postgresql+asyncpg://root:{SECRET}@127.0.0.1/belcheer",
