@@ -22,11 +22,15 @@ endif
 # Debian packages set-up needs, as command:package pairs. The browser tests drive Debian's
 # Chromium (/usr/bin/chromium, with chromium-driver's /usr/bin/chromedriver), the PDF report tests
 # read the soum report back with poppler-utils (pdftoppm, pdftotext); the web map's
-# JavaScript comes through npm. Installed with apt-get when run as root, else named.
+# JavaScript comes through npm. The PostGIS catalog tests start a throw-away PostgreSQL 15 with
+# PostGIS 3 (no system service); a pair whose first part is an absolute path is met when that file
+# exists (PostGIS has no command of its own). Installed with apt-get when run as root, else named.
 WEB_DEBS := npm:npm
 TEST_DEBS := chromium:chromium chromedriver:chromium-driver pdftoppm:poppler-utils
+TEST_DEBS += /usr/lib/postgresql/15/bin/initdb:postgresql-15 /usr/share/postgresql/15/extension/postgis.control:postgresql-15-postgis-3
 define debian_need
-	@missing=(); for pair in $(1); do command -v "$${pair%%:*}" >/dev/null 2>&1 || missing+=("$${pair#*:}"); done; \
+	@missing=(); for pair in $(1); do need="$${pair%%:*}"; \
+	  case "$$need" in /*) [ -e "$$need" ];; *) command -v "$$need" >/dev/null 2>&1;; esac || missing+=("$${pair#*:}"); done; \
 	if [ $${#missing[@]} -gt 0 ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "make $@: installing Debian packages $${missing[*]}"; \

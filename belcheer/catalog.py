@@ -2,7 +2,8 @@
 
 :class:`Catalog` is the interface the stages and the API use; :class:`SQLiteCatalog` is the
 embedded default (one SQLite file, WAL journal, every write in one transaction, so a crash
-mid-write leaves the previous state). A PostGIS backend implements the same protocol.
+mid-write leaves the previous state). :class:`belcheer.catalog_postgis.PostGISCatalog` implements
+the same protocol on PostgreSQL/PostGIS; :func:`belcheer.catalog_url.open_catalog` picks one by URL.
 Rasters and tables themselves live as files in the workspace; the catalog stores their paths.
 """
 
@@ -237,6 +238,19 @@ class Catalog(Protocol):
     def audit(self, username: str | None, action: str, obj: str,
               before: Any = None, after: Any = None) -> None: ...
     def audit_log(self, obj: str | None = None) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class ParcelLayerStore(Protocol):
+    """A catalog that holds parcel geometries itself (PostGIS), not as workspace GeoPackages."""
+
+    def add_parcel_layer(self, frame: Any, source: str | None,
+                         report: Mapping[str, Any]) -> ParcelVersion: ...
+    def parcel_layer(self, version: int) -> Any: ...
+
+
+#: the ``path`` prefix of a parcel version whose layer is in the catalog database, not a file
+IN_CATALOG_PREFIX = "postgis:parcels/"
 
 
 class SQLiteCatalog:
@@ -498,9 +512,11 @@ class SQLiteCatalog:
 
     def jobs(self, state: str | None = None) -> list[Job]:
         if state is None:
-            rows = self._con().execute("SELECT * FROM jobs ORDER BY created").fetchall()
+            rows = self._con().execute("SELECT * FROM jobs ORDER BY created, rowid").fetchall()
         else:
-            rows = self._con().execute("SELECT * FROM jobs WHERE state=? ORDER BY created", (state,)).fetchall()
+            # rowid: jobs submitted in the same second come back in submission order
+            rows = self._con().execute("SELECT * FROM jobs WHERE state=? ORDER BY created, rowid",
+                                       (state,)).fetchall()
         return [self._job(r) for r in rows]
 
     # -- users and audit -----------------------------------------------------------------

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     #: the workspace folder: catalog, surveys, products, parcels, jobs
     workspace: Path = Field(default=Path("./belcheer-data"))
+    #: the catalog database as a URL: ``sqlite:///PATH`` or ``postgresql://USER:PASS@HOST:PORT/DB``;
+    #: unset, the embedded ``<workspace>/catalog.sqlite`` (see belcheer.catalog_url)
+    catalog: str | None = None
     #: folder of real test data (tests only)
     real_data: Path | None = None
     #: folder of the NSO soum tables (registered livestock per soum); read at run time, never copied

@@ -2,11 +2,13 @@
 
 Layout (all paths below the workspace root)::
 
-    catalog.sqlite                     the embedded catalog (see belcheer.catalog)
+    catalog.sqlite                     the embedded catalog, unless BELCHEER_CATALOG names another
+                                       (see belcheer.catalog_url)
     surveys/<survey>/manifest.parquet  the survey manifest (GeoParquet, one row per frame)
     surveys/<survey>/products/*.tif    COG products: orthomosaic, reflectance, indices, classes
     surveys/<survey>/reports/…         quality reports, previews, validation report
-    parcels/parcels-v<N>.gpkg          each imported version of the parcel layer
+    parcels/parcels-v<N>.gpkg          each imported version of the parcel layer (on a PostGIS
+                                       catalog: rows of its parcels table instead)
     jobs/<job-id>/…                    uploads and job scratch space
     models/…                           fitted models (biomass calibration, land-cover classifier)
 
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from belcheer.catalog import Catalog, SQLiteCatalog
+from belcheer.catalog import Catalog
+from belcheer.catalog_url import open_catalog
 from belcheer.config import Settings
 from belcheer.errors import ConflictError
 from belcheer.fileio import confined, safe_name
@@ -104,12 +107,19 @@ class Workspace:
 
 
 def open_workspace(root: str | os.PathLike[str] | None = None,
-                   settings: Settings | None = None) -> Workspace:
-    """Open (creating if needed) the workspace at ``root``, else at ``settings.workspace``."""
+                   settings: Settings | None = None, catalog: str | None = None) -> Workspace:
+    """Open (creating if needed) the workspace at ``root``, else at ``settings.workspace``.
+
+    ``catalog`` is the catalog URL (else ``settings.catalog``, i.e. ``BELCHEER_CATALOG``; unset,
+    ``<workspace>/catalog.sqlite``). A bad URL or an unreachable database is a ConfigError raised
+    before anything is written: the catalog is opened before the workspace folders are made.
+    """
     settings = settings or Settings()
     base = Path(root) if root is not None else settings.workspace
     base = base.expanduser().resolve()
+    url = catalog if catalog is not None else settings.catalog
+    cat = open_catalog(url, base)  # first: a catalog that cannot open leaves no folders behind
     base.mkdir(parents=True, exist_ok=True)
     for sub in ("surveys", "parcels", "jobs", "models"):
         (base / sub).mkdir(exist_ok=True)
-    return Workspace(root=base, catalog=SQLiteCatalog(base / "catalog.sqlite"))
+    return Workspace(root=base, catalog=cat)

@@ -4,6 +4,7 @@ the repository) and fail — never skip — when a folder they need is missing."
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,25 @@ def workspace(tmp_path: Path):
     from belcheer import open_workspace
 
     return open_workspace(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL 15 + PostGIS server for this test session (see tests/pgserver.py).
+
+    A server that cannot start is a test failure, never a skip, as for the other real resources.
+    """
+    import pgserver
+
+    try:
+        server = pgserver.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.fail(f"cannot start the PostgreSQL test server: {e}")
+    yield server
+    pgserver.stop(server)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh, empty PostGIS database on the session's server."""
+    return postgres_server.new_database()

@@ -597,12 +597,20 @@ def save_parcels(ws: Workspace, frame: gpd.GeoDataFrame, *, source: str, user: s
                  report: dict[str, Any] | None = None) -> int:
     """Store ``frame`` as a new parcel version (``parcels/parcels-v<N>.gpkg``); returns N.
 
-    Earlier versions are closed (``valid_to`` set) but never overwritten."""
+    On a PostGIS catalog the layer goes into its ``parcels`` table (geometry in EPSG:4326), no
+    file. Earlier versions are closed (``valid_to`` set) but never overwritten."""
     if "parcel_id" not in frame.columns:
         raise InputError("the parcel table has no parcel_id column; normalise it with read_parcels first")
     dup = frame["parcel_id"][frame["parcel_id"].duplicated()]
     if len(dup):
         raise ConflictError(f"duplicate parcel ids: {', '.join(map(str, sorted(set(dup))[:20]))}")
+    from belcheer.catalog import ParcelLayerStore  # not at import: zonal_stats never needs it
+
+    if isinstance(ws.catalog, ParcelLayerStore):  # PostGIS: geometry rows, no file
+        pv = ws.catalog.add_parcel_layer(frame.to_crs(4326), source, report or {})
+        ws.catalog.audit(user, "parcels.import", f"parcels-v{pv.version}",
+                         after={"source": source, "features": len(frame), "file": None})
+        return pv.version
     versions = ws.catalog.parcel_versions()
     n = (versions[-1].version if versions else 0) + 1
     target = ws.path("parcels", f"parcels-v{n}.gpkg")
@@ -638,7 +646,12 @@ def load_parcels(ws: Workspace, version: int | None = None) -> gpd.GeoDataFrame:
         if pv is None:
             have = ", ".join(str(v.version) for v in ws.catalog.parcel_versions()) or "none"
             raise NotFoundError(f"no parcel version {version} (versions: {have})")
-    frame = pyogrio.read_dataframe(pv.path, layer="parcels")
+    from belcheer.catalog import IN_CATALOG_PREFIX, ParcelLayerStore
+
+    if str(pv.path).startswith(IN_CATALOG_PREFIX) and isinstance(ws.catalog, ParcelLayerStore):
+        frame = ws.catalog.parcel_layer(pv.version)
+    else:
+        frame = pyogrio.read_dataframe(pv.path, layer="parcels")
     frame["parcel_id"] = frame["parcel_id"].astype(str)
     for col in LIVESTOCK:
         if col in frame.columns:
