@@ -46,6 +46,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where used: the runner starts quickly without it
+    import numpy as np
 
 PY = sys.executable
 
@@ -110,7 +114,7 @@ OUTPUT_INDEX = {"ndvi.tif": "ndvi", "savi.tif": "savi", "ndrei.tif": "ndrei", "l
                 "ndvi_gdal.tif": "ndvi", "savi_gdal.tif": "savi", "ndrei_gdal.tif": "ndrei"}
 
 
-def sample_outputs(out: Path) -> dict[str, "np.ndarray"]:
+def sample_outputs(out: Path) -> dict[str, np.ndarray]:
     """Index → values of a few fixed 512 × 512 windows (corner, centre, far edge) of each output
     in ``out``, nodata (NaN or -9999) as NaN."""
     import numpy as np
@@ -132,7 +136,7 @@ def sample_outputs(out: Path) -> dict[str, "np.ndarray"]:
     return found
 
 
-def check_outputs(samples: dict[str, dict[str, "np.ndarray"]], tol: float = 1e-5) -> None:
+def check_outputs(samples: dict[str, dict[str, np.ndarray]], tol: float = 1e-5) -> None:
     """Every tool's output of an index equals the first tool's within ``tol`` (exit otherwise)."""
     import numpy as np
 
