@@ -107,14 +107,22 @@ def register(app: typer.Typer) -> None:
 
 
 def _demo_decisions(ws: Any, survey: str, quadrats: Path, nso_data: Path | None) -> Path:
-    """Biomass from the simulated quadrats, the condition raster, and the soum report to print."""
+    """Biomass from the simulated quadrats, the condition raster, fractional cover (when the
+    survey has reflectance), and the soum report to print."""
     from belcheer import zoning
+    from belcheer.errors import NotFoundError
     from belcheer.zoning.pdf import write_soum_report
     from belcheer.zoning.registry import livestock_or_none
 
     zoning.calibrate_survey(ws, survey, quadrats)
     zoning.survey_stats(ws, survey, ["biomass"])
     zoning.condition_raster(ws, survey)
+    try:
+        ws.product(survey, "reflectance")
+    except NotFoundError:
+        pass  # an RGB demo: colours cannot be unmixed into green, dry and bare
+    else:
+        zoning.cover_raster(ws, survey)
     pdf = ws.report_dir(survey) / "soum-report.pdf"
     write_soum_report(ws, pdf, survey=survey, livestock=livestock_or_none(nso_data))
     return pdf
