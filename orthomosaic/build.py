@@ -333,8 +333,10 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     for comp in comps:
         with_gps = [k for k in comp if has_gps[k]]
         extent = (float(np.ptp(gps[with_gps, :2], axis=0).max()) if len(with_gps) >= 2 else 0.0)
+        # judged on the fixes' own accuracy (stated, else the default): σ widened from the
+        # start's geometry weights the priors, but a few wrong matches can inflate it
         fixable = len(comp) >= 2 and len(with_gps) >= 2 and extent >= 3.0 * float(
-            np.median(gps_sigma[with_gps, 0]))
+            np.median(io.gps_sigma[with_gps, 0]))
         for k in comp:
             if k in unplaced:
                 status[k], reason[k] = "dropped", (
@@ -384,6 +386,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     cam_of = [adj_models[g] for g in group]
     ground_z = float(np.median(adj.points[:, 2])) if adj is not None and len(adj.points) >= 20 else ground0
     # a weakly tied frame the adjustment threw far from its fix: its GPS places it better
+    solved_idx = list(adj_idx)  # the adjustment's cameras, in its order
     for k in _thrown(adj_idx, final_cen, gps, gps_sigma):
         status[k], reason[k] = "gps_only", (
             f"the adjustment moved it {np.hypot(*(final_cen[k, :2] - gps[k, :2])):.0f} m from its GPS "
@@ -456,7 +459,7 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     report = _report(survey, epsg, dsm, caps, used, status, reason, block_of, comps, adj, adj_idx,
                      gps_idx, start, final_cen, io, shift, removed, dropped, pairs_report, rejected,
                      turned, no_gps, stray, gcps, gsd, res, ground_z, ground_source, adj_models,
-                     area, band_residuals, fps, off_nadir, heights)
+                     area, band_residuals, fps, off_nadir, heights, solved_idx)
     report["radiometry"] = balance.report
     report["seam_step_pct"] = seam
     return MosaicResult(out_path, geobox, bands, report | {"_seams": seams})
@@ -484,12 +487,12 @@ def _robust(values: np.ndarray) -> tuple[float | None, float | None]:
 def _report(survey, epsg, dsm, caps, used, status, reason, block_of, comps, adj, adj_idx, gps_idx,
             start, centres, io, shift, removed, dropped, pairs_report, rejected, turned, no_gps,
             stray, gcps, gsd, res, ground_z, ground_source, models, area, band_residuals, fps,
-            off_nadir, heights) -> dict[str, Any]:
+            off_nadir, heights, solved_idx) -> dict[str, Any]:
     """The quality report (JSON-ready): per frame, per block and for the survey."""
     n = len(caps)
     per_frame_res: dict[int, np.ndarray] = {}
     if adj is not None and adj.residuals_px.size:
-        cams = np.asarray(adj_idx)[adj.obs_cam]
+        cams = np.asarray(solved_idx)[adj.obs_cam]
         for k in adj_idx:
             per_frame_res[k] = adj.residuals_px[cams == k]
     adjusted_blocks = sorted({int(block_of[k]) for k in adj_idx if status[k] == "adjusted"})

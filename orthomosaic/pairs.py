@@ -96,7 +96,12 @@ def _match_to_index(fa: Features, fb: Features, index_b: cv2.flann_Index, i: int
     pa = fa.points[good]
     pb = fb.points[nn[good, 0]]
     thresh = ransac_px * max(fa.quality.get("factor", 1.0), 1.0)
-    fmat, mask = cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, thresh, 0.999, 10000)
+    try:
+        fmat, mask = cv2.findFundamentalMat(pa, pb, cv2.USAC_MAGSAC, thresh, 0.999, 10000)
+    except cv2.error:
+        # degenerate correspondences (all on a line, or one textureless spot: water) give
+        # USAC no model at all; such a pair simply has no verified match
+        fmat, mask = None, None
     if fmat is None or mask is None:
         return PairMatch(i, j, np.zeros((0, 2)), np.zeros((0, 2)), len(good))
     inl = mask.ravel().astype(bool)

@@ -43,6 +43,8 @@ from belcheer.orthomosaic.render import RenderCamera, seam_grid_step
 #: frames are read for radiometry with their long side near this many pixels (a power-of-two
 #: decimation, which JPEG decoders do for free)
 RADIOMETRY_SIDE_PX = 400
+#: cv2.remap's limit on a map's width (SHRT_MAX), less a margin
+REMAP_MAX_COLS = 32000
 #: ground sample points per frame footprint on the balancing grid
 POINTS_PER_FRAME = 1500
 #: most points on the balancing grid, and most seam points measured (bounded time and memory)
@@ -152,8 +154,12 @@ def _sample(cam: RenderCamera, pts: np.ndarray, read: Callable[[str, float], np.
         if smooth.ndim == 2:
             smooth = smooth[..., None]
         smooth[cv2.blur(valid, (3, 3)) < 0.999] = np.nan
-        got = cv2.remap(smooth, mx[inside][None, :], my[inside][None, :], cv2.INTER_LINEAR)
-        vals[inside] = got.reshape(int(inside.sum()), img.shape[2])
+        gx, gy = mx[inside], my[inside]
+        # cv2.remap takes maps under 32767 columns: sample in rows of at most that many points
+        got = [cv2.remap(smooth, gx[None, a:a + REMAP_MAX_COLS], gy[None, a:a + REMAP_MAX_COLS],
+                         cv2.INTER_LINEAR).reshape(-1, img.shape[2])
+               for a in range(0, gx.size, REMAP_MAX_COLS)]
+        vals[inside] = np.concatenate(got, axis=0)
     return vals, px[:, 0], px[:, 1]
 
 
