@@ -152,3 +152,49 @@ def test_cover_cli(tmp_path: Path, workspace, capsys: pytest.CaptureFixture[str]
         assert crop[pid]["dry_cover"] < 0.02 and crop[pid]["green_cover"] > 0.6  # crop at its peak
     assert main(["-w", str(workspace.root), "cover", "s"]) == 0
     assert "green %" in capsys.readouterr().out
+
+
+def test_bare_ground_lowers_the_condition_class(tmp_path: Path, workspace) -> None:
+    """A degraded July scene (green but patchy: NDVI class III, half the ground bare): each
+    pasture parcel's class is the worse of its NDVI class and its bare-ground class, and the basis
+    says which decided."""
+    from belcheer.zoning import bare_ground_class, combine_classes, condition_class, survey_stats
+
+    refl, truth_path, layout = _scene(tmp_path, _dt.date(2026, 7, 15), 0.5)
+    workspace.save_survey(Survey(name="s", captures=(), epsg=EPSG, source_dir=tmp_path))
+    workspace.catalog.add_survey("s", workspace.manifest_path("s"), EPSG, "2026-09-20", {}, replace=True)
+    workspace.add_product(Product(id="", survey="s", kind=ProductKind.REFLECTANCE, name="reflectance",
+                                  path=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
+    with rasterio.open(refl) as src:
+        r = src.read().astype("float64")
+        red, nir = r[BANDS.index("red")], r[BANDS.index("nir")]
+        ndvi_path = _write(tmp_path / "ndvi.tif", ((nir - red) / (nir + red))[None], src.transform, ("ndvi",))
+    workspace.add_product(Product(id="", survey="s", kind=ProductKind.INDEX, name="ndvi", path=ndvi_path,
+                                  epsg=EPSG, bands=(Band("ndvi"),)))
+    parcels_file = tmp_path / "parcels.gpkg"
+    layout.parcels.to_file(parcels_file)
+    import_parcels(workspace, parcels_file)
+    cover_raster(workspace, "s")
+    survey_stats(workspace, "s", ["ndvi"])
+    rep = parcel_report(workspace, "s").set_index("parcel_id")
+    past = rep[rep["use_group"] == "pasture"]
+    assert len(past) >= 4
+    zones = past["eco_zone"].to_numpy(dtype=object)
+    by_index = condition_class(past["ndvi_mean"], zones)
+    by_bare = bare_ground_class(past["bare_cover"], zones)
+    assert (by_index > 0).all() and (by_bare > 0).all()
+    np.testing.assert_array_equal(past["condition_class_index"], by_index)
+    np.testing.assert_array_equal(past["condition_class_bare"], by_bare)
+    np.testing.assert_array_equal(past["condition_class"], combine_classes(by_index, by_bare))
+    assert (past["condition_class"] >= past["condition_class_index"]).all()
+    lowered = past["condition_class_bare"] > past["condition_class_index"]
+    assert lowered.sum() >= 5, past[["condition_class_index", "condition_class_bare"]]
+    assert (past.loc[lowered, "condition_basis"] == "bare_cover").all()
+    assert (past.loc[~lowered, "condition_basis"] == "ndvi+bare_cover").all()
+    # the truth's bare share gives the same bare class on most parcels (cover within 5 points)
+    truth = parcel_cover(truth_path, layout.parcels).set_index("parcel_id").loc[past.index]
+    same = bare_ground_class(truth["bare_cover"], zones) == by_bare
+    assert same.mean() >= 0.75, (truth["bare_cover"], past["bare_cover"])
+    # crop fields are not graded at all
+    crop = rep[rep["use_group"] == "cropland"]
+    assert (crop["condition_class"] == 0).all() and (crop["condition_basis"] == "").all()

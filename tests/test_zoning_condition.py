@@ -152,3 +152,25 @@ def test_condition_raster_report_and_biomass(workspace, tmp_path: Path) -> None:
     assert p1["capacity_su"] == pytest.approx(cc["capacity_su"])
     assert p1["balance_su"] == pytest.approx(cc["capacity_su"] - p1["registered_su"])
     assert rep.crs.to_epsg() == 4326 and rep.loc["P01", "name"] == "Бэлчээр №1 — Хөх нуур"
+
+
+def test_bare_ground_class_and_combination(tmp_path: Path) -> None:
+    from belcheer.zoning import bare_ground_class, combine_classes, load_bare_thresholds
+
+    t = load_bare_thresholds()
+    steppe = t[t.eco_zone == "steppe"].iloc[0]
+    b = [steppe[c] for c in ("class_I_max", "class_II_max", "class_III_max", "class_IV_max")]
+    vals = np.array([0.0, b[0], b[0] + 1e-6, b[2], b[3] + 0.01, np.nan])
+    np.testing.assert_array_equal(bare_ground_class(vals, "steppe"), [1, 1, 2, 3, 5, 0])
+    # more bare ground is natural in the Gobi than in the forest steppe
+    gobi, forest = bare_ground_class([0.45, 0.45], ["gobi", "forest_steppe"])
+    assert gobi == 1 and forest == 4
+    # bare ground only lowers a grade; without an index class there is no grade
+    np.testing.assert_array_equal(combine_classes([1, 3, 2, 0, 4], [3, 1, 0, 5, 4]), [3, 3, 2, 0, 4])
+    csv = tmp_path / "bare.csv"
+    csv.write_text("eco_zone,class_I_max,class_II_max,class_III_max,class_IV_max\nsteppe,0.5,0.4,0.6,0.7\n",
+                   encoding="utf-8")
+    with pytest.raises(InputError, match="rising"):
+        load_bare_thresholds(csv)
+    with pytest.raises(InputError, match="tundra"):
+        bare_ground_class([0.3], "tundra")

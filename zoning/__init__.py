@@ -13,9 +13,12 @@ from belcheer.zoning.capacity import CapacityParams, capacity_table, carrying_ca
 from belcheer.zoning.change import ChangeResult, change, parcel_change
 from belcheer.zoning.condition import (
                                      CLASS_NAMES,
+                                     bare_ground_class,
                                      class_label,
+                                     combine_classes,
                                      condition_class,
                                      condition_raster,
+                                     load_bare_thresholds,
                                      load_thresholds,
 )
 from belcheer.zoning.cover import COVER_CLASSES, cover_raster, cover_rollup, parcel_cover
@@ -44,6 +47,7 @@ __all__ = [
     "BiomassModel", "CLASS_NAMES", "COVER_CLASSES", "CapacityParams", "ChangeResult", "DEFAULT_STATS", "LANDCOVER_CLASSES",
     "ParcelImport", "accuracy_table", "assign_units", "biomass_raster", "calibrate_biomass", "calibrate_survey",
     "capacity_table", "carrying_capacity", "change", "class_label", "classify_landcover",
+    "bare_ground_class", "combine_classes", "load_bare_thresholds",
     "condition_class", "condition_raster", "cover_raster", "cover_rollup", "export_prescription", "import_parcels", "landcover_raster", "landcover_raster", "load_model",
     "load_parcels", "load_thresholds", "management_zones", "normalise_parcels", "parcel_change",
     "parcel_cover", "parcel_report", "parcel_zones", "read_livestock", "find_soum", "read_parcels",

@@ -8,6 +8,13 @@ degraded (recovers within a season or two with good management), III = moderatel
 degraded / desertified (needs long rest or restoration). Thresholds per ecological zone are a
 documented table, ``condition_thresholds.csv`` beside this module; pass your own to override.
 Class codes are 1–5 (uint8), 0 = no data.
+
+The national method reads cover and bare ground beside productivity, and an index alone is
+fooled where bare soil sits beside a few vigorous (often unpalatable) plants. So where a parcel's
+fractional cover is known (``zoning/cover.py``), its bare-ground share gets a class of its own
+from ``condition_bare_thresholds.csv`` (upper bounds of bare share per class and zone) and the
+parcel's class is the worse of the two (:func:`combine_classes`): bare ground can only lower a
+grade, never raise it, because cover unmixing is the less certain of the two measurements.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ CLASS_NAMES: dict[int, tuple[str, str]] = {
 }
 ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V"}
 _BOUNDS = ("class_I_min", "class_II_min", "class_III_min", "class_IV_min")
+_BARE_BOUNDS = ("class_I_max", "class_II_max", "class_III_max", "class_IV_max")
 
 
 def load_thresholds(path: str | Path | None = None) -> pd.DataFrame:
@@ -88,6 +96,57 @@ def condition_class(values: Any, eco_zone: str | Any = "steppe", *, variable: st
         cls = 1 + (vals[:, None] < bounds[None, :]).sum(axis=1)
         out[sel] = np.where(np.isnan(vals), 0, cls).astype("uint8")
     return out
+
+
+def load_bare_thresholds(path: str | Path | None = None) -> pd.DataFrame:
+    """The bare-ground table (eco_zone, class_I_max … class_IV_max, shares 0…1): the packaged
+    default, or a CSV of the same columns. A bare share at or below ``class_I_max`` is class I,
+    …, above ``class_IV_max`` class V."""
+    if path is None:
+        with resources.files("belcheer.zoning").joinpath("condition_bare_thresholds.csv").open(
+                encoding="utf-8") as fh:
+            table = pd.read_csv(fh)
+    else:
+        table = pd.read_csv(path)
+    missing = {"eco_zone", *_BARE_BOUNDS} - set(table.columns)
+    if missing:
+        raise InputError(f"bare-ground threshold table lacks columns {sorted(missing)}")
+    for _, row in table.iterrows():
+        b = [float(row[c]) for c in _BARE_BOUNDS]
+        if not all(0.0 <= v <= 1.0 for v in b) or not all(b[i] < b[i + 1] for i in range(3)):
+            raise InputError(f"bare-ground thresholds for {row['eco_zone']} must be shares 0…1 rising "
+                             f"from class I to class IV, got {b}")
+    return table
+
+
+def bare_ground_class(bare: Any, eco_zone: str | Any = "steppe", *,
+                      thresholds: pd.DataFrame | None = None) -> np.ndarray:
+    """Recovery class (uint8 1–5, 0 where NaN) of bare-ground shares ``bare`` (0…1 of the
+    ground) in ``eco_zone`` (one name or an array broadcastable to ``bare``)."""
+    table = thresholds if thresholds is not None else load_bare_thresholds()
+    v = np.asarray(bare, dtype="float64")
+    zones = np.broadcast_to(np.asarray(eco_zone, dtype=object), v.shape)
+    out = np.zeros(v.shape, dtype="uint8")
+    for z in pd.unique(zones.ravel()):
+        sel = zones == z
+        row = table[table["eco_zone"] == z]
+        if row.empty:
+            raise InputError(f"no bare-ground thresholds for eco zone {z!r} (known zones: "
+                             f"{', '.join(sorted(set(table['eco_zone'])))})")
+        bounds = row.iloc[0][list(_BARE_BOUNDS)].to_numpy(dtype="float64")
+        vals = v[sel]
+        cls = 1 + (vals[:, None] > bounds[None, :]).sum(axis=1)
+        out[sel] = np.where(np.isnan(vals), 0, cls).astype("uint8")
+    return out
+
+
+def combine_classes(index_class: Any, bare_class: Any) -> np.ndarray:
+    """The parcel's class from its index (or biomass) class and its bare-ground class (0 = not
+    known): the worse of the two where both are known, the index class where bare ground is not
+    known, 0 where the index is not known (cover alone does not grade a parcel)."""
+    a = np.asarray(index_class, dtype="uint8")
+    b = np.broadcast_to(np.asarray(bare_class, dtype="uint8"), a.shape)
+    return np.where(a == 0, 0, np.maximum(a, b)).astype("uint8")
 
 
 def class_label(code: int, lang: str = "mn") -> str:

@@ -60,7 +60,7 @@ TEXT: dict[str, dict[str, str]] = {
         "c_name": "Талбай", "c_use": "Ашиглалт", "c_area": "Талбай,\nга", "c_surveyed": "Зураг-\nлагдсан",
         "c_class": "Төлөв", "c_cover": "Бүрхэц: ногоон /\nхуурай / ил хөрс", "c_capacity": "Даац,\nх.т.",
         "c_ha_su": "га /\nх.т.", "c_registered": "Бүртгэлтэй\nмал, х.т.", "c_balance": "Зөрүү,\nх.т.",
-        "c_change": "Өмнөх нислэгээс\nхойш", "notes": "Тайлбар", "su_abbr": "х.т. = хонин толгой",
+        "c_change": "Өмнөх нислэгээс\nхойш", "bare_lowered": "ил хөрсөөр", "notes": "Тайлбар", "su_abbr": "х.т. = хонин толгой",
         "uniformity": "жигд {v}", "over": "хэтэрсэн", "page": "{n}-р хуудас",
         "use.pasture": "бэлчээр", "use.hayfield": "хадлан", "use.otor": "отор", "use.cropland": "тариалан",
         "use.other": "бусад",
@@ -74,6 +74,9 @@ TEXT: dict[str, dict[str, str]] = {
             "гэж үзэхгүй.",
             "Сэргэх ангийн босго нь экологийн бүс тус бүрийн хүснэгтээс (Дэнсамбуу нар 2015, "
             "2018, Монгол орны бэлчээрийн төлөв байдлын үндэсний тайлан) авсан урьдчилсан утга.",
+            "Бүрхэц тооцсон талбайд ил хөрсний эзлэх хувийг мөн экологийн бүсийн босгоор "
+            "ангилж, NDVI-ийн анги ба ил хөрсний ангийн аль мууг нь талбайн анги болгов: ил "
+            "хөрс ангийг зөвхөн муутгана.",
             "Даац: ашиглах биомасс (биомасс × ангийн ашиглалтын хувь) ÷ (нэг хонин толгойн "
             "өдрийн идэш × бэлчээрлэх хоног); талбайн зураглагдсан хэсгийн 1 га-гийн даацыг бүх "
             "талбайд үржүүлсэн. Зураглагдсан хэсэг {min_share}-аас бага бол бүх талбайд "
@@ -113,7 +116,7 @@ TEXT: dict[str, dict[str, str]] = {
         "c_name": "Parcel", "c_use": "Land use", "c_area": "Area,\nha", "c_surveyed": "Surveyed",
         "c_class": "Condition", "c_cover": "Cover: green /\ndry / bare", "c_capacity": "Capacity,\nSU",
         "c_ha_su": "ha /\nSU", "c_registered": "Registered\nherd, SU", "c_balance": "Balance,\nSU",
-        "c_change": "Since previous\nsurvey", "notes": "Notes", "su_abbr": "SU = sheep unit",
+        "c_change": "Since previous\nsurvey", "bare_lowered": "by bare ground", "notes": "Notes", "su_abbr": "SU = sheep unit",
         "uniformity": "uniformity {v}", "over": "overstocked", "page": "page {n}",
         "use.pasture": "pasture", "use.hayfield": "hayfield", "use.otor": "otor", "use.cropland": "cropland",
         "use.other": "other",
@@ -128,6 +131,9 @@ TEXT: dict[str, dict[str, str]] = {
             "Recovery-class thresholds per ecological zone are provisional values from the "
             "project's table (Densambuu et al. 2015, 2018, National report on the rangeland "
             "health of Mongolia).",
+            "Where fractional cover was computed, the parcel's bare-ground share is also graded "
+            "with per-zone thresholds and the parcel gets the worse of its NDVI class and its "
+            "bare-ground class: bare ground can only lower a class.",
             "Capacity: usable biomass (biomass × utilisation share of the class) ÷ (daily intake of "
             "one sheep unit × grazing days); SU per hectare of the surveyed part times the whole "
             "parcel's area. Parcels surveyed less than {min_share} are not extrapolated.",
@@ -186,6 +192,8 @@ def _parcel_rows(report: pd.DataFrame, index: str, lang: str) -> list[list[str]]
             cls = _t(lang, "uniformity", v=quantity(u)) if u == u and u is not None else TEXT[lang]["none"]
         else:
             cls = _class_word(int(r.get("condition_class") or 0), lang) or TEXT[lang]["none"]
+            if r.get("condition_basis") == "bare_cover":  # the reader sees that bare ground decided
+                cls += f" ({_t(lang, 'bare_lowered')})"
         bal = r.get("balance_su")
         bal_txt = quantity(bal) + (f" {_t(lang, 'over')}" if bal == bal and bal is not None and bal < 0 else "")
         name = str(r.get("name") or r.get("parcel_id"))

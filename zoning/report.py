@@ -65,8 +65,11 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     """One row per current parcel (EPSG:4326): parcel attributes, ``<index>_mean`` etc. of the
     survey (latest survey with statistics by default), ``use_group`` (pasture | cropland |
     other), ``surveyed_share`` (0…1 of the parcel's area with valid pixels) and
-    ``surveyed_ha``; for grazing land ``condition_class`` (1–5 of the mean, 0 = no data or not
-    grazing land) with Mongolian/English names, ``share_1`` … ``share_5`` (area share per class,
+    ``surveyed_ha``; for grazing land ``condition_class`` (1–5, 0 = no data or not grazing
+    land: the worse of ``condition_class_index``, the class of the index mean, and
+    ``condition_class_bare``, the class of the parcel's bare-ground share where fractional cover
+    was computed; ``condition_basis`` says which decided: ``ndvi``, ``ndvi+bare_cover`` (both
+    known, the index decided) or ``bare_cover`` (bare ground lowered it)) with Mongolian/English names, ``share_1`` … ``share_5`` (area share per class,
     if a condition raster was made), ``biomass_kg_ha``, ``su_per_ha``, ``ha_per_su``,
     ``capacity_su`` (whole parcel, from its surveyed part), ``capacity_surveyed_su``,
     ``capacity_status`` with notes, ``registered_su`` and ``balance_su`` (negative =
@@ -74,7 +77,13 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     and ``previous_survey``, ``<index>_delta``, ``class_previous``, ``change_kind``."""
     from belcheer.zoning.biomass import load_model
     from belcheer.zoning.capacity import capacity_table
-    from belcheer.zoning.condition import ROMAN, class_label, condition_class
+    from belcheer.zoning.condition import (
+        ROMAN,
+        bare_ground_class,
+        class_label,
+        combine_classes,
+        condition_class,
+    )
     from belcheer.zoning.landuse import use_group
     from belcheer.zoning.parcels import load_parcels
 
@@ -116,8 +125,18 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     vf = f"{index}_valid_fraction"
     report["surveyed_share"] = (report[vf] if vf in report else pd.Series(np.nan, index=report.index)).astype("float64")
     report["surveyed_ha"] = report["area_ha"].astype("float64") * report["surveyed_share"]
-    cls = condition_class(report[mean_col], report["eco_zone"].to_numpy(dtype=object))
-    report["condition_class"] = np.where(grazed, cls, 0).astype("uint8")
+    zones = report["eco_zone"].to_numpy(dtype=object)
+    cls = np.where(grazed, condition_class(report[mean_col], zones), 0).astype("uint8")
+    bare = (report["bare_cover"] if "bare_cover" in report else pd.Series(np.nan, index=report.index))
+    bare_cls = np.where(grazed, bare_ground_class(bare.astype("float64"), zones), 0).astype("uint8")
+    # the final class first: exports that shorten column names (shapefile) keep it the short name
+    report["condition_class"] = combine_classes(cls, bare_cls)
+    report["condition_class_index"] = cls
+    report["condition_class_bare"] = bare_cls
+    # which measurements decided the class: a reader sees when bare ground lowered it
+    report["condition_basis"] = np.select(
+        [cls == 0, bare_cls == 0, bare_cls > cls],
+        ["", index, "bare_cover"], default=f"{index}+bare_cover")
     for k in range(1, 6):
         if f"share_{k}" in report:
             report.loc[~grazed, f"share_{k}"] = np.nan

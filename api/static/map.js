@@ -203,11 +203,14 @@ async function showParcel(id, lngLat) {
       row(t("parcel.surveyed"), fmtShare(p.surveyed_share), "surveyed"),
       ...(grazing ? [
         row(t("parcel.condition"), [el("i", { style: { background: CLASS_COLORS[cls] || "#888" } }), " ", classLabel(cls)], "condition"),
+        ...(p.bare_cover === null || p.bare_cover === undefined ? [] : [row(t("parcel.bare_cover"), fmtShare(p.bare_cover), "bare-cover")]),
         row(t("parcel.capacity"), fmtQ(p.capacity_su), "capacity"),
         row(t("parcel.ha_per_su"), fmtQ(p.ha_per_su), "ha-per-su"),
         row(t("parcel.registered"), fmtQ(p.registered_su)),
         row(t("parcel.balance"), `${fmtQ(bal)} ${bal === null || bal === undefined ? "" : bal < 0 ? t("parcel.overstocked") : t("parcel.understocked")}`),
       ] : [row(t("parcel.uniformity"), fmtQ(p.crop_uniformity), "uniformity")])),
+    ...(grazing && p.condition_basis === "bare_cover"
+      ? [el("p", { class: "condition-note" }, t("parcel.bare_lowered", { cls: classLabel(p.condition_class_index) }))] : []),
     el("p", { class: "capacity-note" }, String(p[`capacity_note_${LANG}`] || "")),
     el("div", {}, t("parcel.series")), sparkline(stats.series || []));
   $("parcel-body").replaceChildren(card());
