@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from belcheer import gdalenv
+from belcheer import gdalenv, opencvenv
 
 # before rasterio or pyogrio register their drivers: no reader may reach another file or the network
 gdalenv.apply_environment()
+# before OpenCV loads: the same input gives the same bits wherever NumPy put it in memory
+opencvenv.apply_environment()
 
 if TYPE_CHECKING:  # pragma: no cover
     from belcheer.config import Settings

@@ -60,6 +60,11 @@ class PlanarSolution:
     gps_sigma_scale: np.ndarray | None = None
 
 
+#: the most two frames' ground sample distances may differ for their pair to place them (a
+#: drone survey's heights above ground vary far less; more means mismatched points)
+MAX_PAIR_SCALE = 3.0
+
+
 def _pair_similarity(m: PairMatch, ci: CameraModel, cj: CameraModel
                      ) -> tuple[complex, complex, int] | None:
     """The similarity ``w_j = mult · w_i + shift`` between two frames' complex pixel offsets
@@ -73,6 +78,12 @@ def _pair_similarity(m: PairMatch, ci: CameraModel, cj: CameraModel
         return None
     mult = complex(sim[0, 0], sim[1, 0])
     if not np.isfinite(mult) or abs(mult) < 1e-3:
+        return None
+    # the ground scale ratio of two frames of one survey: beyond a few times, the points are
+    # not ground seen twice (a sliver of shore, clustered tie points) and would wreck the
+    # scale of every frame synchronised through them
+    ratio = abs(mult) * ci.f / cj.f
+    if not 1.0 / MAX_PAIR_SCALE <= ratio <= MAX_PAIR_SCALE:
         return None
     return mult, complex(sim[0, 2], sim[1, 2]), int(inl.sum())
 
@@ -183,11 +194,18 @@ def planar_solution(matches: Sequence[PairMatch], gps: np.ndarray, cam_of: Seque
         if len(us) < 2:
             continue
         u, d, w = np.array(us), np.array(ds), np.array(ws)
+        # start from the median of the pairs' own rotation-scales: one wrong pair (a frame that
+        # matched on a sliver of shore) can have a huge |u| and would steer a least-squares
+        # start to z ≈ 0 — every frame at height zero — and then keep itself as the only fit
+        big_z = _median_rotation_scale(d / np.where(np.abs(u) > 0, u, np.nan))
         for _ in range(4):
-            big_z = np.sum(w * np.conj(u) * d) / np.sum(w * np.abs(u) ** 2)
             r = np.abs(d - big_z * u)
             mad = 1.4826 * float(np.median(r)) + 1e-9
-            w = np.where(r > 2 * mad, 2 * mad / np.maximum(r, 1e-12), 1.0)
+            # Huber weights, but pairs far beyond the spread get none: a leverage point's
+            # down-weighted residual would otherwise still pull the solution its way
+            w = np.where(r > 2 * mad, 2 * mad / np.maximum(r, 1e-12), 1.0) * (r <= 6 * mad)
+            big_z = np.sum(w * np.conj(u) * d) / np.sum(w * np.abs(u) ** 2)
+        r = np.abs(d - big_z * u)
         z = big_z * zeta[members]
         heading[members] = (-np.degrees(np.angle(z))) % 360.0
         height[members] = np.abs(z) * np.array([cam_of[k].f for k in members])
@@ -201,6 +219,18 @@ def planar_solution(matches: Sequence[PairMatch], gps: np.ndarray, cam_of: Seque
         sigma_scale[members] = inflate
         pair_res[[sim_of[q] for q in in_block]] = res_m
     return PlanarSolution(heading, height, nadir, rms, pair_res, sigma_scale)
+
+
+def _median_rotation_scale(z: np.ndarray) -> complex:
+    """Robust centre of complex rotation-scales ``z`` (NaN ignored): the median log-magnitude
+    and the median angle about their circular mean."""
+    z = z[np.isfinite(z)]
+    if z.size == 0:
+        return complex(1.0, 0.0)
+    mag = float(np.exp(np.median(np.log(np.abs(z)))))
+    mean_dir = np.angle(np.sum(z / np.abs(z)))
+    ang = mean_dir + float(np.median(np.angle(z * np.exp(-1j * mean_dir))))
+    return complex(mag * np.exp(1j * ang))
 
 
 def _nadirs(n: int, members: np.ndarray, sims: list, z: np.ndarray, gps: np.ndarray,

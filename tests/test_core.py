@@ -182,3 +182,18 @@ def test_domain_objects_pickle_for_process_workers(tmp_path):
     assert frame.radiometry.extra["DLS:Yaw"] == 0.3
     with pytest.raises(TypeError, match="read-only"):
         frame.tags["CaptureId"] = "changed"
+
+
+def test_opencv_without_ipp_after_importing_belcheer() -> None:
+    """OpenCV's IPP paths depend on where NumPy put the input: belcheer switches them off for
+    every thread before cv2 loads (a fresh interpreter, as the CLI and workers start)."""
+    import subprocess
+    import sys
+
+    code = ("import threading, belcheer, cv2; r = []; "
+            "t = threading.Thread(target=lambda: r.append(cv2.ipp.useIPP())); t.start(); t.join(); "
+            "print(cv2.ipp.useIPP(), r[0])")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("OPENCV_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "False"], out
+    assert "IPP" not in out.stderr, out.stderr  # no notice on the user's terminal
