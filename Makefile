@@ -21,12 +21,13 @@ endif
 
 # Debian packages set-up needs, as command:package pairs. The browser tests drive Debian's
 # Chromium (/usr/bin/chromium, with chromium-driver's /usr/bin/chromedriver), the PDF report tests
-# read the soum report back with poppler-utils (pdftoppm, pdftotext); the web map's
+# read the soum report back with poppler-utils (pdftoppm, pdftotext), the MicaSense cross-check
+# reads XMP through exiftool (libimage-exiftool-perl); the web map's
 # JavaScript comes through npm. The PostGIS catalog tests start a throw-away PostgreSQL 15 with
 # PostGIS 3 (no system service); a pair whose first part is an absolute path is met when that file
 # exists (PostGIS has no command of its own). Installed with apt-get when run as root, else named.
 WEB_DEBS := npm:npm
-TEST_DEBS := chromium:chromium chromedriver:chromium-driver pdftoppm:poppler-utils
+TEST_DEBS := chromium:chromium chromedriver:chromium-driver pdftoppm:poppler-utils exiftool:libimage-exiftool-perl
 TEST_DEBS += /usr/lib/postgresql/15/bin/initdb:postgresql-15 /usr/share/postgresql/15/extension/postgis.control:postgresql-15-postgis-3
 define debian_need
 	@missing=(); for pair in $(1); do need="$${pair%%:*}"; \
@@ -49,6 +50,10 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py $(CONSTRAINTS) | system-web
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
+	@# MicaSense's library, for the radiometry cross-check only: without its declared
+	@# dependencies (opencv-python would shadow the headless OpenCV, and it asks for GDAL's
+	@# Python bindings); what its radiance code needs is in the dev extra
+	$(BIN)/python -m pip install -q --no-deps -c $(CONSTRAINTS) micasense-imageprocessing
 	@touch $@
 
 install: $(STAMP) web
