@@ -85,16 +85,22 @@ def condition_class(values: Any, eco_zone: str | Any = "steppe", *, variable: st
     ``variable`` is ``ndvi`` (unitless) or ``biomass`` (kg DM/ha) — any variable in the table.
     """
     table = thresholds if thresholds is not None else load_thresholds()
+    # number of class lower bounds the value falls below: 0 → class I … 4 → class V
+    return _classify(values, eco_zone, lambda z: _bounds_for(table, z, variable), worse_above=False)
+
+
+def _classify(values: Any, eco_zone: str | Any, bounds_of: Any, *, worse_above: bool) -> np.ndarray:
+    """Class 1–5 (uint8, 0 where NaN) of ``values`` against each eco zone's four class bounds
+    (``bounds_of(zone)``): the number of bounds a value is past, plus one — past means below
+    for lower bounds (an index), above for upper bounds (bare ground)."""
     v = np.asarray(values, dtype="float64")
     zones = np.broadcast_to(np.asarray(eco_zone, dtype=object), v.shape)
     out = np.zeros(v.shape, dtype="uint8")
     for z in pd.unique(zones.ravel()):
         sel = zones == z
-        bounds = _bounds_for(table, str(z), variable)
-        vals = v[sel]
-        # number of class lower bounds the value falls below: 0 → class I … 4 → class V
-        cls = 1 + (vals[:, None] < bounds[None, :]).sum(axis=1)
-        out[sel] = np.where(np.isnan(vals), 0, cls).astype("uint8")
+        bounds, vals = bounds_of(str(z)), v[sel]
+        past = vals[:, None] > bounds[None, :] if worse_above else vals[:, None] < bounds[None, :]
+        out[sel] = np.where(np.isnan(vals), 0, 1 + past.sum(axis=1)).astype("uint8")
     return out
 
 
@@ -124,20 +130,15 @@ def bare_ground_class(bare: Any, eco_zone: str | Any = "steppe", *,
     """Recovery class (uint8 1–5, 0 where NaN) of bare-ground shares ``bare`` (0…1 of the
     ground) in ``eco_zone`` (one name or an array broadcastable to ``bare``)."""
     table = thresholds if thresholds is not None else load_bare_thresholds()
-    v = np.asarray(bare, dtype="float64")
-    zones = np.broadcast_to(np.asarray(eco_zone, dtype=object), v.shape)
-    out = np.zeros(v.shape, dtype="uint8")
-    for z in pd.unique(zones.ravel()):
-        sel = zones == z
-        row = table[table["eco_zone"] == z]
+
+    def bounds_of(zone: str) -> np.ndarray:
+        row = table[table["eco_zone"] == zone]
         if row.empty:
-            raise InputError(f"no bare-ground thresholds for eco zone {z!r} (known zones: "
+            raise InputError(f"no bare-ground thresholds for eco zone {zone!r} (known zones: "
                              f"{', '.join(sorted(set(table['eco_zone'])))})")
-        bounds = row.iloc[0][list(_BARE_BOUNDS)].to_numpy(dtype="float64")
-        vals = v[sel]
-        cls = 1 + (vals[:, None] > bounds[None, :]).sum(axis=1)
-        out[sel] = np.where(np.isnan(vals), 0, cls).astype("uint8")
-    return out
+        return row.iloc[0][list(_BARE_BOUNDS)].to_numpy(dtype="float64")
+
+    return _classify(bare, eco_zone, bounds_of, worse_above=True)
 
 
 def combine_classes(index_class: Any, bare_class: Any) -> np.ndarray:
