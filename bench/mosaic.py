@@ -49,8 +49,10 @@ class ChildFailed(RuntimeError):
         self.timed_out = timed_out
 
 
-def _child(code: str, timeout_s: float | None = None) -> tuple[float, float, str]:
-    """Run ``code`` in a fresh interpreter; wall seconds, its own peak RSS (MB) and stdout.
+def _child(code: str, timeout_s: float | None = None) -> tuple[float, float, float, str]:
+    """Run ``code`` in a fresh interpreter; wall seconds, its own CPU seconds (user + system,
+    all threads), its own peak RSS (MB) and stdout. On a loaded machine the CPU seconds show
+    how the work grows where the wall time also shows how much of a core the run was given.
 
     Raises :class:`ChildFailed` with the last line of the child's stderr when it fails, and
     kills it (``timed_out``) when it is still running after ``timeout_s``."""
@@ -76,7 +78,7 @@ def _child(code: str, timeout_s: float | None = None) -> tuple[float, float, str
                    else f"exit code {proc.returncode}")
             raise ChildFailed(f"{how}: {why}", wall)
         out.seek(0)
-        return wall, usage.ru_maxrss / 1024.0, out.read().strip()
+        return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, out.read().strip()
 
 
 def _last_json(text: str) -> dict:
@@ -106,11 +108,11 @@ print(json.dumps({{"shape": list(r.geobox.shape), "frames_used": len(rep["frames
                   "frame_status": counts, "blocks": len(rep.get("blocks") or []),
                   "residual_px": rep["reprojection_mean_px"]}}))
 """
-    wall, rss, text = _child(code, timeout_s)
+    wall, cpu, rss, text = _child(code, timeout_s)
     info = _last_json(text)
     counts = info["frame_status"]
     info["frames"] = counts.get("adjusted", 0) if counts is not None else info["frames_used"]
-    return dict(info, wall_s=wall, peak_rss_mb=rss)
+    return dict(info, wall_s=wall, cpu_s=cpu, peak_rss_mb=rss)
 
 
 def colmap_run(frames: Path, work: Path, max_image_size: int, timeout_s: float | None) -> dict:
@@ -166,8 +168,8 @@ print(json.dumps({{
     "residual_all_models_px": round(sum(o * e for o, e in zip(obs, err)) / sum(obs), 3) if sum(obs) else None,
     "stages_s": {{"extract": round(t1 - t0, 1), "match": round(t2 - t1, 1), "map": round(t3 - t2, 1)}}}}))
 """
-    wall, rss, text = _child(code, timeout_s)
-    return dict(_last_json(text), wall_s=wall, peak_rss_mb=rss)
+    wall, cpu, rss, text = _child(code, timeout_s)
+    return dict(_last_json(text), wall_s=wall, cpu_s=cpu, peak_rss_mb=rss)
 
 
 def simulate_case(sim: Path, n: int, camera: str, timeout_s: float | None) -> int:
@@ -180,7 +182,7 @@ def simulate_case(sim: Path, n: int, camera: str, timeout_s: float | None) -> in
     code = (f"from pathlib import Path; from belcheer.simulate import simulate; "
             f"s = simulate(Path({str(sim)!r}), camera={camera!r}, seed=3, area_ha={n / 27.5:.3f}, "
             f"altitude_m=60); print(s.n_captures)")
-    _, _, count = _child(code, timeout_s)
+    *_, count = _child(code, timeout_s)
     done.write_text(count.splitlines()[-1])
     return int(done.read_text())
 
@@ -188,6 +190,7 @@ def simulate_case(sim: Path, n: int, camera: str, timeout_s: float | None) -> in
 def _run(label: str, fn, *args) -> dict:
     """One measured run; a failure becomes a result saying so, never an exception."""
     print(f"  {label} …", flush=True)
+    load = round(os.getloadavg()[0], 2)  # other work on the machine makes wall times incomparable
     try:
         res = fn(*args)
         res["ok"] = True
@@ -196,6 +199,7 @@ def _run(label: str, fn, *args) -> dict:
                "wall_s": round(exc.wall_s, 1)}
     except Exception as exc:  # a result that cannot be read is a failed run, too
         res = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "timed_out": False}
+    res["load_1min_at_start"] = load
     print(f"    {_summary(res)}", flush=True)
     return res
 
@@ -204,7 +208,8 @@ def _summary(r: dict) -> str:
     if not r["ok"]:
         return f"FAILED: {r['error']}"
     extra = f", stages {r['stages_s']}" if "stages_s" in r else ""
-    return (f"{r['wall_s']:.1f} s, peak {r['peak_rss_mb']:.0f} MB, {r['frames']} frames, "
+    cpu = f" ({r['cpu_s']:.1f} s CPU)" if "cpu_s" in r else ""
+    return (f"{r['wall_s']:.1f} s{cpu}, peak {r['peak_rss_mb']:.0f} MB, {r['frames']} frames, "
             f"residual {r['residual_px']} px{extra}")
 
 
@@ -227,7 +232,7 @@ def ratios(case: dict) -> dict:
 
 
 def print_table(cases: list[dict]) -> None:
-    head = f"{'case':<22}{'tool':<10}{'wall s':>9}{'s/frame':>9}{'peak MB':>9}{'frames':>11}{'resid px':>10}  note"
+    head = f"{'case':<22}{'tool':<10}{'wall s':>9}{'CPU s':>9}{'s/frame':>9}{'peak MB':>9}{'frames':>11}{'resid px':>10}  note"
     print("\n" + head + "\n" + "-" * len(head))
     for case in cases:
         if "error" in case:
@@ -245,7 +250,8 @@ def print_table(cases: list[dict]) -> None:
             note = (f"{r['models']} model(s), stages {r['stages_s']}" if tool == "colmap"
                     else f"status {r['frame_status']}" if r["frame_status"] else
                     f"{r['blocks']} block(s), {r['frames_dropped']} dropped")
-            print(f"{name:<22}{tool:<10}{r['wall_s']:>9.1f}{r['wall_s'] / case['images']:>9.2f}"
+            cpu = f"{r['cpu_s']:.1f}" if "cpu_s" in r else "—"
+            print(f"{name:<22}{tool:<10}{r['wall_s']:>9.1f}{cpu:>9}{r['wall_s'] / case['images']:>9.2f}"
                   f"{r['peak_rss_mb']:>9.0f}{frames:>11}{str(r['residual_px']):>10}  {note}")
     print("(COLMAP frames: largest model / all models; belcheer: frames adjusted)")
 
@@ -279,15 +285,18 @@ def print_table(cases: list[dict]) -> None:
 
     syn = [c for c in cases if c["kind"] == "synthetic"]
     for tool in ("belcheer", "colmap"):
-        runs = [(c["images"], c[tool]["wall_s"] / c["images"]) for c in syn
-                if c.get(tool) and c[tool]["ok"]]
-        if len(runs) < 2:
-            continue
-        runs.sort()
-        growth = runs[-1][1] / runs[0][1]
-        series = " / ".join(f"{n}: {s:.2f}" for n, s in runs)
-        flat = f"flat (≤ {FLAT_TOLERANCE:g}×): {_yes(growth <= FLAT_TOLERANCE)}" if tool == "belcheer" else ""
-        print(f"  s/frame {tool}: {series} — ×{growth:.2f} from {runs[0][0]} to {runs[-1][0]} frames {flat}")
+        for clock in ("wall_s", "cpu_s"):
+            runs = [(c["images"], c[tool][clock] / c["images"]) for c in syn
+                    if c.get(tool) and c[tool]["ok"] and clock in c[tool]]
+            if len(runs) < 2:
+                continue
+            runs.sort()
+            growth = runs[-1][1] / runs[0][1]
+            series = " / ".join(f"{n}: {s:.2f}" for n, s in runs)
+            flat = (f"flat (≤ {FLAT_TOLERANCE:g}×): {_yes(growth <= FLAT_TOLERANCE)}"
+                    if tool == "belcheer" else "")
+            print(f"  {'s' if clock == 'wall_s' else 'CPU s'}/frame {tool}: {series} — ×{growth:.2f} "
+                  f"from {runs[0][0]} to {runs[-1][0]} frames {flat}")
 
 
 def _yes(ok: bool) -> str:

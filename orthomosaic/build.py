@@ -392,6 +392,17 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
             f"the adjustment moved it {np.hypot(*(final_cen[k, :2] - gps[k, :2])):.0f} m from its GPS "
             "fix, far beyond its neighbours (weakly tied): placed by GPS")
         gps_idx.append(k)
+    # a frame whose tie points the adjustment rejected almost all of is held by its priors and
+    # a handful of points: its solved pose means nothing (one over a lake kept 3 points and
+    # came out 58° off nadir); its GPS places it better
+    if adj is not None:
+        kept = np.bincount(adj.obs_cam, minlength=len(solved_idx))
+        for q, k in enumerate(solved_idx):
+            if status[k] == "adjusted" and has_gps[k] and kept[q] < MIN_INLIERS:
+                status[k], reason[k] = "gps_only", (
+                    f"only {kept[q]} of its tie-point observations passed the adjustment (fewer than "
+                    f"{MIN_INLIERS}): too weakly tied, placed by GPS")
+                gps_idx.append(k)
     adj_idx = [k for k in adj_idx if status[k] == "adjusted"]
     gps_idx.sort()
     heights = final_cen[:, 2] - ground_z

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, diags, identity
+from scipy.sparse.linalg import splu
 
 from belcheer.orthomosaic.geometry import (
     CameraModel,
@@ -71,6 +71,36 @@ def pair_shifts(matches: Sequence[PairMatch], rotvecs: np.ndarray, centres: np.n
     return out
 
 
+def synchronise_shifts(inc, d: np.ndarray, scale_m: float, prior: float = 1e-3,
+                       max_iterations: int = 200, tol_m: float = 1e-6) -> np.ndarray:
+    """Per-frame shifts ``e`` (n, 2), metres, minimising Σ ρ(D·e − d) + (prior·e)² on each axis,
+    ρ Cauchy's loss with scale ``scale_m``; ``inc`` the (pairs × frames) incidence matrix D
+    (+1 at j, −1 at i), ``d`` (pairs, 2) the pairs' ground offsets in metres.
+
+    Iteratively reweighted least squares with a sparse direct solve of the weighted graph
+    Laplacian (DᵀWD + prior²·I) per step, whose cost grows with the number of pairs; a Krylov
+    solver (``least_squares``' LSMR) needs more iterations the longer the block is, so its
+    cost grew faster than the survey. The weak prior fixes the gauge.
+    """
+    n = inc.shape[1]
+    reg = prior * prior * identity(n, format="csc")
+    out = np.zeros((n, d.shape[1]))
+    inc_t = inc.T.tocsr()
+    for ax in range(d.shape[1]):
+        e = np.zeros(n)
+        for _ in range(max_iterations):
+            r = inc @ e - d[:, ax]
+            w = 1.0 / (1.0 + (r / scale_m) ** 2)
+            lap = (inc_t @ diags(w) @ inc).tocsc() + reg
+            e_new = splu(lap).solve(inc_t @ (w * d[:, ax]))
+            step = float(np.max(np.abs(e_new - e), initial=0.0))
+            e = e_new
+            if step < tol_m:
+                break
+        out[:, ax] = e
+    return out
+
+
 def inconsistent_pairs(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray, centres: np.ndarray,
                        cam_of: Sequence[CameraModel], ground_z: float) -> tuple[list[int], np.ndarray]:
     """Indices of pairs whose ground offset the per-frame shifts cannot explain, and every
@@ -83,29 +113,11 @@ def inconsistent_pairs(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray
     i = np.array([matches[k].i for k in idx])
     j = np.array([matches[k].j for k in idx])
     rows = np.arange(len(idx))
-    # D · e (both axes share the incidence matrix); a weak prior e ≈ 0 fixes the gauge
     inc = coo_matrix((np.concatenate([np.ones(len(idx)), -np.ones(len(idx))]),
                       (np.concatenate([rows, rows]), np.concatenate([j, i]))), shape=(len(idx), n)).tocsr()
-    prior = 1e-3
-
-    def fun(x):
-        e = x.reshape(2, n)
-        r = (inc @ e.T) - d[idx]
-        return np.concatenate([r.ravel(), prior * x])
-
-    # the residuals are linear in the shifts: one constant sparse Jacobian
-    m = len(idx)
-    r2 = np.arange(2 * m)
-    axis = r2 % 2
-    jac = coo_matrix((np.concatenate([np.ones(2 * m), -np.ones(2 * m), np.full(2 * n, prior)]),
-                      (np.concatenate([r2, r2, 2 * m + np.arange(2 * n)]),
-                       np.concatenate([axis * n + j[r2 // 2], axis * n + i[r2 // 2], np.arange(2 * n)]))),
-                     shape=(2 * m + 2 * n, 2 * n)).tocsr()
-    sol = least_squares(fun, np.zeros(2 * n), jac=lambda x: jac, loss="cauchy",
-                        f_scale=MIN_PAIR_TOLERANCE_M / 2, method="trf")
-    e = sol.x.reshape(2, n)
+    e = synchronise_shifts(inc, d[idx], MIN_PAIR_TOLERANCE_M / 2)
     resid = np.full(len(matches), np.nan)
-    resid[idx] = np.linalg.norm(inc @ e.T - d[idx], axis=1)
+    resid[idx] = np.linalg.norm(inc @ e - d[idx], axis=1)
     good = resid[idx]
     mad = 1.4826 * float(np.median(np.abs(good - np.median(good))))
     tol = max(MIN_PAIR_TOLERANCE_M, float(np.median(good)) + 4 * mad)

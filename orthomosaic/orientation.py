@@ -135,6 +135,25 @@ def _turned(rotvec: np.ndarray, turn: float) -> np.ndarray:
     return Rotation.from_matrix(r @ rz.T).as_rotvec()
 
 
+QUARTER_TURNS = (0.0, 90.0, 180.0, 270.0)
+#: a pair decides a frame's turn only when the best turn leaves at most this share of the next
+#: best's ground disagreement (a true pair: ~0.1; one over look-alike ground: 0.7–0.9)
+CLEAR_TURN_RATIO = 0.5
+
+
+def _clear_turn(errs: Sequence[float]) -> float | None:
+    """The quarter turn whose median ground disagreement (metres) clearly beats the others',
+    else None."""
+    e = np.asarray(errs, float)
+    if not np.isfinite(e).any():
+        return None
+    order = np.argsort(np.where(np.isfinite(e), e, np.inf))
+    best, second = e[order[0]], e[order[1]]
+    if np.isfinite(second) and best > CLEAR_TURN_RATIO * second:
+        return None
+    return QUARTER_TURNS[int(order[0])]
+
+
 def fix_yaw_flips(rotvecs: np.ndarray, centres: np.ndarray, cam_of: Sequence[CameraModel],
                   matches: Sequence, ground_z: float, min_inliers: int = 15) -> tuple[np.ndarray, list[int]]:
     """Correct gross heading errors (90°/180°/270°) of the recorded attitude using the matches.
@@ -142,9 +161,10 @@ def fix_yaw_flips(rotvecs: np.ndarray, centres: np.ndarray, cam_of: Sequence[Cam
     Some autopilots write a heading the image does not have (Phantom 3 frames on return lines
     say −132° yet look north-east like the outbound ones). Along a maximum spanning tree of the
     match graph (strongest pairs first), each capture gets the quarter-turn that makes its tie
-    points land where its placed neighbour puts them on the ground plane; of the four possible
-    turns of the starting capture, the solution that turns the fewest captures wins (most
-    metadata is right). Returns corrected rotation vectors and the indices of turned captures.
+    points land where its placed neighbour puts them on the ground plane; a pair where no turn
+    clearly beats the others (:data:`CLEAR_TURN_RATIO`: repetitive ground matched to the wrong
+    place) decides nothing. Of the four possible turns of the starting capture, the solution
+    that turns the fewest captures wins (most metadata is right). Returns corrected rotation vectors and the indices of turned captures.
     """
     good = sorted((m for m in matches if m.inliers >= min_inliers), key=lambda m: -m.inliers)
     if not good:
@@ -152,26 +172,30 @@ def fix_yaw_flips(rotvecs: np.ndarray, centres: np.ndarray, cam_of: Sequence[Cam
 
     def place(root: int, root_turn: float) -> dict[int, float]:
         turns = {root: root_turn}
+        useless: set[int] = set()
         grown = True
         while grown:
             grown = False
-            for m in good:  # Prim-like: strongest edge leaving the placed set
-                if (m.i in turns) == (m.j in turns):
+            for q, m in enumerate(good):  # Prim-like: strongest edge leaving the placed set
+                if q in useless or (m.i in turns) == (m.j in turns):
                     continue
                 cur, new = (m.i, m.j) if m.i in turns else (m.j, m.i)
                 ref_px, new_px = (m.pi, m.pj) if cur == m.i else (m.pj, m.pi)
                 a = rays_to_plane(ref_px, _turned(rotvecs[cur], turns[cur]), centres[cur], cam_of[cur],
                                   ground_z)
                 errs = []
-                for turn in (0.0, 90.0, 180.0, 270.0):
+                for turn in QUARTER_TURNS:
                     b = rays_to_plane(new_px, _turned(rotvecs[new], turn), centres[new], cam_of[new],
                                       ground_z)
                     d = np.linalg.norm(a - b, axis=1)
                     errs.append(np.nanmedian(d) if np.isfinite(d).any() else np.nan)
-                # no ray of either frame meets the plane (a guessed ground height above some
-                # cameras): no evidence, keep the recorded heading
-                turns[new] = (0.0 if not np.isfinite(errs).any()
-                              else (0.0, 90.0, 180.0, 270.0)[int(np.nanargmin(errs))])
+                turn = _clear_turn(errs)
+                if turn is None:
+                    # no ray meets the plane, or no turn makes the pair agree much better than
+                    # the others: a pair over look-alike ground, no evidence either way
+                    useless.add(q)
+                    continue
+                turns[new] = turn
                 grown = True
                 break
         return turns

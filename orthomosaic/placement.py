@@ -170,7 +170,10 @@ def planar_solution(matches: Sequence[PairMatch], gps: np.ndarray, cam_of: Seque
     pair_res = np.full(len(matches), np.nan)
     sigma_scale = np.ones(n)
     comp = np.zeros(n, int)
-    for c, members in enumerate(blocks(n, [m for m in matches if m.inliers >= min_inliers], min_inliers)):
+    # blocks of the pairs that gave a similarity: a frame whose matches all failed the
+    # similarity checks is in no block here, and gets no heading (a block's rotation given to
+    # it would be a guess — over look-alike ground, 180° off)
+    for c, members in enumerate(blocks(n, [matches[q] for q in sim_of], min_inliers)):
         comp[members] = c
     # z_i / z_j = mult (ground = t + z·w for both frames)
     log_s = _synchronise(n, [(i, j, float(np.log(abs(mu))), float(q)) for i, j, mu, _, q in sims], comp, False)
