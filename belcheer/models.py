@@ -380,7 +380,8 @@ class Product:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "survey": self.survey, "kind": self.kind.value, "name": self.name,
-            "uri": self.uri, "epsg": self.epsg,
+            # "path": the local file, kept for readers of older output; None in object storage
+            "uri": self.uri, "path": str(self.path) if self.local else None, "epsg": self.epsg,
             "bands": [dataclasses.asdict(b) for b in self.bands], "units": self.units,
             "relative": self.relative,
             "created": self.created.isoformat() if self.created else None,

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from belcheer.errors import ConfigError, ProductMissingError, StorageError, UnsafePathError
@@ -281,18 +281,22 @@ class Stores:
     def __init__(self, primary: ProductStore, files: FileStore) -> None:
         self.primary, self.files = primary, files
 
-    def of(self, uri: str) -> ProductStore:
-        """The store holding ``uri``; StorageError when no configured store does."""
+    def of(self, uri: str, confined: bool = True) -> ProductStore:
+        """The store holding ``uri``; StorageError when no configured store does. With
+        ``confined`` False (the stages' own reads, not the server's), a file registered outside
+        the workspace is read where it is, as before the product store."""
         for store in (self.primary, self.files):
             if store.owns(uri):
                 return store
+        if not confined and uri.startswith("file://"):
+            return FileStore(uri_path(uri).parent)
         raise StorageError(f"{uri} is in no configured product store (BELCHEER_STORAGE is "
                            f"{self.primary.url}); set BELCHEER_STORAGE to the store that holds it")
 
-    def source(self, product: Product) -> ProductSource:
+    def source(self, product: Product, confined: bool = True) -> ProductSource:
         """``product`` resolved for reading; ProductMissingError (404) naming it when its object
-        is gone, StorageError when its store cannot be reached."""
-        store = self.of(product.uri)
+        is gone, StorageError when its store cannot be reached (``confined``: see :meth:`of`)."""
+        store = self.of(product.uri, confined)
         try:
             info = store.stat(product.uri)
         except ProductMissingError as e:
@@ -303,25 +307,26 @@ class Stores:
         return ProductSource(product, store, info)
 
     @contextlib.contextmanager
-    def open_raster(self, product: Product) -> Iterator[object]:
+    def open_raster(self, product: Product, confined: bool = True) -> Iterator[Any]:
         """The product opened with rasterio (range requests for S3), closed after the block."""
         import rasterio
 
-        src = self.source(product)
+        src = self.source(product, confined)
         with src.env(), rasterio.open(src.gdal_path) as ds:
             yield ds
 
     @contextlib.contextmanager
     def local_file(self, product: Product) -> Iterator[Path]:
-        """A local file of the product (the file itself, or an ETag-keyed copy of the object)."""
-        src = self.source(product)
+        """A local file of the product (the file itself, or an ETag-keyed copy of the object);
+        for the stages, so unconfined (see :meth:`of`)."""
+        src = self.source(product, confined=False)
         with src.store.local_copy(product.uri) as path:
             yield path
 
     def local_path(self, product: Product) -> Path:
         """Like :meth:`local_file`, for lazy readers that outlive a block: the file itself, or
         the cached copy (kept until the object changes or the cache is cleared)."""
-        src = self.source(product)
+        src = self.source(product, confined=False)
         if isinstance(src.store, FileStore):
             return src.store.path(product.uri)
         return cached_download(src.store, product.uri, default_cache_dir())

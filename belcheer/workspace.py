@@ -123,7 +123,7 @@ class Workspace:
 
     def open_product(self, product: Product) -> contextlib.AbstractContextManager[Any]:
         """The product opened with rasterio (a local file, or range requests to S3)."""
-        return self.stores.open_raster(product)
+        return self.stores.open_raster(product, confined=False)
 
     def product_file(self, product: Product) -> contextlib.AbstractContextManager[Path]:
         """A local file of the product for readers that need one (the file itself, or a copy

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from belcheer import Settings, open_workspace
 from belcheer.errors import ConfigError, ProductMissingError, StorageError
 from belcheer.storage import FileStore, ProductStore, open_store
-from belcheer.storage_s3 import S3Store
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -165,7 +164,7 @@ def test_pipeline_on_s3_matches_files_and_serves_the_same_tiles(sim, s3_env, tmp
     _run(s3, sim)
     a = {p.name: p for p in files.catalog.products("s")}
     b = {p.name: p for p in s3.catalog.products("s")}
-    assert set(a) == set(b) and {"orthomosaic", "ndvi"} <= set(a)
+    assert set(a) == set(b) and {"orthomosaic", "vari"} <= set(a)
     for name in a:
         assert a[name].uri.startswith("file://") and b[name].uri.startswith(s3_env + "/surveys/s/products/")
         pa, pb = _pixels(files, a[name]), _pixels(s3, b[name])
@@ -174,8 +173,7 @@ def test_pipeline_on_s3_matches_files_and_serves_the_same_tiles(sim, s3_env, tmp
     # nothing of the products went to the S3 workspace's folder
     assert not list((tmp_path / "s3").rglob("*.tif"))
     # the same tiles, byte for byte, from both servers
-    ndvi = a["ndvi"]
-    with files.open_product(ndvi) as ds:
+    with files.open_product(a["vari"]) as ds:
         from rasterio.warp import transform_bounds
 
         w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
@@ -190,11 +188,10 @@ def test_pipeline_on_s3_matches_files_and_serves_the_same_tiles(sim, s3_env, tmp
     for label, ws in (("files", files), ("s3", s3)):
         settings = Settings(workspace=ws.root, secret_key="test-secret-" + "x" * 32,
                             storage=s3_env if label == "s3" else None, trusted_hosts=["testserver"])
-        for p in ws.catalog.products("s"):
-            ws.catalog.set_published("s", True)
+        ws.catalog.set_published("s", True)
         with TestClient(create_app(settings)) as client:
             got = []
-            for name in ("ndvi", "orthomosaic"):
+            for name in ("vari", "orthomosaic"):
                 pid = {p.name: p.id for p in ws.catalog.products("s")}[name]
                 for u in urls:
                     r = client.get(f"/tiles/{pid}/{u}")
@@ -214,7 +211,7 @@ def test_object_deleted_behind_our_back_is_a_404_naming_it(sim, s3_env, tmp_path
     ws = open_workspace(tmp_path / "s3", storage=s3_env)
     _run(ws, sim)
     ws.catalog.set_published("s", True)
-    ndvi = ws.product("s", "ndvi")
+    ndvi = ws.product("s", "vari")
     ws.store.delete(ndvi.uri)
     settings = Settings(workspace=ws.root, secret_key="test-secret-" + "x" * 32, storage=s3_env)
     with TestClient(create_app(settings)) as client:
@@ -222,6 +219,6 @@ def test_object_deleted_behind_our_back_is_a_404_naming_it(sim, s3_env, tmp_path
                      f"/products/{ndvi.id}/download", f"/legend/{ndvi.id}"):
             r = client.get(path)
             assert r.status_code == 404, (path, r.status_code, r.text)
-            assert "'ndvi'" in r.text and "missing" in r.text
-    with pytest.raises(ProductMissingError, match="'ndvi'"), contextlib.ExitStack() as stack:
+            assert "'vari'" in r.text and "missing" in r.text
+    with pytest.raises(ProductMissingError, match="'vari'"), contextlib.ExitStack() as stack:
         stack.enter_context(ws.open_product(ndvi))

@@ -274,7 +274,8 @@ def cover_raster(ws: Workspace, survey: str, *, endmembers: Mapping[str, Mapping
             parcels = load_parcels(ws)
         except NotFoundError:
             return product
-        table = parcel_cover(out, parcels)
+        with ws.product_file(product) as cover_path:
+            table = parcel_cover(cover_path, parcels)
         ws.catalog.put_stats(survey, ws.catalog.survey(survey).date, "cover", table.to_dict("records"),
                              parcel_version=parcels.attrs.get("parcel_version"))
     return product

@@ -332,5 +332,5 @@ def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
             for r in shares.to_dict("records")]
     ws.catalog.put_stats(survey, ws.catalog.survey(survey).date, name, rows,
                          parcel_version=parcels.attrs.get("parcel_version"))
-    result.report["product"] = str(out)
+    result.report["product"] = uri
     return result
