@@ -8,6 +8,7 @@ and a ``.cpg`` saying UTF-8, so Cyrillic names survive GDAL, QGIS and ArcGIS.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import tempfile
@@ -27,9 +28,9 @@ from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from belcheer.api.tiles import product_path
 from belcheer.errors import InputError, NotFoundError
 from belcheer.models import Product
+from belcheer.storage import Stores
 from belcheer.workspace import Workspace
 
 #: format → (GDAL driver, file suffix, media type)
@@ -112,10 +113,10 @@ def export_parcels(gdf: gpd.GeoDataFrame, fmt: str, epsg: int = 4326, name: str 
         return Export(path.read_bytes(), media, path.name)
 
 
-def clip_to_cog(product: Product, root: Path, geometry: BaseGeometry, geometry_crs: int = 4326) -> Export:
-    """A product cut to a polygon (pixels touching it kept, the rest nodata) as a COG."""
-    path = product_path(product, root)
-    with rasterio.open(path) as src:
+def clip_to_cog(product: Product, stores: Stores, geometry: BaseGeometry, geometry_crs: int = 4326) -> Export:
+    """A product cut to a polygon (pixels touching it kept, the rest nodata) as a COG (read with
+    range requests when the product is in S3)."""
+    with stores.open_raster(product) as src:
         shape = gpd.GeoSeries([geometry], crs=geometry_crs).to_crs(src.crs).iloc[0]
         if not shape.intersects(box(*src.bounds)):
             raise InputError(f"the parcel does not overlap product {product.name!r}")
@@ -140,7 +141,7 @@ def clip_to_cog(product: Product, root: Path, geometry: BaseGeometry, geometry_c
                       f"{product.name}-clip.tif")
 
 
-def prescription_zones(product: Product, root: Path, n_zones: int = 3, method: str = "kmeans",
+def prescription_zones(product: Product, stores: Stores, n_zones: int = 3, method: str = "kmeans",
                        max_pixels: int = 2048 * 2048, mmu_m2: float = 100.0,
                        rates: list[float] | None = None) -> gpd.GeoDataFrame:
     """Management-zone polygons of one index product (zoning stage), in the product's CRS.
@@ -154,8 +155,7 @@ def prescription_zones(product: Product, root: Path, n_zones: int = 3, method: s
     from belcheer.zoning import management_zones, zone_polygons
     from belcheer.zoning.zones import zone_rates
 
-    path = product_path(product, root)
-    with rasterio.open(path) as src:
+    with stores.open_raster(product) as src:
         scale = max(1.0, (src.width * src.height / max_pixels) ** 0.5)
         shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
         values = src.read(1, out_shape=shape, masked=True).astype("float64").filled(np.nan)
@@ -180,16 +180,17 @@ def soum_report_pdf(ws: Workspace, report: gpd.GeoDataFrame, *, soum: str | None
 
     survey = str(report["survey"].iloc[0]) if "survey" in report and len(report) and report["survey"].iloc[0] \
         else None
-    raster = None
-    if survey:
-        try:
-            raster = ws.product(survey, "condition").path
-        except NotFoundError:
-            raster = None
     buf = io.BytesIO()
-    render_soum_report(report, buf, lang=lang, soum=soum, livestock=livestock_or_none(nso_data), raster=raster,
-                       survey=survey, date=ws.catalog.survey(survey).date if survey else None,
-                       parcel_version=_version(ws))
+    with contextlib.ExitStack() as stack:
+        raster = None
+        if survey:
+            try:
+                raster = stack.enter_context(ws.product_file(ws.product(survey, "condition")))
+            except NotFoundError:  # not made, or its file gone from the store: a map without it
+                raster = None
+        render_soum_report(report, buf, lang=lang, soum=soum, livestock=livestock_or_none(nso_data),
+                           raster=raster, survey=survey, date=ws.catalog.survey(survey).date if survey else None,
+                           parcel_version=_version(ws))
     name = f"report-{soum or survey or 'soum'}-{lang}.pdf"
     return Export(buf.getvalue(), "application/pdf", name)
 

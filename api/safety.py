@@ -19,6 +19,7 @@ import rasterio
 from belcheer import gdalenv
 from belcheer.errors import InputError, TooLargeError, UnsafePathError
 from belcheer.fileio import confined, safe_name
+from belcheer.storage import ProductSource
 
 #: GDAL raster drivers a user-supplied raster may be opened with (no VRT, no network)
 RASTER_DRIVERS: tuple[str, ...] = gdalenv.RASTER_DRIVERS
@@ -98,6 +99,26 @@ def check_raster(path: Path, max_bytes: int) -> None:
         raise InputError(f"{path.name} is not a raster this server reads (GeoTIFF, COG, JPEG): {exc}") from exc
     if size > max_bytes:
         raise TooLargeError(f"{path.name} would need {size / 1e9:.1f} GB in memory, more than the "
+                            f"limit of {max_bytes / 1e9:.1f} GB (Settings.max_raster_bytes)")
+
+
+def check_raster_source(source: ProductSource, max_bytes: int) -> None:
+    """:func:`check_raster` for a product in object storage: the first bytes are read from the
+    store (the driver allow-list), the header through GDAL with range requests (the size limit)."""
+    name = source.product.name
+    with source.store.open(source.product.uri) as fh:
+        head = fh.read(4)
+    driver = next((d for magic, d in gdalenv.RASTER_MAGIC.items() if head.startswith(magic)), None)
+    if driver is None:
+        raise InputError(f"product {name!r} is not a raster this server reads (GeoTIFF, COG or JPEG); "
+                         f"its first bytes are {head!r}", code="error.raster.format", name=name)
+    try:
+        with source.env(), rasterio.open(source.gdal_path, driver=driver) as ds:
+            size = ds.width * ds.height * ds.count * max(np.dtype(dt).itemsize for dt in ds.dtypes)
+    except (rasterio.errors.RasterioIOError, OSError) as exc:
+        raise InputError(f"product {name!r} is not a raster this server reads: {exc}") from exc
+    if size > max_bytes:
+        raise TooLargeError(f"product {name!r} would need {size / 1e9:.1f} GB in memory, more than the "
                             f"limit of {max_bytes / 1e9:.1f} GB (Settings.max_raster_bytes)")
 
 

@@ -7,7 +7,6 @@ Herders on slow phone links press "share" and get one small image: the parcel's 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import geopandas as gpd
 import matplotlib
@@ -19,6 +18,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from belcheer.api.messages import class_label, t  # noqa: E402
 from belcheer.api.tiles import CONDITION_COLORS, legend, read_area  # noqa: E402
 from belcheer.models import Product, ProductKind  # noqa: E402
+from belcheer.storage import Stores  # noqa: E402
 
 #: which product a herder's map shows, best first
 _PREFERENCE = (ProductKind.CONDITION, ProductKind.INDEX, ProductKind.ORTHOMOSAIC, ProductKind.REFLECTANCE)
@@ -35,7 +35,7 @@ def pick_product(products: list[Product]) -> Product | None:
     return None
 
 
-def parcel_png(parcel: gpd.GeoSeries, props: dict, product: Product | None, root: Path,
+def parcel_png(parcel: gpd.GeoSeries, props: dict, product: Product | None, stores: Stores,
                lang: str = "mn", size_px: int = 640) -> bytes:
     """PNG bytes: the parcel (EPSG:4326 geometry) over ``product``, with title and legend."""
     geom = parcel.to_crs(3857).iloc[0]
@@ -46,9 +46,9 @@ def parcel_png(parcel: gpd.GeoSeries, props: dict, product: Product | None, root
     fig, ax = plt.subplots(figsize=(size_px / 100, size_px / 100), dpi=100)
     handles = []
     if product is not None:
-        rgba, _ = read_area(product, root, bbox, max_size=size_px)
+        rgba, _ = read_area(product, stores, bbox, max_size=size_px)
         ax.imshow(rgba, extent=(ext.x[0], ext.x[1], ext.y[0], ext.y[1]), interpolation="nearest")
-        leg = legend(product, root, lang)
+        leg = legend(product, stores, lang)
         if leg["type"] == "classes":
             handles = [Patch(color=tuple(v / 255 for v in c[:3]), label=class_label(k, lang))
                        for k, c in CONDITION_COLORS.items()]

@@ -8,12 +8,10 @@ extension (band common names, centre wavelengths in µm). Built with pystac on e
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pystac
-import rasterio
 from pystac.extensions.eo import Band as EOBand
 from pystac.extensions.eo import EOExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -21,9 +19,9 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.warp import transform_bounds
 from shapely.geometry import box, mapping
 
-from belcheer.api.tiles import product_path
 from belcheer.catalog import SurveyRecord
 from belcheer.models import Product, ProductKind
+from belcheer.storage import Stores
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 _COMMON = {"blue", "green", "red", "rededge", "nir"}
@@ -36,10 +34,9 @@ def _survey_datetime(rec: SurveyRecord) -> datetime:
     return datetime.fromisoformat(rec.created)
 
 
-def product_item(product: Product, rec: SurveyRecord, root: Path, base: str) -> pystac.Item:
+def product_item(product: Product, rec: SurveyRecord, stores: Stores, base: str) -> pystac.Item:
     """A STAC Item for one product COG; asset hrefs point at this server."""
-    path = product_path(product, root)
-    with rasterio.open(path) as ds:
+    with stores.open_raster(product) as ds:
         west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
         shape, transform, native_bbox = [ds.height, ds.width], list(ds.transform)[:6], list(ds.bounds)
         dtypes, nodata, res = ds.dtypes, ds.nodata, abs(ds.transform.a)

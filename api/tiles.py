@@ -4,11 +4,18 @@ Tiles are on the WebMercatorQuad grid (morecantile). Each product kind has one s
 for orthomosaics and reflectance (bands red/green/blue by name), a diverging red–yellow–green ramp
 for vegetation indices, the recovery-class palette I–V for condition rasters, a sequential ramp for
 biomass. Pixels outside the data are transparent.
+
+Products are read through the workspace's product store (:mod:`belcheer.storage`): a local COG,
+or an S3 object read by GDAL's /vsis3/ with range requests. Every function takes the workspace's
+:class:`~belcheer.storage.Stores` and resolves the product to a
+:class:`~belcheer.storage.ProductSource` first, so a product whose object was deleted is a 404
+naming it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import math
@@ -35,10 +42,10 @@ from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
 from belcheer.api.messages import class_label, t, units_label
-from belcheer.api.safety import check_raster
+from belcheer.api.safety import check_raster, check_raster_source
 from belcheer.errors import InputError, NotFoundError
-from belcheer.fileio import confined
 from belcheer.models import Product, ProductKind
+from belcheer.storage import FileStore, ProductSource, Stores
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
@@ -76,9 +83,22 @@ class Style:
     colormap: str | None  # rio-tiler colormap name, or "condition"
 
 
-def product_path(product: Product, root: Path) -> Path:
-    """The product's file, required inside the workspace (no reading elsewhere)."""
-    return confined(root, product.path)
+def product_source(product: Product, stores: Stores) -> ProductSource:
+    """The product resolved in its store (a file inside the workspace, or an object in the
+    configured bucket: no reading elsewhere); ProductMissingError (404) when it is gone."""
+    return stores.source(product)
+
+
+#: what a reader is opened on: a product's source, or a local file (tests, benchmarks)
+Target = ProductSource | Path
+
+
+def _target(target: Target) -> tuple[tuple[str, str, int], str, Callable[[], Any]]:
+    """(cache key that changes with the content, name GDAL opens, Env factory)."""
+    if isinstance(target, ProductSource):
+        return target.cache_key, target.gdal_path, target.env
+    st = Path(target).stat()
+    return (str(target), str(st.st_mtime_ns), st.st_size), str(target), contextlib.nullcontext
 
 
 class ReaderPool:
@@ -88,34 +108,36 @@ class ReaderPool:
     time, and a dataset closed after each request drops its decoded blocks from GDAL's cache,
     so the neighbouring tile decodes the same compressed blocks again. A reader serves one
     request at a time (a GDAL dataset must not be used by two threads at once); a file
-    replaced on disk (other mtime or size) gets new readers and its old ones are closed.
+    replaced on disk (other mtime or size, or another ETag in S3) gets new readers and its old
+    ones are closed. Each use runs inside the source's GDAL Env (the S3 endpoint and
+    credentials), entered and left in the request's own thread.
     """
 
     def __init__(self, files: int = READER_FILES, per_file: int = READERS_PER_FILE) -> None:
         self._files, self._per_file = files, per_file
-        self._idle: OrderedDict[tuple[str, int, int], list[_Opened]] = OrderedDict()
+        self._idle: OrderedDict[tuple[str, str, int], list[_Opened]] = OrderedDict()
         self._lock = threading.Lock()
 
     @contextmanager
-    def reader(self, path: Path) -> Iterator[Reader]:
-        st = path.stat()
-        key = (str(path), st.st_mtime_ns, st.st_size)
+    def reader(self, target: Target) -> Iterator[Reader]:
+        key, name, env = _target(target)
         with self._lock:
             idle = self._idle.get(key)
             opened = idle.pop() if idle else None
-        if opened is None:
-            opened = _Opened.open(path)
-        try:
-            yield opened.reader
-        except (TileOutsideBounds, PointOutsideBounds):
-            self._put(key, opened)  # a request outside the data leaves the reader as good as it was
-            raise
-        except BaseException:
-            opened.close()  # after a read error the dataset's state is unknown: do not reuse it
-            raise
+        with env():
+            if opened is None:
+                opened = _Opened.open(name)
+            try:
+                yield opened.reader
+            except (TileOutsideBounds, PointOutsideBounds):
+                self._put(key, opened)  # a request outside the data leaves the reader as good as it was
+                raise
+            except BaseException:
+                opened.close()  # after a read error the dataset's state is unknown: do not reuse it
+                raise
         self._put(key, opened)
 
-    def _put(self, key: tuple[str, int, int], opened: _Opened) -> None:
+    def _put(self, key: tuple[str, str, int], opened: _Opened) -> None:
         if self._files < 1 or self._per_file < 1 or not opened.shareable:
             opened.close()  # a pool that keeps nothing, or a reader that must not outlive its thread
             return
@@ -163,8 +185,8 @@ class _Opened:
     dataset: Any
 
     @classmethod
-    def open(cls, path: Path) -> _Opened:
-        ds = rasterio.open(path)
+    def open(cls, name: str) -> _Opened:
+        ds = rasterio.open(name)
         try:
             return cls(Reader(None, dataset=ds, tms=TMS), ds)
         except BaseException:
@@ -208,10 +230,23 @@ def _rgb_indexes(product: Product) -> tuple[int, ...]:
     return (1, 2, 3) if len(names) >= 3 else (1,)
 
 
-@lru_cache(maxsize=256)
-def _percentiles(path: str, mtime_ns: int, indexes: tuple[int, ...]) -> tuple[float, float]:
-    """2nd and 98th percentile of a raster's valid pixels, read from its smallest overview."""
-    with rasterio.open(path) as ds:
+_PERCENTILES: OrderedDict[tuple[Any, ...], tuple[float, float]] = OrderedDict()
+
+
+def _percentiles(target: Target, indexes: tuple[int, ...]) -> tuple[float, float]:
+    """2nd and 98th percentile of a raster's valid pixels, read from its smallest overview
+    (remembered per content: key, ETag or mtime, size)."""
+    key, name, env = _target(target)
+    cached = _PERCENTILES.get((*key, indexes))
+    if cached is None:
+        cached = _PERCENTILES[(*key, indexes)] = _read_percentiles(name, env, indexes)
+        while len(_PERCENTILES) > 256:
+            _PERCENTILES.popitem(last=False)
+    return cached
+
+
+def _read_percentiles(name: str, env: Callable[[], Any], indexes: tuple[int, ...]) -> tuple[float, float]:
+    with env(), rasterio.open(name) as ds:
         scale = max(ds.width, ds.height) / 512
         shape = (max(1, int(ds.height / max(scale, 1))), max(1, int(ds.width / max(scale, 1))))
         data = ds.read(list(indexes), out_shape=(len(indexes), *shape), masked=True).astype("float64")
@@ -223,16 +258,15 @@ def _percentiles(path: str, mtime_ns: int, indexes: tuple[int, ...]) -> tuple[fl
     return (float(lo), float(hi if hi > lo else lo + 1e-6))
 
 
-def style_for(product: Product, path: Path) -> Style:
+def style_for(product: Product, src: Target) -> Style:
     """The display style of a product, by its kind (ranges from the data where not fixed)."""
-    stamp = path.stat().st_mtime_ns
     kind = product.kind
     meta_range = product.metadata.get("display_range")
     if kind in (ProductKind.ORTHOMOSAIC, ProductKind.REFLECTANCE):
         idx = _rgb_indexes(product)
-        with rasterio.open(path) as ds:
-            dtype = ds.dtypes[0]
-        rescale = None if dtype == "uint8" else _percentiles(str(path), stamp, idx)
+        with READERS.reader(src) as reader:
+            dtype = reader.dataset.dtypes[0]
+        rescale = None if dtype == "uint8" else _percentiles(src, idx)
         return Style("rgb", idx, rescale, None)
     if kind == ProductKind.CONDITION:
         return Style("classes", (1,), None, "condition")
@@ -244,18 +278,18 @@ def style_for(product: Product, path: Path) -> Style:
         elif not product.relative and product.name.lower() in _INDEX_RANGES:
             rng = _INDEX_RANGES[product.name.lower()]
         else:
-            rng = _percentiles(str(path), stamp, (1,))
+            rng = _percentiles(src, (1,))
         return Style("ramp", (1,), rng, "rdylgn")
     if kind == ProductKind.CHANGE:
-        lo, hi = _percentiles(str(path), stamp, (1,))
+        lo, hi = _percentiles(src, (1,))
         m = max(abs(lo), abs(hi))
         return Style("ramp", (1,), (-m, m), "brbg")
     if kind == ProductKind.COVER:  # band 1 = green vegetation fraction
         return Style("ramp", (1,), (0.0, 1.0), "ylgn")
     if kind == ProductKind.BIOMASS:
-        rng = tuple(meta_range) if meta_range else (0.0, _percentiles(str(path), stamp, (1,))[1])
+        rng = tuple(meta_range) if meta_range else (0.0, _percentiles(src, (1,))[1])
         return Style("ramp", (1,), (float(rng[0]), float(rng[1])), "ylgn")
-    return Style("ramp", (1,), _percentiles(str(path), stamp, (1,)), "viridis")
+    return Style("ramp", (1,), _percentiles(src, (1,)), "viridis")
 
 
 def _colormap(style: Style) -> dict | None:
@@ -295,16 +329,16 @@ def _style_image(img: ImageData, style: Style) -> ImageData:
     return img
 
 
-def render_tile(product: Product, root: Path, z: int, x: int, y: int, fmt: str,
+def render_tile(product: Product, stores: Stores, z: int, x: int, y: int, fmt: str,
                 max_raster_bytes: int) -> bytes:
     """One 256×256 WebMercatorQuad tile of a product as PNG or WebP bytes."""
     if fmt not in FORMATS:
         raise NotFoundError(f"tile format {fmt!r} is not served; use png or webp")
     check_tile_index(z, x, y)
-    path = check_product(product, root, max_raster_bytes)
-    style = style_for(product, path)
+    source = check_product(product, stores, max_raster_bytes)
+    style = style_for(product, source)
     try:
-        with READERS.reader(path) as src:
+        with READERS.reader(source) as src:
             img = src.tile(x, y, z, indexes=style.indexes)  # checks the tile overlaps the product
     except TileOutsideBounds as exc:
         raise NotFoundError(f"tile {z}/{x}/{y} is outside product {product.name!r}") from exc
@@ -371,29 +405,42 @@ def encode(img: ImageData, colormap: dict | None, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def check_product(product: Product, root: Path, max_raster_bytes: int) -> Path:
-    """The product's path, after its header passed the driver allow-list and size limit."""
-    path = product_path(product, root)
-    _checked(str(path), path.stat().st_mtime_ns, max_raster_bytes)
-    return path
+def check_product(product: Product, stores: Stores, max_raster_bytes: int) -> ProductSource:
+    """The product's source, after its header passed the driver allow-list and size limit."""
+    source = product_source(product, stores)
+    if isinstance(source.store, FileStore):
+        _checked(source.gdal_path, source.info.etag, max_raster_bytes)
+    else:
+        _checked_source(source.cache_key, source, max_raster_bytes)
+    return source
 
 
 @lru_cache(maxsize=256)
-def _checked(path: str, mtime_ns: int, max_bytes: int) -> None:
+def _checked(path: str, etag: str, max_bytes: int) -> None:
     check_raster(Path(path), max_bytes)
 
 
-def tile_etag(product: Product, root: Path, z: int, x: int, y: int, fmt: str) -> str:
-    """A strong validator: changes whenever the product file or the style changes."""
-    st = product_path(product, root).stat()
-    raw = f"{product.id}|{st.st_mtime_ns}|{st.st_size}|{z}/{x}/{y}.{fmt}|{STYLE_VERSION}"
+_CHECKED: set[tuple[Any, ...]] = set()
+
+
+def _checked_source(key: tuple[str, str, int], source: ProductSource, max_bytes: int) -> None:
+    if (*key, max_bytes) not in _CHECKED:
+        check_raster_source(source, max_bytes)
+        if len(_CHECKED) > 1024:
+            _CHECKED.clear()
+        _CHECKED.add((*key, max_bytes))
+
+
+def tile_etag(product: Product, stores: Stores, z: int, x: int, y: int, fmt: str) -> str:
+    """A strong validator: changes whenever the product's object (its ETag) or the style changes."""
+    info = product_source(product, stores).info
+    raw = f"{product.id}|{info.etag}|{info.size}|{z}/{x}/{y}.{fmt}|{STYLE_VERSION}"
     return '"' + hashlib.blake2b(raw.encode(), digest_size=12).hexdigest() + '"'
 
 
-def tilejson(product: Product, root: Path, tiles_url: str, fmt: str = "png") -> dict[str, Any]:
+def tilejson(product: Product, stores: Stores, tiles_url: str, fmt: str = "png") -> dict[str, Any]:
     """TileJSON 3.0 for a product; ``tiles_url`` is the absolute URL template up to ``{z}/{x}/{y}``."""
-    path = product_path(product, root)
-    with READERS.reader(path) as src:
+    with READERS.reader(product_source(product, stores)) as src:
         west, south, east, north = src.get_geographic_bounds(TMS.rasterio_geographic_crs)
         minzoom, maxzoom = src.minzoom, src.maxzoom
     return {
@@ -405,10 +452,9 @@ def tilejson(product: Product, root: Path, tiles_url: str, fmt: str = "png") -> 
     }
 
 
-def legend(product: Product, root: Path, lang: str | None = None) -> dict[str, Any]:
+def legend(product: Product, stores: Stores, lang: str | None = None) -> dict[str, Any]:
     """What the colours of a product's tiles mean: class swatches or a ramp with end values."""
-    path = product_path(product, root)
-    style = style_for(product, path)
+    style = style_for(product, product_source(product, stores))
     title = product.name.upper() if product.kind == ProductKind.INDEX else t(f"layer.{product.kind.value}", lang)
     out: dict[str, Any] = {"product": product.id, "name": product.name, "kind": product.kind.value,
                            "title": title, "units": product.units,
@@ -440,15 +486,15 @@ def _hex(c: tuple) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in c[:3]))
 
 
-def point_values(products: list[Product], root: Path, lon: float, lat: float) -> list[dict[str, Any]]:
+def point_values(products: list[Product], stores: Stores, lon: float, lat: float) -> list[dict[str, Any]]:
     """Values of each product at a WGS 84 point (products not covering it are left out)."""
     if not (-180 <= lon <= 180 and -90 <= lat <= 90) or not (math.isfinite(lon) and math.isfinite(lat)):
         raise InputError(f"point ({lon}, {lat}) is not a longitude/latitude in degrees")
     out = []
     for p in products:
-        path = product_path(p, root)
+        source = product_source(p, stores)
         try:
-            with READERS.reader(path) as src:
+            with READERS.reader(source) as src:
                 # a point far outside the product may lie outside its CRS's projection domain
                 # too (GDAL refuses to transform it): test against the lon/lat bounds first
                 west, south, east, north = src.get_geographic_bounds(WGS84_CRS)
@@ -472,12 +518,12 @@ def point_values(products: list[Product], root: Path, lon: float, lat: float) ->
     return out
 
 
-def read_area(product: Product, root: Path, bbox: tuple[float, float, float, float],
+def read_area(product: Product, stores: Stores, bbox: tuple[float, float, float, float],
               max_size: int = 768) -> tuple[np.ndarray, Style]:
     """An RGBA array of a product styled as its tiles, over a WGS 84 bbox (for PNG snapshots)."""
-    path = product_path(product, root)
-    style = style_for(product, path)
-    with READERS.reader(path) as src:
+    source = product_source(product, stores)
+    style = style_for(product, source)
+    with READERS.reader(source) as src:
         img = src.part(bbox, dst_crs="EPSG:3857", bounds_crs="EPSG:4326", max_size=max_size,
                        indexes=style.indexes)
     return rgba(_style_image(img, style), _colormap(style)), style

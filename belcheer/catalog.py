@@ -4,7 +4,8 @@
 embedded default (one SQLite file, WAL journal, every write in one transaction, so a crash
 mid-write leaves the previous state). :class:`belcheer.catalog_postgis.PostGISCatalog` implements
 the same protocol on PostgreSQL/PostGIS; :func:`belcheer.catalog_url.open_catalog` picks one by URL.
-Rasters and tables themselves live as files in the workspace; the catalog stores their paths.
+Rasters live in the product store (files in the workspace, or S3: :mod:`belcheer.storage`) and
+the catalog stores their URIs; a product row written before holds a local path, read as a file URI.
 """
 
 from __future__ import annotations

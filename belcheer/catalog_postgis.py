@@ -159,6 +159,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX parcels_geom ON parcels USING GIST (geom);
     """,
+    # 3: products in a product store (BELCHEER_STORAGE): each product's URI, file:// or s3://,
+    # as a column (rows written before held a local path in their body: now its file URI)
+    """
+    ALTER TABLE products ADD COLUMN uri TEXT;
+    UPDATE products SET uri = coalesce(body->>'uri', 'file://' || (body->>'path'));
+    ALTER TABLE products ALTER COLUMN uri SET NOT NULL;
+    CREATE INDEX products_uri ON products (uri);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -200,6 +208,11 @@ def _iso(v: Any) -> Any:
     if isinstance(v, date):
         return v.isoformat()
     return v
+
+
+def _product(row: Mapping[str, Any]) -> Product:
+    """A product row: its body, with the ``uri`` column (migration 3) where the body has none."""
+    return Product.from_dict({**row["body"], "uri": row["body"].get("uri") or row["uri"]})
 
 
 def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -386,33 +399,34 @@ class PostGISCatalog:
             product = Product(**{**product.__dict__, "created": now()})
         with self._tx() as con:
             con.execute("DELETE FROM products WHERE survey=%s AND name=%s", (product.survey, product.name))
-            con.execute("INSERT INTO products VALUES (%s,%s,%s,%s,%s,%s)",
+            con.execute("INSERT INTO products (id, survey, kind, name, body, created, uri) "
+                        "VALUES (%s,%s,%s,%s,%s,%s,%s)",
                         (product.id, product.survey, product.kind.value, product.name,
-                         _jsonb(product.to_dict()), product.created or now()))
+                         _jsonb(product.to_dict()), product.created or now(), product.uri))
         return product
 
     def product(self, survey: str, name: str) -> Product:
-        row = self._one("SELECT body FROM products WHERE survey=%s AND name=%s", (survey, name))
+        row = self._one("SELECT body, uri FROM products WHERE survey=%s AND name=%s", (survey, name))
         if row is None:
             have = ", ".join(p.name for p in self.products(survey)) or "none"
             raise NotFoundError(f"survey {survey!r} has no product {name!r} (it has: {have})")
-        return Product.from_dict(row["body"])
+        return _product(row)
 
     def product_by_id(self, product_id: str) -> Product:
-        row = self._one("SELECT body FROM products WHERE id=%s", (product_id,))
+        row = self._one("SELECT body, uri FROM products WHERE id=%s", (product_id,))
         if row is None:
             raise NotFoundError(f"no product with id {product_id!r}")
-        return Product.from_dict(row["body"])
+        return _product(row)
 
     def products(self, survey: str | None = None, kind: ProductKind | None = None) -> list[Product]:
-        q, args = "SELECT body FROM products WHERE TRUE", []
+        q, args = "SELECT body, uri FROM products WHERE TRUE", []
         if survey is not None:
             q += " AND survey=%s"
             args.append(survey)
         if kind is not None:
             q += " AND kind=%s"
             args.append(ProductKind(kind).value)
-        return [Product.from_dict(r["body"]) for r in self._all(q + " ORDER BY created, name", args)]
+        return [_product(r) for r in self._all(q + " ORDER BY created, name", args)]
 
     # -- parcels -------------------------------------------------------------------------
     @staticmethod

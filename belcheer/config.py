@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     #: the catalog database as a URL: ``sqlite:///PATH`` or ``postgresql://USER:PASS@HOST:PORT/DB``;
     #: unset, the embedded ``<workspace>/catalog.sqlite`` (see belcheer.catalog_url)
     catalog: str | None = None
+    #: where product rasters go, as a URL: ``file:///PATH`` or ``s3://BUCKET/PREFIX`` (endpoint and
+    #: credentials from the usual AWS_* variables); unset, the workspace folder (see belcheer.storage)
+    storage: str | None = None
     #: folder of real test data (tests only)
     real_data: Path | None = None
     #: folder of the NSO soum tables (registered livestock per soum); read at run time, never copied

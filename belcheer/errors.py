@@ -70,6 +70,19 @@ class NotFoundError(BelcheerError):
     http_status = 404
 
 
+class ProductMissingError(NotFoundError):
+    """A product is registered in the catalog but its file or object is gone from the store
+    (deleted behind belcheer's back); the message names the product and where it was."""
+
+
+class StorageError(BelcheerError):
+    """The product store (a folder or an S3 bucket) cannot be read or written right now; the
+    message names the store with credentials masked."""
+
+    exit_code = 9
+    http_status = 503
+
+
 class ConflictError(BelcheerError):
     """Something already exists (a survey name, a parcel id) and would be overwritten."""
 

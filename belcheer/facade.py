@@ -28,15 +28,21 @@ if TYPE_CHECKING:  # pragma: no cover
 CHUNK = 512
 
 
-def open_product(product: Product, chunks: int | None = CHUNK) -> xr.DataArray:
+def open_product(product: Product, chunks: int | None = CHUNK,
+                 workspace: Workspace | None = None) -> xr.DataArray:
     """Open a product's COG lazily as a DataArray with CRS, band names and wavelengths.
+
+    ``workspace`` finds the product in its store: a product in S3 is read from a local copy
+    kept by its ETag (lazy Dask reads in worker threads need a file); without it the product
+    must be a local file.
 
     The ``band`` coordinate holds band names (``red``, ``nir`` …) and a ``wavelength`` coordinate
     (nm) is added where known. NaN or the file's nodata marks missing data.
     """
     import rioxarray
 
-    da = rioxarray.open_rasterio(product.path, chunks={"x": chunks, "y": chunks} if chunks else None,
+    path = workspace.stores.local_path(product) if workspace is not None else product.path
+    da = rioxarray.open_rasterio(path, chunks={"x": chunks, "y": chunks} if chunks else None,
                                  masked=True)
     if product.bands and len(product.bands) == da.sizes.get("band", 0):
         da = da.assign_coords(band=[b.name for b in product.bands],
@@ -83,17 +89,17 @@ class SurveyView(Survey):
 
     def orthomosaic(self) -> xr.DataArray:
         """The orthomosaic (RGB uint8 or multispectral DN), lazily, in the survey's UTM zone."""
-        return open_product(self.product("orthomosaic"))
+        return open_product(self.product("orthomosaic"), workspace=self.workspace)
 
     def reflectance(self) -> xr.DataArray:
         """Surface reflectance (0–1), bands named by role with a ``wavelength`` coordinate (nm)."""
-        return open_product(self.product("reflectance"))
+        return open_product(self.product("reflectance"), workspace=self.workspace)
 
     def index(self, name: str) -> xr.DataArray:
         """A vegetation index as a lazy DataArray: the stored product, else computed on the fly."""
         key = name.lower()
         try:
-            return open_product(self.product(key))
+            return open_product(self.product(key), workspace=self.workspace)
         except NotFoundError:
             from belcheer.indices import compute
 
@@ -165,11 +171,10 @@ class SurveyView(Survey):
         """
         import matplotlib.pyplot as plt
         import numpy as np
-        import rasterio
         from rasterio.enums import Resampling
 
         product = self.product(index.lower())
-        with rasterio.open(product.path) as src:
+        with self._ws.open_product(product) as src:
             step = max(1, int(np.ceil(np.sqrt(src.width * src.height / max_pixels))))
             shape = (max(1, src.height // step), max(1, src.width // step))
             data = src.read(1, out_shape=shape, resampling=Resampling.average, masked=True)

@@ -13,7 +13,9 @@ and PROJ read, before either opens anything:
   tries VRT (or any other driver) on it.
 * ``CPL_VSIL_CURL_ALLOWED_FILENAME`` set to a name no URL can have — ``/vsicurl/`` and the
   file systems built on it (``/vsis3/``, ``/vsigs/``, ``/vsiaz/``…) refuse every URL before
-  connecting.
+  connecting. The one exception is the S3 product store
+  (:mod:`belcheer.storage_s3`): reading a product sets this option, in a thread-local
+  ``rasterio.Env``, to that one ``/vsis3/`` object.
 * ``GDAL_HTTP_PROXY``/``GDAL_HTTPS_PROXY`` point at a closed loopback port — any other HTTP GDAL
   tries (a GeoJSON linked CRS, a WMS/WFS source) fails to connect. (libcurl bypasses a proxy for
   hosts in ``no_proxy``; the readers also refuse linked CRSs themselves.)

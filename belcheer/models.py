@@ -338,7 +338,8 @@ class ProductKind(str, Enum):
 class Product:
     """A raster product registered in the workspace: a COG on a grid, with its meaning.
 
-    ``path`` is absolute. ``name`` is the product's short name within its survey
+    ``uri`` says where its COG is: ``file:///abs/path.tif`` or ``s3://bucket/key`` (open it with
+    :meth:`belcheer.Workspace.open_product`, which works for either). ``name`` is the product's short name within its survey
     (``orthomosaic``, ``reflectance``, ``ndvi`` …). ``relative`` is True for indices computed
     from uncalibrated RGB (not comparable between dates). ``metadata`` holds stage-specific
     facts (calibration method, quality report path, formula…), JSON-serialisable.
@@ -348,7 +349,7 @@ class Product:
     survey: str
     kind: ProductKind
     name: str
-    path: Path
+    uri: str
     epsg: int
     bands: tuple[Band, ...] = ()
     units: str | None = None
@@ -358,11 +359,29 @@ class Product:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", _frozen_map(self.metadata))
+        uri = self.uri
+        if isinstance(uri, Path) or "://" not in str(uri):  # a local path (old catalog rows too)
+            uri = Path(uri).absolute().as_uri()
+        object.__setattr__(self, "uri", str(uri))
+
+    @property
+    def path(self) -> Path:
+        """The local file of a product stored as a file (read-only, for notebooks and older
+        code); StorageError for a product in object storage, whose readers use the store."""
+        from belcheer.storage import uri_path
+
+        return uri_path(self.uri)
+
+    @property
+    def local(self) -> bool:
+        """True if the product is a local file (``file://`` URI)."""
+        return self.uri.startswith("file://")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "survey": self.survey, "kind": self.kind.value, "name": self.name,
-            "path": str(self.path), "epsg": self.epsg,
+            # "path": the local file, kept for readers of older output; None in object storage
+            "uri": self.uri, "path": str(self.path) if self.local else None, "epsg": self.epsg,
             "bands": [dataclasses.asdict(b) for b in self.bands], "units": self.units,
             "relative": self.relative,
             "created": self.created.isoformat() if self.created else None,
@@ -373,7 +392,8 @@ class Product:
     def from_dict(cls, d: Mapping[str, Any]) -> Product:
         return cls(
             id=d["id"], survey=d["survey"], kind=ProductKind(d["kind"]), name=d["name"],
-            path=Path(d["path"]), epsg=int(d["epsg"]),
+            # rows written before object storage hold a plain local path: a file URI now
+            uri=d.get("uri") or Path(d["path"]).as_uri(), epsg=int(d["epsg"]),
             bands=tuple(Band(**b) for b in d.get("bands") or ()), units=d.get("units"),
             relative=bool(d.get("relative", False)),
             created=datetime.fromisoformat(d["created"]) if d.get("created") else None,

@@ -122,7 +122,7 @@ def _mosaic(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
                      scheduler=p.scheduler, progress=progress)
     meta = product.metadata
     # what the job report shows of the mosaic: never a silent partial result
-    out: dict[str, Any] = {"product": product.name, "path": str(product.path),
+    out: dict[str, Any] = {"product": product.name, "uri": product.uri,
                            **{k: meta.get(k) for k in ("frames_used", "frames_gps_only", "frames_dropped",
                                                        "blocks", "reprojection_mean_px", "quality_report",
                                                        "preview")}}

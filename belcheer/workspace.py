@@ -9,6 +9,8 @@ Layout (all paths below the workspace root)::
     surveys/<survey>/reports/…         quality reports, previews, validation report
     parcels/parcels-v<N>.gpkg          each imported version of the parcel layer (on a PostGIS
                                        catalog: rows of its parcels table instead)
+                                       (or objects of the same keys in the store that
+                                       BELCHEER_STORAGE names: see belcheer.storage)
     jobs/<job-id>/…                    uploads and job scratch space
     models/…                           fitted models (biomass calibration, land-cover classifier)
 
@@ -17,10 +19,13 @@ Survey names may be Cyrillic; they are refused if they could escape the folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from belcheer.catalog import Catalog
 from belcheer.catalog_url import open_catalog
@@ -29,6 +34,15 @@ from belcheer.errors import ConflictError
 from belcheer.fileio import confined, safe_name
 from belcheer.manifest import read_manifest, write_manifest
 from belcheer.models import Product, Survey
+from belcheer.storage import (
+    FileStore,
+    ProductSource,
+    ProductStore,
+    Stores,
+    file_uri,
+    open_store,
+    product_key,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -39,10 +53,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class Workspace:
-    """A workspace folder and its catalog. Create with :func:`open_workspace`."""
+    """A workspace folder, its catalog and its product store. Create with :func:`open_workspace`."""
 
     root: Path
     catalog: Catalog
+    #: where products are written (BELCHEER_STORAGE; default: files in ``root``)
+    store: ProductStore = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = FileStore(self.root)
+        files = self.store if isinstance(self.store, FileStore) and self.store.root == self.root \
+            else FileStore(self.root)
+        self.stores = Stores(self.store, files)
 
     # -- paths ---------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
@@ -55,6 +78,57 @@ class Workspace:
     def product_path(self, survey: str, name: str, suffix: str = ".tif") -> Path:
         """Where a survey's product file goes (``surveys/<survey>/products/<name><suffix>``)."""
         return self.path("surveys", safe_name(survey), "products", safe_name(name) + suffix)
+
+    # -- products in the store -------------------------------------------------------------
+    def product_uri(self, survey: str, name: str, suffix: str = ".tif") -> str:
+        """Where a survey's product goes in the store (key ``surveys/<survey>/products/<name>``)."""
+        return self.store.uri(product_key(survey, name, suffix))
+
+    @contextlib.contextmanager
+    def writing_product(self, survey: str, name: str, suffix: str = ".tif") -> Iterator[tuple[Path, str]]:
+        """``(local temporary path, uri)``: write the finished COG to the path; when the block
+        succeeds it is put into the store at ``uri`` atomically, else nothing is left."""
+        uri = self.product_uri(survey, name, suffix)
+        with self.store.writing(uri) as tmp:
+            yield tmp, uri
+
+    @contextlib.contextmanager
+    def staging_dir(self, survey: str) -> Iterator[Path]:
+        """A local folder for a stage that writes several products at once (then
+        :meth:`put_product` each): the products folder itself for the default file store, else a
+        temporary folder removed afterwards."""
+        if self._files_here():
+            d = self.product_path(survey, "_").parent
+            d.mkdir(parents=True, exist_ok=True)
+            yield d
+        else:
+            with tempfile.TemporaryDirectory(prefix="belcheer-stage-") as d:
+                yield Path(d)
+
+    def put_product(self, local: Path, survey: str, name: str, suffix: str = ".tif") -> str:
+        """Put a finished local file into the store as the product ``name``; returns its URI
+        (a file already in place in the default file store stays where it is)."""
+        uri = self.product_uri(survey, name, suffix)
+        if file_uri(local) != uri:
+            self.store.put(Path(local), uri)
+        return uri
+
+    def _files_here(self) -> bool:
+        return isinstance(self.store, FileStore) and self.store.root == self.root
+
+    def product_source(self, product: Product) -> ProductSource:
+        """The product resolved in its store (size, ETag, last-modified); ProductMissingError
+        (404) naming it when its object is gone."""
+        return self.stores.source(product)
+
+    def open_product(self, product: Product) -> contextlib.AbstractContextManager[Any]:
+        """The product opened with rasterio (a local file, or range requests to S3)."""
+        return self.stores.open_raster(product, confined=False)
+
+    def product_file(self, product: Product) -> contextlib.AbstractContextManager[Path]:
+        """A local file of the product for readers that need one (the file itself, or a copy
+        of the S3 object cached by its ETag)."""
+        return self.stores.local_file(product)
 
     def report_dir(self, survey: str) -> Path:
         d = self.path("surveys", safe_name(survey), "reports")
@@ -107,19 +181,23 @@ class Workspace:
 
 
 def open_workspace(root: str | os.PathLike[str] | None = None,
-                   settings: Settings | None = None, catalog: str | None = None) -> Workspace:
+                   settings: Settings | None = None, catalog: str | None = None,
+                   storage: str | None = None) -> Workspace:
     """Open (creating if needed) the workspace at ``root``, else at ``settings.workspace``.
 
     ``catalog`` is the catalog URL (else ``settings.catalog``, i.e. ``BELCHEER_CATALOG``; unset,
     ``<workspace>/catalog.sqlite``). A bad URL or an unreachable database is a ConfigError raised
     before anything is written: the catalog is opened before the workspace folders are made.
+    ``storage`` is the product store URL (else ``settings.storage``, i.e. ``BELCHEER_STORAGE``;
+    unset, files in the workspace); an S3 bucket that cannot be reached is a ConfigError too.
     """
     settings = settings or Settings()
     base = Path(root) if root is not None else settings.workspace
     base = base.expanduser().resolve()
     url = catalog if catalog is not None else settings.catalog
+    store = open_store(storage if storage is not None else settings.storage, base)
     cat = open_catalog(url, base)  # first: a catalog that cannot open leaves no folders behind
     base.mkdir(parents=True, exist_ok=True)
     for sub in ("surveys", "parcels", "jobs", "models"):
         (base / sub).mkdir(exist_ok=True)
-    return Workspace(root=base, catalog=cat)
+    return Workspace(root=base, catalog=cat, store=store)

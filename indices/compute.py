@@ -549,12 +549,15 @@ def compute_survey(ws: Any, survey: str, indices: Sequence[str], *,
                 f"not reflectance and not comparable between dates. Run `belcheer mosaic {survey}` "
                 "(it calibrates the survey first), or give --relative for DN indices flagged as such")
     relative = relative or src.kind is not ProductKind.REFLECTANCE or bool(src.relative)
-    out_dir = ws.product_path(survey, "ndvi").parent
-    paths = compute(src, indices, out_dir=out_dir, formulas=formulas, scheduler=scheduler,
-                    progress=progress, relative=relative)
-    assert isinstance(paths, dict)
     products: list[Product] = []
-    for name, path in paths.items():
+    # a local file of the source (an S3 object is copied once, by ETag) for the block workers;
+    # the COGs are written locally and put into the store one by one
+    with ws.product_file(src) as local, ws.staging_dir(survey) as out_dir:
+        paths = compute(replace(src, uri=local.as_uri()), indices, out_dir=out_dir, formulas=formulas,
+                        scheduler=scheduler, progress=progress, relative=relative)
+        assert isinstance(paths, dict)
+        uris = {name: ws.put_product(Path(path), survey, Path(path).stem) for name, path in paths.items()}
+    for name in paths:
         try:
             d = lookup(name) if not (formulas and name in formulas) else None
         except InputError:
@@ -570,7 +573,7 @@ def compute_survey(ws: Any, survey: str, indices: Sequence[str], *,
             meta["relative_reason"] = ("multispectral DN, not reflectance (--relative)" if multispectral
                                        else "RGB: relative, not comparable between dates")
         products.append(ws.add_product(Product(
-            id="", survey=survey, kind=ProductKind.INDEX, name=name.lower(), path=Path(path),
+            id="", survey=survey, kind=ProductKind.INDEX, name=name.lower(), uri=uris[name],
             epsg=src.epsg, bands=(Band(name=name.lower(), label=name),), units=None,
             relative=relative, metadata=meta)))
     return products

@@ -95,15 +95,14 @@ def import_index(ws: Workspace, path: str | Path, *, index: str, survey: str,
         if not rec.date:
             ws.catalog.add_survey(survey, rec.manifest, rec.epsg, day, rec.summary, replace=True)
 
-    out = ws.product_path(survey, name)
-
     def _scaled(arrays: list[np.ndarray], _win: object, _t: object) -> np.ndarray:
         return (arrays[0] * k + b).astype("float32")
 
-    map_blocks_to_cog([path], out, _scaled, dtype="float32", nodata=float("nan"), band=band,
-                      overview_resampling="average")
+    with ws.writing_product(survey, name) as (out, uri):
+        map_blocks_to_cog([path], out, _scaled, dtype="float32", nodata=float("nan"), band=band,
+                          overview_resampling="average")
     return ws.add_product(Product(
-        id="", survey=survey, kind=ProductKind.INDEX, name=name, path=out, epsg=int(epsg),
+        id="", survey=survey, kind=ProductKind.INDEX, name=name, uri=uri, epsg=int(epsg),
         units="", relative=False, created=datetime.now(UTC),
         metadata={"method": "imported", "source": str(path), "band": band, "scale": k, "offset": b,
                   "index": canonical or name, "formula": "imported"}))

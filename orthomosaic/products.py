@@ -145,10 +145,10 @@ def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg:
     if sv.is_multispectral:
         sv = _narrow_bands(sv)
     name = "reflectance" if correction is not None else "orthomosaic"
-    out = ws.product_path(survey, name)
-    result = build_orthomosaic(sv, out, resolution=resolution, epsg=epsg, dsm=dsm, gcp=gcp,
-                               correction=correction, scheduler=scheduler, progress=progress)
-    json_path, png_path = write_report(result, ws.report_dir(survey), name)
+    with ws.writing_product(survey, name) as (out, uri):  # put into the store when finished
+        result = build_orthomosaic(sv, out, resolution=resolution, epsg=epsg, dsm=dsm, gcp=gcp,
+                                   correction=correction, scheduler=scheduler, progress=progress)
+        json_path, png_path = write_report(result, ws.report_dir(survey), name)
     rep = result.report
     meta: dict[str, Any] = {
         "quality_report": str(json_path), "preview": str(png_path), "method": rep.get("method"),
@@ -163,7 +163,7 @@ def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg:
     if relative and sv.is_multispectral:
         meta["relative_reason"] = "multispectral DN mosaic (relative=True): not reflectance"
     kind = ProductKind.REFLECTANCE if correction is not None else ProductKind.ORTHOMOSAIC
-    return ws.add_product(Product(id="", survey=survey, kind=kind, name=name, path=out,
+    return ws.add_product(Product(id="", survey=survey, kind=kind, name=name, uri=uri,
                                   epsg=epsg or sv.epsg, bands=result.bands,
                                   units="reflectance" if correction is not None else "DN",
                                   relative=not sv.is_multispectral or correction is None,
@@ -239,8 +239,8 @@ def import_ortho(ws: Workspace, path: Path, survey: str | None = None) -> Produc
     if name not in ws.surveys():
         ws.save_survey(Survey(name=name, captures=(), epsg=epsg, source_dir=path.parent),
                        {"imported_orthophoto": str(path)})
-    out = ws.product_path(name, "orthomosaic")
-    write_cog(path, out, dtype)
+    with ws.writing_product(name, "orthomosaic") as (out, uri):
+        write_cog(path, out, dtype)
     defaults = ("red", "green", "blue") if count >= 3 and dtype == "uint8" else ()
     bands = []
     for i in range(count):
@@ -248,6 +248,6 @@ def import_ortho(ws: Workspace, path: Path, survey: str | None = None) -> Produc
         c = tags[i].get("center_nm") or tags[i].get("wavelength")
         bands.append(Band(nm, float(c) if c else {"red": 650.0, "green": 550.0, "blue": 470.0}.get(nm)))
     return ws.add_product(Product(id="", survey=name, kind=ProductKind.ORTHOMOSAIC, name="orthomosaic",
-                                  path=out, epsg=epsg, bands=tuple(bands), units="DN", relative=True,
+                                  uri=uri, epsg=epsg, bands=tuple(bands), units="DN", relative=True,
                                   created=datetime.now(UTC),
                                   metadata={"method": "imported", "source": str(path)}))

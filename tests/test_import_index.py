@@ -108,7 +108,7 @@ def test_survey_index_computes_catalogue_index_lazily(tmp_path: Path) -> None:
 
     ws.save_survey(Survey(name="ms", captures=(), epsg=32648, source_dir=tmp_path))
     ws.add_product(Product(id="", survey="ms", kind=ProductKind.REFLECTANCE, name="reflectance",
-                           path=path, epsg=32648, bands=tuple(Band(n) for n in names)))
+                           uri=path, epsg=32648, bands=tuple(Band(n) for n in names)))
     evi = ws.survey("ms").index("evi")
     assert evi.name == "evi" and evi.shape == (64, 64)
     b, r, n = refl[0], refl[2], refl[4]

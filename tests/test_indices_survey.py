@@ -37,7 +37,7 @@ def test_compute_survey_registers_index_products(workspace) -> None:
     path = workspace.product_path("Сэлэнгэ-2026-07", "reflectance")
     _reflectance(path)
     workspace.add_product(Product(id="", survey="Сэлэнгэ-2026-07", kind=ProductKind.REFLECTANCE,
-                                  name="reflectance", path=path, epsg=32648, bands=MS,
+                                  name="reflectance", uri=path, epsg=32648, bands=MS,
                                   metadata={"calibration": {"method": "both"}}))
     products = compute_survey(workspace, "Сэлэнгэ-2026-07", ["ndvi", "SAVI"],
                               formulas={"wdrvi2": "(0.2*N-R)/(0.2*N+R)"})
@@ -67,7 +67,7 @@ def test_rgb_orthomosaic_indices_are_relative(workspace) -> None:
         alpha[:, :50] = 0  # outside the flown area
         dst.write(np.concatenate([rgb, alpha[None]]))
     workspace.add_product(Product(id="", survey="rgb", kind=ProductKind.ORTHOMOSAIC, name="orthomosaic",
-                                  path=path, epsg=32648, bands=(Band("red", 650, label="R"),
+                                  uri=path, epsg=32648, bands=(Band("red", 650, label="R"),
                                   Band("green", 550, label="G"), Band("blue", 470, label="B"))))
     with pytest.raises(BandError, match="nir"):
         compute_survey(workspace, "rgb", ["ndvi"])
@@ -94,7 +94,7 @@ def test_missing_product_and_cli(workspace, capsys) -> None:
     path = workspace.product_path("s1", "reflectance")
     _reflectance(path, n=300)
     workspace.add_product(Product(id="", survey="s1", kind=ProductKind.REFLECTANCE, name="reflectance",
-                                  path=path, epsg=32648, bands=MS))
+                                  uri=path, epsg=32648, bands=MS))
     rc = main(["--workspace", str(workspace.root), "indices", "s1", "--index", "ndvi,ndrei",
                "--formula", "my=(N-R)/(N+R+0.1)", "--json"])
     assert rc == 0

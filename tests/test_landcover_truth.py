@@ -88,7 +88,7 @@ def test_landcover_cli_bands_and_ndvi(demo_scene, workspace, tmp_path: Path,
                                      crs=f"EPSG:{lay.EPSG}", transform=t) as dst:
         dst.write(demo_scene["refl"])
     workspace.add_product(Product(id="", survey="demo", kind=ProductKind.REFLECTANCE, name="reflectance",
-                                  path=refl_path, epsg=lay.EPSG, bands=tuple(Band(b) for b in BANDS)))
+                                  uri=refl_path, epsg=lay.EPSG, bands=tuple(Band(b) for b in BANDS)))
     training = tmp_path / "training.gpkg"
     demo_scene["training"].to_file(training)
     assert main(["-w", str(workspace.root), "landcover", "demo", str(training), "--json"]) == 0

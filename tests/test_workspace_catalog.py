@@ -119,17 +119,17 @@ def test_cli_with_an_unreachable_catalog_exits_2_with_the_url_masked(tmp_path, m
 
 def test_migrations_are_versioned_and_refuse_a_newer_schema(postgres_server, postgres_url, tmp_path):
     cat = open_catalog(postgres_url, tmp_path)
-    assert isinstance(cat, PostGISCatalog) and cat.schema_version() == SCHEMA_VERSION == 2
+    assert isinstance(cat, PostGISCatalog) and cat.schema_version() == SCHEMA_VERSION == 3
     db = postgres_url.rsplit("/", 1)[1]
-    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2"]
+    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2", "3"]
     # the parcels' geometry column is PostGIS, EPSG:4326, with a spatial index
     assert postgres_server.psql("SELECT type, srid FROM geometry_columns WHERE f_table_name='parcels'",
                                 db).strip() == "GEOMETRY|4326"
     assert "USING gist" in postgres_server.psql("SELECT indexdef FROM pg_indexes WHERE indexname='parcels_geom'", db)
     open_catalog(postgres_url, tmp_path).close()  # reopening applies nothing twice
-    assert postgres_server.psql("SELECT count(*) FROM schema_version", db).strip() == "2"
+    assert postgres_server.psql("SELECT count(*) FROM schema_version", db).strip() == "3"
     postgres_server.psql("INSERT INTO schema_version (version) VALUES (99)", db)
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this belcheer knows \(2\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this belcheer knows \(3\)"):
         open_catalog(postgres_url, tmp_path)
     cat.close()
 
@@ -307,7 +307,7 @@ def test_replicas_starting_at_once_migrate_once(postgres_server, postgres_url, t
         t.join()
     assert errors == [] and len(opened) == 4
     db = postgres_url.rsplit("/", 1)[1]
-    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2"]
+    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2", "3"]
     opened[0].add_survey("s", tmp_path / "m", 32648, None, {})
     assert [[s.name for s in c.surveys()] for c in opened] == [["s"]] * 4
     for c in opened:

@@ -46,7 +46,7 @@ def nl(real_data, tmp_path_factory):
     cog.parent.mkdir(parents=True, exist_ok=True)
     cog_translate(str(folder / "5-sentinel2-ndvi_demo.tif"), str(cog), cog_profiles.get("deflate"),
                   quiet=True, overview_level=3)
-    ws.add_product(Product(id="", survey=NL_SURVEY, kind=ProductKind.INDEX, name="ndvi", path=cog,
+    ws.add_product(Product(id="", survey=NL_SURVEY, kind=ProductKind.INDEX, name="ndvi", uri=cog,
                            epsg=32631, bands=(Band("ndvi"),)))
     src = pyogrio.read_dataframe(folder / "1-percelen.geojson")
     src["soum"] = "Onstwedde"  # the roll-up groups by the parcels' own soum attribute

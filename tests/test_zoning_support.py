@@ -84,5 +84,5 @@ def add_survey(ws, name: str, date: str, arr: np.ndarray, transform: Affine, *, 
     ws.catalog.add_survey(name, manifest, EPSG, date, {"synthetic": True}, replace=True)
     path = Path(ws.product_path(name, index))
     write_array_cog(arr, path, transform=transform, crs=f"EPSG:{EPSG}", dtype="float32", nodata=float("nan"))
-    return ws.add_product(Product(id="", survey=name, kind=ProductKind.INDEX, name=index, path=path,
+    return ws.add_product(Product(id="", survey=name, kind=ProductKind.INDEX, name=index, uri=path,
                                   epsg=EPSG, units="", metadata={"synthetic": True}))

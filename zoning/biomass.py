@@ -127,7 +127,8 @@ def calibrate_survey(ws: Workspace, survey: str, samples: str | Path, *, index: 
     it in ``models/`` and (by default) write the BIOMASS raster product."""
     prod = ws.product(survey, index)
     pts = read_samples(samples, crs=crs)
-    x = sample_raster(prod.path, pts)
+    with ws.product_file(prod) as raster:
+        x = sample_raster(raster, pts)
     model = calibrate_biomass(x, pts["biomass_kg_ha"], index=index, survey=survey)
     write_json_atomic(model_path(ws, survey, index), model.to_dict())
     product = biomass_raster(ws, survey, model) if make_raster else None
@@ -148,9 +149,9 @@ def biomass_raster(ws: Workspace, survey: str, model: BiomassModel, *, name: str
     from belcheer.zoning.rasterout import map_blocks_to_cog
 
     prod = ws.product(survey, model.index)
-    out = ws.product_path(survey, name)
-    map_blocks_to_cog([prod.path], out, lambda a, w, t: model.predict(a[0]).astype("float32"),
-                      dtype="float32", nodata=float("nan"), overview_resampling="average")
-    return ws.add_product(Product(id="", survey=survey, kind=ProductKind.BIOMASS, name=name, path=out,
+    with ws.product_file(prod) as raster, ws.writing_product(survey, name) as (out, uri):
+        map_blocks_to_cog([raster], out, lambda a, w, t: model.predict(a[0]).astype("float32"),
+                          dtype="float32", nodata=float("nan"), overview_resampling="average")
+    return ws.add_product(Product(id="", survey=survey, kind=ProductKind.BIOMASS, name=name, uri=uri,
                                   epsg=prod.epsg, units="kg DM/ha", relative=prod.relative,
                                   metadata={"model": model.to_dict()}))

@@ -104,17 +104,19 @@ def change(ws: Workspace, survey_a: str, survey_b: str, *, index: str = "ndvi",
 
     pa, pb = ws.product(survey_a, index), ws.product(survey_b, index)
     product = None
-    if write_raster:
-        out = ws.product_path(survey_b, f"change-{index}-{survey_a}")
-        map_blocks_to_cog([pa.path, pb.path], out, lambda arr, w, t: (arr[1] - arr[0]).astype("float32"),
-                          dtype="float32", nodata=float("nan"), overview_resampling="average")
-        product = ws.add_product(Product(
-            id="", survey=survey_b, kind=ProductKind.CHANGE, name=f"change-{index}-{survey_a}", path=out,
-            epsg=pa.epsg, units=f"Δ{index}", relative=pa.relative or pb.relative,
-            metadata={"from": survey_a, "to": survey_b, "index": index, "grid": survey_a}))
-    parcels = load_parcels(ws)
-    sa = zonal_stats(pa.path, parcels, stats=("mean",), scheduler=scheduler)
-    sb = zonal_stats(pb.path, parcels, stats=("mean",), scheduler=scheduler)
+    with ws.product_file(pa) as path_a, ws.product_file(pb) as path_b:
+        if write_raster:
+            name = f"change-{index}-{survey_a}"
+            with ws.writing_product(survey_b, name) as (out, uri):
+                map_blocks_to_cog([path_a, path_b], out, lambda arr, w, t: (arr[1] - arr[0]).astype("float32"),
+                                  dtype="float32", nodata=float("nan"), overview_resampling="average")
+            product = ws.add_product(Product(
+                id="", survey=survey_b, kind=ProductKind.CHANGE, name=name, uri=uri,
+                epsg=pa.epsg, units=f"Δ{index}", relative=pa.relative or pb.relative,
+                metadata={"from": survey_a, "to": survey_b, "index": index, "grid": survey_a}))
+        parcels = load_parcels(ws)
+        sa = zonal_stats(path_a, parcels, stats=("mean",), scheduler=scheduler)
+        sb = zonal_stats(path_b, parcels, stats=("mean",), scheduler=scheduler)
     eco = parcels.set_index("parcel_id")["eco_zone"] if "eco_zone" in parcels else None
     lu = parcels.set_index("parcel_id")["land_use"] if "land_use" in parcels else None
     table = parcel_change(sa, sb, threshold=threshold, eco_zone=eco, land_use=lu)

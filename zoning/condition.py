@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import rasterio
 
 from belcheer.errors import InputError, NotFoundError
 from belcheer.models import ECO_ZONES, Product, ProductKind
@@ -191,7 +190,7 @@ def condition_raster(ws: Workspace, survey: str, *, index: str = "ndvi", variabl
         parcels = load_parcels(ws)
     except NotFoundError:
         parcels = None
-    with rasterio.open(src_prod.path) as src:
+    with ws.open_product(src_prod) as src:
         rcrs = src.crs
     local = parcels.to_crs(rcrs.to_wkt()) if parcels is not None and len(parcels) else None
     zone_names = np.array(ECO_ZONES, dtype=object)
@@ -213,15 +212,17 @@ def condition_raster(ws: Workspace, survey: str, *, index: str = "ndvi", variabl
             cls[inside] = 0
         return cls
 
-    out = ws.product_path(survey, name)
-    map_blocks_to_cog([src_prod.path], out, classify, dtype="uint8", nodata=0)
+    shares = None
+    with ws.product_file(src_prod) as source, ws.writing_product(survey, name) as (out, uri):
+        map_blocks_to_cog([source], out, classify, dtype="uint8", nodata=0)
+        if store_stats and parcels is not None:  # read before the file goes into the store
+            shares = zonal_stats(out, parcels, stats=("count", "valid_fraction"), categorical=True)
     product = ws.add_product(Product(
-        id="", survey=survey, kind=ProductKind.CONDITION, name=name, path=out, epsg=src_prod.epsg,
+        id="", survey=survey, kind=ProductKind.CONDITION, name=name, uri=uri, epsg=src_prod.epsg,
         units="recovery class 1-5", relative=src_prod.relative,
         metadata={"source": index, "variable": variable, "default_eco_zone": eco_zone,
                   "classes": {str(k): {"mn": v[0], "en": v[1]} for k, v in CLASS_NAMES.items()}}))
-    if store_stats and parcels is not None:
-        shares = zonal_stats(out, parcels, stats=("count", "valid_fraction"), categorical=True)
+    if shares is not None and parcels is not None:
         rows = class_share_rows(shares)
         rec = ws.catalog.survey(survey)
         ws.catalog.put_stats(survey, rec.date, name, rows, parcel_version=parcels.attrs.get("parcel_version"))

@@ -255,15 +255,16 @@ def cover_raster(ws: Workspace, survey: str, *, endmembers: Mapping[str, Mapping
     except NotFoundError:
         raise NotFoundError(f"survey {survey!r} has no reflectance product: fractional cover needs a "
                             "calibrated multispectral mosaic (`belcheer calibrate` and `belcheer mosaic`)") from None
-    import rasterio
+    with ws.product_file(refl) as refl_path:
+        import rasterio
 
-    with rasterio.open(refl.path) as src:
-        names = _band_names(refl, src)
-    out = ws.product_path(survey, name)
-    cover_raster_file(refl.path, out, bands=names, endmembers=endmembers)
+        with rasterio.open(refl_path) as src:
+            names = _band_names(refl, src)
+        with ws.writing_product(survey, name) as (out, uri):
+            cover_raster_file(refl_path, out, bands=names, endmembers=endmembers)
     product = ws.add_product(Product(
         id="", survey=survey, kind=ProductKind.COVER,
-        name=name, path=out, epsg=refl.epsg, bands=tuple(Band(c) for c in COVER_CLASSES), units="fraction",
+        name=name, uri=uri, epsg=refl.epsg, bands=tuple(Band(c) for c in COVER_CLASSES), units="fraction",
         created=datetime.now(UTC),
         metadata={"method": "linear spectral unmixing (sum-to-one least squares)",
                   "endmembers": {c: dict(v) for c, v in (endmembers or DEFAULT_ENDMEMBERS).items()},
@@ -273,7 +274,8 @@ def cover_raster(ws: Workspace, survey: str, *, endmembers: Mapping[str, Mapping
             parcels = load_parcels(ws)
         except NotFoundError:
             return product
-        table = parcel_cover(out, parcels)
+        with ws.product_file(product) as cover_path:
+            table = parcel_cover(cover_path, parcels)
         ws.catalog.put_stats(survey, ws.catalog.survey(survey).date, "cover", table.to_dict("records"),
                              parcel_version=parcels.attrs.get("parcel_version"))
     return product

@@ -290,7 +290,6 @@ def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
     decimated grid (pixel-averaged; the product then has coarser pixels)."""
     import math
 
-    import rasterio
     from rasterio.enums import ColorInterp, Resampling
     from rasterio.vrt import WarpedVRT
 
@@ -300,14 +299,14 @@ def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
     from belcheer.zoning.rasterout import write_array_cog
 
     prods, layer_names = _survey_layers(ws, survey, tuple(indices) if indices is not None else None, bands)
-    with rasterio.open(prods[0].path) as ref:
+    with ws.open_product(prods[0]) as ref:
         f = max(1.0, math.sqrt(ref.width * ref.height / max_pixels))
         h, w = int(ref.height / f), int(ref.width / f)
         transform = ref.transform @ ref.transform.scale(ref.width / w, ref.height / h)
         crs = ref.crs
         layers = []
         for p in prods:
-            with rasterio.open(p.path) as src, WarpedVRT(src, crs=crs, transform=transform, width=w, height=h,
+            with ws.open_product(p) as src, WarpedVRT(src, crs=crs, transform=transform, width=w, height=h,
                                                          resampling=Resampling.average, nodata=np.nan,
                                                          dtype="float32") as vrt:
                 keep = [i + 1 for i, ci in enumerate(src.colorinterp) if ci is not ColorInterp.alpha]
@@ -316,9 +315,9 @@ def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
     result = classify_landcover(np.stack(layers), transform, crs, training, class_field=class_field,
                                 method=method, seed=seed)
     result.report["layers"] = layer_names
-    out = ws.product_path(survey, name)
-    write_array_cog(result.classes, out, transform=transform, crs=crs, dtype="uint8", nodata=0)
-    ws.add_product(Product(id="", survey=survey, kind=ProductKind.LANDCOVER, name=name, path=out,
+    with ws.writing_product(survey, name) as (out, uri):
+        write_array_cog(result.classes, out, transform=transform, crs=crs, dtype="uint8", nodata=0)
+    ws.add_product(Product(id="", survey=survey, kind=ProductKind.LANDCOVER, name=name, uri=uri,
                            epsg=prods[0].epsg, units="class code",
                            metadata={"classes": LANDCOVER_CLASSES if result.method == "rf" else {},
                                      "method": result.method, "accuracy": result.accuracy,
@@ -333,5 +332,5 @@ def landcover_raster(ws: Any, survey: str, training: gpd.GeoDataFrame | None, *,
             for r in shares.to_dict("records")]
     ws.catalog.put_stats(survey, ws.catalog.survey(survey).date, name, rows,
                          parcel_version=parcels.attrs.get("parcel_version"))
-    result.report["product"] = str(out)
+    result.report["product"] = uri
     return result

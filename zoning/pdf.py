@@ -460,13 +460,16 @@ def write_soum_report(ws: Workspace, out: str | Path | BinaryIO, *, survey: str 
 
     rep = parcel_report(ws, survey, index=index, params=params)
     name = str(rep["survey"].iloc[0]) if len(rep) and rep["survey"].iloc[0] else None
-    raster = None
-    if name:
-        try:
-            raster = ws.product(name, "condition").path
-        except NotFoundError:
-            raster = None
-    render_soum_report(rep, out, lang=lang, soum=soum, livestock=livestock, raster=raster, survey=name,
-                       date=ws.catalog.survey(name).date if name else None,
-                       parcel_version=pv.version if (pv := ws.catalog.current_parcel_version()) else None,
-                       index=index, params=params)
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        raster = None
+        if name:
+            try:
+                raster = stack.enter_context(ws.product_file(ws.product(name, "condition")))
+            except NotFoundError:  # not made, or its file gone from the store: a map without it
+                raster = None
+        render_soum_report(rep, out, lang=lang, soum=soum, livestock=livestock, raster=raster, survey=name,
+                           date=ws.catalog.survey(name).date if name else None,
+                           parcel_version=pv.version if (pv := ws.catalog.current_parcel_version()) else None,
+                           index=index, params=params)

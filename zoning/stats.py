@@ -472,7 +472,8 @@ def survey_stats(ws: Workspace, survey: str, indices: Sequence[str] | None = Non
     frames = []
     for i, prod in enumerate(products):
         cb(i / len(products), f"statistics: {prod.name}")
-        table = zonal_stats(prod.path, parcels, scheduler=scheduler)
+        with ws.product_file(prod) as raster:
+            table = zonal_stats(raster, parcels, scheduler=scheduler)
         ws.catalog.put_stats(survey, rec.date, prod.name, table.to_dict("records"), parcel_version=version)
         table.insert(1, "index", prod.name)
         frames.append(table)

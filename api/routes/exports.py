@@ -66,7 +66,7 @@ def export_raster(product_id: str, parcel: str, ws: Workspace = Depends(workspac
     hit = parcels[parcels["parcel_id"].astype(str) == parcel]
     if hit.empty:
         raise NotFoundError(f"no parcel with id {parcel!r}")
-    return _send(exports.clip_to_cog(product, ws.root, hit.geometry.iloc[0], 4326))
+    return _send(exports.clip_to_cog(product, ws.stores, hit.geometry.iloc[0], 4326))
 
 
 @router.get("/zones/{product_id}.{fmt}", response_class=Response)
@@ -88,7 +88,7 @@ def export_zones(product_id: str, fmt: Fmt, n_zones: int = Query(3, ge=2, le=9),
     product = data.visible_product(ws, user, product_id)
     if product.kind.value not in ("index", "biomass"):
         raise InputError(f"zones are made from an index or biomass product, not {product.kind.value!r}")
-    tiles.check_product(product, ws.root, cfg.max_raster_bytes)
-    zones = exports.prescription_zones(product, ws.root, n_zones, method, mmu_m2=mmu_m2, rates=rate_list)
+    tiles.check_product(product, ws.stores, cfg.max_raster_bytes)
+    zones = exports.prescription_zones(product, ws.stores, n_zones, method, mmu_m2=mmu_m2, rates=rate_list)
     epsg = 4326 if crs == "4326" else product.epsg
     return _send(exports.export_parcels(zones, fmt, epsg, name=f"zones-{product.name}"))

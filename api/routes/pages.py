@@ -96,7 +96,7 @@ def share_png(parcel: str, lang: Literal["mn", "en"] = "mn", survey: str | None 
     name = survey or (str(hit["survey"].iloc[0]) if "survey" in hit and hit["survey"].iloc[0] else None)
     product = snapshot.pick_product(ws.catalog.products(name)) if name else None
     props = data.feature_properties(hit.iloc[0])
-    png = snapshot.parcel_png(gpd.GeoSeries(hit.geometry.values, crs=4326), props, product, ws.root, lang)
+    png = snapshot.parcel_png(gpd.GeoSeries(hit.geometry.values, crs=4326), props, product, ws.stores, lang)
     return Response(png, media_type="image/png",
                     headers={"Content-Disposition": attachment(f"belcheer-{parcel}.png"),
                              "Cache-Control": "private, max-age=600"})

@@ -18,7 +18,7 @@ STAC_KINDS = ("orthomosaic", "reflectance", "index", "condition", "biomass", "la
 
 
 def _items(ws: Workspace, rec, base: str) -> list:
-    return [stac.product_item(p, rec, ws.root, base) for p in ws.catalog.products(rec.name)
+    return [stac.product_item(p, rec, ws.stores, base) for p in ws.catalog.products(rec.name)
             if p.kind.value in STAC_KINDS]
 
 
@@ -55,4 +55,4 @@ def item(survey: str, item_id: str, request: Request, ws: Workspace = Depends(wo
     product = ws.catalog.product_by_id(item_id)
     if product.survey != rec.name:
         raise NotFoundError(f"survey {survey!r} has no item {item_id!r}")
-    return stac.to_dict(stac.product_item(product, rec, ws.root, base_url(request)))
+    return stac.to_dict(stac.product_item(product, rec, ws.stores, base_url(request)))

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from email.utils import format_datetime
 from typing import Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from belcheer.api import data, tiles
 from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, settings, workspace
 from belcheer.models import Product
+from belcheer.storage import CHUNK, FileStore
 from belcheer.workspace import Workspace
 
 router = APIRouter(tags=["tiles"])
+COG_MEDIA = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+def content_disposition_header(filename: str) -> str:
+    """``attachment`` with the name in RFC 5987 form (survey names may be Cyrillic)."""
+    return f"attachment; filename*=utf-8''{quote(filename)}"
 
 
 def _tile_lookup(ws: Workspace, user: User, product_id: str, z: int, x: int, y: int,
                  fmt: str) -> tuple[Product, str]:
     product = data.visible_product(ws, user, product_id)
     tiles.check_tile_index(z, x, y)
-    return product, tiles.tile_etag(product, ws.root, z, x, y, fmt)
+    return product, tiles.tile_etag(product, ws.stores, z, x, y, fmt)
 
 
 @router.get("/tiles/{product_id}/{z}/{x}/{y}.{fmt}", response_class=Response,
@@ -37,7 +47,7 @@ async def tile(request: Request, product_id: str, z: int = Path(ge=0, le=30), x:
     headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Authorization"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    body = await tiles.run_render(tiles.render_tile, product, ws.root, z, x, y, fmt, cfg.max_raster_bytes)
+    body = await tiles.run_render(tiles.render_tile, product, ws.stores, z, x, y, fmt, cfg.max_raster_bytes)
     return Response(body, media_type=tiles.FORMATS[fmt][1], headers=headers)
 
 
@@ -46,14 +56,14 @@ def tilejson(request: Request, product_id: str, fmt: Literal["png", "webp"] = "p
              ws: Workspace = Depends(workspace), user: User = Depends(current_user)) -> dict:
     """TileJSON 3.0 of a product's tiles."""
     product = data.visible_product(ws, user, product_id)
-    return tiles.tilejson(product, ws.root, f"{base_url(request)}/tiles/{product_id}", fmt)
+    return tiles.tilejson(product, ws.stores, f"{base_url(request)}/tiles/{product_id}", fmt)
 
 
 @router.get("/legend/{product_id}")
 def legend(product_id: str, lang: Literal["mn", "en"] = "mn", ws: Workspace = Depends(workspace),
            user: User = Depends(current_user)) -> dict:
     """What a product's colours mean: class swatches (I–V) or a ramp with its end values."""
-    return tiles.legend(data.visible_product(ws, user, product_id), ws.root, lang)
+    return tiles.legend(data.visible_product(ws, user, product_id), ws.stores, lang)
 
 
 @router.get("/point")
@@ -67,14 +77,33 @@ def point(lon: float = Query(ge=-180, le=180), lat: float = Query(ge=-90, le=90)
     data.visible_survey(ws, user, name)
     products = ws.catalog.products(name)
     return {"survey": name, "lon": lon, "lat": lat,
-            "products": tiles.point_values(products, ws.root, lon, lat)}
+            "products": tiles.point_values(products, ws.stores, lon, lat)}
 
 
-@router.get("/products/{product_id}/download", response_class=FileResponse)
-def download(product_id: str, ws: Workspace = Depends(workspace),
-             user: User = Depends(current_user)) -> FileResponse:
-    """The product's whole COG (HTTP range requests supported)."""
+@router.get("/products/{product_id}/download", response_class=Response,
+            responses={200: {"content": {COG_MEDIA: {}}}, 304: {}, 404: {}})
+def download(request: Request, product_id: str, ws: Workspace = Depends(workspace),
+             user: User = Depends(current_user)) -> Response:
+    """The product's whole COG, streamed from its store with ETag and Last-Modified (a local
+    file also answers HTTP range requests). A product whose object is gone: 404 naming it."""
     product = data.visible_product(ws, user, product_id)
-    path = tiles.product_path(product, ws.root)
-    return FileResponse(path, media_type="image/tiff; application=geotiff; profile=cloud-optimized",
-                        filename=f"{product.survey}-{product.name}.tif")
+    source = tiles.product_source(product, ws.stores)
+    filename = f"{product.survey}-{product.name}.tif"
+    if isinstance(source.store, FileStore):
+        return FileResponse(source.gdal_path, media_type=COG_MEDIA, filename=filename)
+    etag = f'"{source.info.etag}"'
+    headers = {"ETag": etag, "Last-Modified": format_datetime(source.info.last_modified, usegmt=True),
+               "Content-Length": str(source.info.size),
+               "Content-Disposition": content_disposition_header(filename)}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Last-Modified")})
+    body = source.store.open(product.uri)
+    return StreamingResponse(_chunks(body), media_type=COG_MEDIA, headers=headers)
+
+
+def _chunks(body) -> Iterator[bytes]:
+    try:
+        while chunk := body.read(CHUNK):
+            yield chunk
+    finally:
+        body.close()

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         for p in products:
             flag = f" (relative: {p.metadata.get('relative_reason', 'not reflectance')})" \
                 if p.relative else ""
-            _common.out.print(f"{p.name:10s} {p.path}{flag}")
+            _common.out.print(f"{p.name:10s} {p.uri}{flag}")
         if products and "calibration" in products[0].metadata:
             print_calibration(products[0].metadata["calibration"])
 
@@ -150,7 +150,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _common.print_json(product.to_dict())
         else:
-            _common.out.print(f"{product.survey}/{product.name}: {product.path} (EPSG:{product.epsg})")
+            _common.out.print(f"{product.survey}/{product.name}: {product.uri} (EPSG:{product.epsg})")
 
 
 def print_calibration(summary: dict) -> None:

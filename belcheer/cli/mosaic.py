@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _common.print_json(product.to_dict())
         else:
-            _common.out.print(f"{product.name}: {product.path}")
+            _common.out.print(f"{product.name}: {product.uri}")
             for key in ("frames_used", "frames_gps_only", "frames_dropped", "blocks",
                         "reprojection_mean_px", "gsd_m", "quality_report"):
                 if key in product.metadata:
@@ -79,4 +79,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _common.print_json(product.to_dict())
         else:
-            _common.out.print(f"{product.survey}/{product.name}: {product.path}")
+            _common.out.print(f"{product.survey}/{product.name}: {product.uri}")

@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         _common.out.print(f"[bold green]Done.[/] Workspace: {ws.root}")
         _common.out.print(f"  survey manifest : {ws.manifest_path(survey)}")
         for product in ws.catalog.products(survey):
-            _common.out.print(f"  {product.kind.value:<12}: {product.path}")
+            _common.out.print(f"  {product.kind.value:<12}: {product.uri}")
         _common.out.print(f"  reports         : {ws.report_dir(survey)}")
         _common.out.print(f"  soum report     : {pdf}")
         _common.out.print(f"  stages          : {', '.join(result)}")

@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         from belcheer.zoning import condition_raster
 
         prod = condition_raster(_common.workspace(), survey, index=index, eco_zone=eco_zone)
-        _common.print_json(prod.to_dict()) if as_json else _common.out.print(f"wrote {prod.path}")
+        _common.print_json(prod.to_dict()) if as_json else _common.out.print(f"wrote {prod.uri}")
 
     @app.command("report")
     def report_cmd(
@@ -210,7 +210,7 @@ def register(app: typer.Typer) -> None:
                                 "parcels": _records(res.table), "alerts": _records(res.alerts)})
             return
         harvests = int((res.table["change_kind"] == "harvest").sum())
-        _common.out.print(f"wrote {res.product.path if res.product else '—'}; "
+        _common.out.print(f"wrote {res.product.uri if res.product else '—'}; "
                           f"{int(res.table['significant'].sum())} significant, {len(res.alerts)} degradation alert(s) "
                           f"on grazing land, {harvests} harvested crop field(s)")
         for r in _records(res.alerts):
@@ -276,14 +276,14 @@ def register(app: typer.Typer) -> None:
         ws = _common.workspace()
         em = None
         if endmembers is not None:
-            em = endmembers_from_polygons(ws.product(survey, "reflectance").path,
-                                          pyogrio.read_dataframe(endmembers))
+            with ws.product_file(ws.product(survey, "reflectance")) as refl:
+                em = endmembers_from_polygons(refl, pyogrio.read_dataframe(endmembers))
         prod = cover_raster(ws, survey, endmembers=em)
         rows = [r for r in ws.catalog.stats(survey=survey, index_name="cover")]
         if as_json:
             _common.print_json({"product": prod.to_dict(), "parcels": rows})
             return
-        _common.out.print(f"wrote {prod.path}")
+        _common.out.print(f"wrote {prod.uri}")
         t = Table("parcel", "green %", "dry %", "bare %", "valid")
         for r in rows[:200]:
             pct = [_f(None if r.get(f"{c}_cover") is None else 100 * r[f"{c}_cover"], 0)
@@ -346,8 +346,9 @@ def register(app: typer.Typer) -> None:
         if rate_list is not None and len(rate_list) != classes:
             raise InputError(f"--rates gives {len(rate_list)} rate(s) for --classes {classes}; give one per zone")
         prod = ws.product(survey, index)
-        zones = parcel_zones(prod.path, load_parcels(ws), method=method, n_classes=classes, mmu_m2=mmu_m2,
-                             land_use=None if land_use == "all" else land_use)
+        with ws.product_file(prod) as raster:
+            zones = parcel_zones(raster, load_parcels(ws), method=method, n_classes=classes, mmu_m2=mmu_m2,
+                                 land_use=None if land_use == "all" else land_use)
         zones = zone_rates(zones, rate_list)
         target = out or ws.report_dir(survey) / f"zones-{index}.zip"
         export_prescription(zones, target)
