@@ -8,7 +8,6 @@ and a ``.cpg`` saying UTF-8, so Cyrillic names survive GDAL, QGIS and ArcGIS.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import tempfile
@@ -28,7 +27,7 @@ from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from belcheer.errors import InputError, NotFoundError
+from belcheer.errors import InputError
 from belcheer.models import Product
 from belcheer.storage import Stores
 from belcheer.workspace import Workspace
@@ -175,26 +174,12 @@ def report_table(gdf: gpd.GeoDataFrame) -> pd.DataFrame:
 def soum_report_pdf(ws: Workspace, report: gpd.GeoDataFrame, *, soum: str | None, lang: str,
                     nso_data: Path | None) -> Export:
     """The soum report (zoning stage) of an already visibility-checked parcel report, as a PDF."""
-    from belcheer.zoning.pdf import render_soum_report
+    from belcheer.zoning.pdf import render_workspace_report
     from belcheer.zoning.registry import livestock_or_none
 
     survey = str(report["survey"].iloc[0]) if "survey" in report and len(report) and report["survey"].iloc[0] \
         else None
     buf = io.BytesIO()
-    with contextlib.ExitStack() as stack:
-        raster = None
-        if survey:
-            try:
-                raster = stack.enter_context(ws.product_file(ws.product(survey, "condition")))
-            except NotFoundError:  # not made, or its file gone from the store: a map without it
-                raster = None
-        render_soum_report(report, buf, lang=lang, soum=soum, livestock=livestock_or_none(nso_data),
-                           raster=raster, survey=survey, date=ws.catalog.survey(survey).date if survey else None,
-                           parcel_version=_version(ws))
+    render_workspace_report(ws, report, buf, soum=soum, lang=lang, livestock=livestock_or_none(nso_data))
     name = f"report-{soum or survey or 'soum'}-{lang}.pdf"
     return Export(buf.getvalue(), "application/pdf", name)
-
-
-def _version(ws: Workspace) -> int | None:
-    pv = ws.catalog.current_parcel_version()
-    return pv.version if pv is not None else None

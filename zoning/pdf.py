@@ -459,17 +459,29 @@ def write_soum_report(ws: Workspace, out: str | Path | BinaryIO, *, survey: str 
     from belcheer.zoning.report import parcel_report
 
     rep = parcel_report(ws, survey, index=index, params=params)
-    name = str(rep["survey"].iloc[0]) if len(rep) and rep["survey"].iloc[0] else None
+    render_workspace_report(ws, rep, out, soum=soum, lang=lang, livestock=livestock, index=index,
+                            params=params)
+
+
+def render_workspace_report(ws: Workspace, report: gpd.GeoDataFrame, out: str | Path | BinaryIO, *,
+                            soum: str | None = None, lang: str = "mn",
+                            livestock: pd.DataFrame | None = None, index: str = "ndvi",
+                            params: Any = None) -> None:
+    """:func:`render_soum_report` of a parcel report made in ``ws``, with its survey's condition
+    raster read through the product store (a map without it when it was not made or its file
+    is gone), the survey's date and the current parcel-layer version."""
     import contextlib
 
+    name = str(report["survey"].iloc[0]) if "survey" in report and len(report) and report["survey"].iloc[0] \
+        else None
     with contextlib.ExitStack() as stack:
         raster = None
         if name:
             try:
                 raster = stack.enter_context(ws.product_file(ws.product(name, "condition")))
-            except NotFoundError:  # not made, or its file gone from the store: a map without it
+            except NotFoundError:
                 raster = None
-        render_soum_report(rep, out, lang=lang, soum=soum, livestock=livestock, raster=raster, survey=name,
+        pv = ws.catalog.current_parcel_version()
+        render_soum_report(report, out, lang=lang, soum=soum, livestock=livestock, raster=raster, survey=name,
                            date=ws.catalog.survey(name).date if name else None,
-                           parcel_version=pv.version if (pv := ws.catalog.current_parcel_version()) else None,
-                           index=index, params=params)
+                           parcel_version=pv.version if pv else None, index=index, params=params)
