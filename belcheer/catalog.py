@@ -17,14 +17,14 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from belcheer.errors import ConflictError, NotFoundError
+from belcheer.errors import ConflictError, JobLostError, NotFoundError
 from belcheer.models import Product, ProductKind
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,7 +80,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     owner TEXT,
     created TEXT NOT NULL,
-    updated TEXT NOT NULL
+    updated TEXT NOT NULL,
+    worker TEXT,
+    heartbeat TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
@@ -112,6 +115,15 @@ CREATE TABLE IF NOT EXISTS audit (
     after TEXT
 );
 """
+
+#: columns added to a table after schema version 1, created in catalogs made before
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("jobs", "worker", "TEXT"),
+    ("jobs", "heartbeat", "TEXT"),
+    ("jobs", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+)
+#: fields of a job row that :meth:`Catalog.update_job` may set
+JOB_FIELDS = frozenset({"state", "stage", "progress", "message", "result", "error", "worker"})
 
 STAT_COLUMNS: tuple[str, ...] = ("mean", "median", "std", "min", "max", "p10", "p25", "p75",
                                  "p90", "count", "valid_fraction")
@@ -195,6 +207,13 @@ class Job:
     owner: str | None
     created: str
     updated: str
+    #: the worker running it (``host:pid:tag``), None while nobody has claimed it
+    worker: str | None = None
+    #: when that worker last said it is alive (UTC ISO); a running job whose heartbeat is older
+    #: than the stale limit is claimed again by the next worker
+    heartbeat: str | None = None
+    #: how many times a worker has claimed it (1 for a run that was never interrupted)
+    attempts: int = 0
 
 
 @runtime_checkable
@@ -228,9 +247,12 @@ class Catalog(Protocol):
     def calibration(self, survey: str) -> CalibrationRecord | None: ...
     # jobs
     def add_job(self, kind: str, params: Mapping[str, Any], owner: str | None = None) -> Job: ...
-    def update_job(self, job_id: str, **fields: Any) -> Job: ...
+    def update_job(self, job_id: str, *, owned_by: str | None = None, **fields: Any) -> Job: ...
     def job(self, job_id: str) -> Job: ...
     def jobs(self, state: str | None = None) -> list[Job]: ...
+    def claim_job(self, worker: str, kinds: Sequence[str], *, stale_after: float,
+                  job_id: str | None = None) -> Job | None: ...
+    def heartbeat_job(self, job_id: str, worker: str) -> bool: ...
     # users and audit
     def add_user(self, username: str, password_hash: str, role: str, soum: str | None = None,
                  user_group: str | None = None) -> None: ...
@@ -264,7 +286,15 @@ class SQLiteCatalog:
         # executescript commits on its own, so the schema is created outside _tx
         self._con().executescript(_SCHEMA)
         with self._tx() as con:
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            for table, column, decl in _ADDED_COLUMNS:
+                have = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE "
+                        "SET value=excluded.value", (str(SCHEMA_VERSION),))
+
+    def __repr__(self) -> str:
+        return f"SQLiteCatalog({str(self.path)!r})"
 
     # -- connection handling -------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -479,7 +509,8 @@ class SQLiteCatalog:
         return Job(id=row["id"], kind=row["kind"], state=row["state"], stage=row["stage"],
                    progress=row["progress"], message=row["message"], params=json.loads(row["params"]),
                    result=json.loads(row["result"]), error=row["error"], owner=row["owner"],
-                   created=row["created"], updated=row["updated"])
+                   created=row["created"], updated=row["updated"], worker=row["worker"],
+                   heartbeat=row["heartbeat"], attempts=row["attempts"])
 
     def add_job(self, kind: str, params: Mapping[str, Any], owner: str | None = None) -> Job:
         job_id = uuid.uuid4().hex[:16]
@@ -490,18 +521,22 @@ class SQLiteCatalog:
                         (job_id, kind, "queued", json.dumps(dict(params), default=str), owner, stamp, stamp))
         return self.job(job_id)
 
-    def update_job(self, job_id: str, **fields: Any) -> Job:
-        allowed = {"state", "stage", "progress", "message", "result", "error"}
-        bad = set(fields) - allowed
+    def update_job(self, job_id: str, *, owned_by: str | None = None, **fields: Any) -> Job:
+        """Set job fields. With ``owned_by``, only while that worker holds the job: else
+        JobLostError (another worker took it over, or it stopped running)."""
+        bad = set(fields) - JOB_FIELDS
         if bad:
             raise ValueError(f"cannot update job fields {sorted(bad)}")
         if "result" in fields:
             fields["result"] = json.dumps(dict(fields["result"]), default=str)
         fields["updated"] = now().isoformat()
         cols = ", ".join(f"{k}=?" for k in fields)
+        guard, args = ("", ()) if owned_by is None else (" AND worker=? AND state='running'", (owned_by,))
         with self._tx() as con:
-            cur = con.execute(f"UPDATE jobs SET {cols} WHERE id=?", (*fields.values(), job_id))
+            cur = con.execute(f"UPDATE jobs SET {cols} WHERE id=?{guard}", (*fields.values(), job_id, *args))
             if cur.rowcount == 0:
+                if owned_by is not None and con.execute("SELECT 1 FROM jobs WHERE id=?", (job_id,)).fetchone():
+                    raise JobLostError(f"job {job_id} is no longer held by worker {owned_by}")
                 raise NotFoundError(f"no job with id {job_id!r}")
         return self.job(job_id)
 
@@ -519,6 +554,39 @@ class SQLiteCatalog:
             rows = self._con().execute("SELECT * FROM jobs WHERE state=? ORDER BY created, rowid",
                                        (state,)).fetchall()
         return [self._job(r) for r in rows]
+
+    def claim_job(self, worker: str, kinds: Sequence[str], *, stale_after: float,
+                  job_id: str | None = None) -> Job | None:
+        """Take the oldest claimable job of ``kinds`` (or only ``job_id``) for ``worker``: a
+        queued one, or a running one whose worker sent no heartbeat for ``stale_after`` seconds
+        (or never did: a run from before heartbeats). Exactly one caller gets each job, across
+        threads and processes: BEGIN IMMEDIATE holds SQLite's write lock from the read on."""
+        if not kinds:
+            return None
+        stamp = now()
+        # heartbeats to the microsecond (ISO text that sorts as time): a stale limit of a
+        # second or two stays exact
+        beat = datetime.now(UTC)
+        cutoff = (beat - timedelta(seconds=float(stale_after))).isoformat()
+        marks = ",".join("?" * len(kinds))
+        only, args = ("", ()) if job_id is None else (" AND id=?", (job_id,))
+        with self._tx() as con:
+            row = con.execute(
+                f"SELECT id FROM jobs WHERE kind IN ({marks}){only} AND (state='queued' OR "
+                "(state='running' AND (heartbeat IS NULL OR heartbeat < ?))) ORDER BY created, rowid LIMIT 1",
+                (*kinds, *args, cutoff)).fetchone()
+            if row is None:
+                return None
+            con.execute("UPDATE jobs SET state='running', worker=?, heartbeat=?, attempts=attempts+1, "
+                        "updated=? WHERE id=?", (worker, beat.isoformat(), stamp.isoformat(), row["id"]))
+        return self.job(row["id"])
+
+    def heartbeat_job(self, job_id: str, worker: str) -> bool:
+        """Say ``worker`` is still running ``job_id``; False once it no longer holds the job."""
+        with self._tx() as con:
+            cur = con.execute("UPDATE jobs SET heartbeat=? WHERE id=? AND worker=? AND state='running'",
+                              (datetime.now(UTC).isoformat(), job_id, worker))
+        return cur.rowcount == 1
 
     # -- users and audit -----------------------------------------------------------------
     def add_user(self, username: str, password_hash: str, role: str, soum: str | None = None,

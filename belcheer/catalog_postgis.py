@@ -33,6 +33,7 @@ from psycopg.types.json import Json, Jsonb
 
 from belcheer.catalog import (
     IN_CATALOG_PREFIX,
+    JOB_FIELDS,
     STAT_COLUMNS,
     CalibrationRecord,
     Job,
@@ -43,7 +44,13 @@ from belcheer.catalog import (
     now,
 )
 from belcheer.catalog_url import mask_url
-from belcheer.errors import ConfigError, ConflictError, NotFoundError
+from belcheer.errors import (
+    CatalogUnavailableError,
+    ConfigError,
+    ConflictError,
+    JobLostError,
+    NotFoundError,
+)
 from belcheer.models import Product, ProductKind
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,6 +174,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE products ALTER COLUMN uri SET NOT NULL;
     CREATE INDEX products_uri ON products (uri);
     """,
+    # 4: a job queue shared by API replicas and `belcheer worker` processes: who holds a job,
+    # when it last said it is alive, how many times it was claimed
+    """
+    ALTER TABLE jobs ADD COLUMN worker TEXT;
+    ALTER TABLE jobs ADD COLUMN heartbeat TIMESTAMPTZ;
+    ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_claim ON jobs (kind, state, created, seq);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -243,7 +258,7 @@ class PostGISCatalog:
                                   connect_timeout=max(1, int(self.connect_timeout)),
                                   application_name="belcheer")
         except psycopg.Error as e:
-            raise ConfigError(f"cannot reach the catalog database {mask_url(self.url)}: "
+            raise CatalogUnavailableError(f"cannot reach the catalog database {mask_url(self.url)}: "
                               f"{self._scrub(str(e))}; check BELCHEER_CATALOG and that the server "
                               "is running and accepts this user") from None
         con.execute("SET TIME ZONE 'UTC'")
@@ -278,17 +293,27 @@ class PostGISCatalog:
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection]:
-        with ExitStack() as stack:
-            con = self._con()
-            try:
-                stack.enter_context(con.transaction())
-            except psycopg.OperationalError:
-                if not con.broken:
-                    raise
-                # the server restarted or dropped an idle connection: BEGIN is safe to repeat
-                con = self._fresh()
-                stack.enter_context(con.transaction())
-            yield con
+        try:
+            with ExitStack() as stack:
+                con = self._con()
+                try:
+                    stack.enter_context(con.transaction())
+                except psycopg.OperationalError:
+                    if not con.broken:
+                        raise
+                    # the server restarted or dropped an idle connection: BEGIN is safe to repeat
+                    con = self._fresh()
+                    stack.enter_context(con.transaction())
+                yield con
+        except psycopg.OperationalError as e:
+            # the server went away inside the transaction: nothing of it was committed
+            if getattr(self._local, "con", None) is None or self._local.con.broken:
+                raise self._gone(e) from None
+            raise
+
+    def _gone(self, e: Exception) -> CatalogUnavailableError:
+        return CatalogUnavailableError(f"lost the catalog database {mask_url(self.url)}: "
+                                       f"{self._scrub(str(e)).strip()}")
 
     def _read(self, sql: str, args: Sequence[Any]) -> psycopg.Cursor:
         con = self._con()
@@ -297,7 +322,10 @@ class PostGISCatalog:
         except psycopg.OperationalError:
             if not con.broken:
                 raise
+        try:
             return self._fresh().execute(sql, args)  # a read is safe to repeat
+        except psycopg.OperationalError as e:
+            raise self._gone(e) from None
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         return self._read(sql, args).fetchone()
@@ -586,7 +614,8 @@ class PostGISCatalog:
         return Job(id=row["id"], kind=row["kind"], state=row["state"], stage=row["stage"],
                    progress=row["progress"], message=row["message"], params=row["params"],
                    result=row["result"], error=row["error"], owner=row["owner"],
-                   created=_iso(row["created"]), updated=_iso(row["updated"]))
+                   created=_iso(row["created"]), updated=_iso(row["updated"]), worker=row["worker"],
+                   heartbeat=_iso(row["heartbeat"]), attempts=row["attempts"])
 
     def add_job(self, kind: str, params: Mapping[str, Any], owner: str | None = None) -> Job:
         job_id = uuid.uuid4().hex[:16]
@@ -597,9 +626,8 @@ class PostGISCatalog:
                         (job_id, kind, "queued", _jsonb(dict(params)), owner, stamp, stamp))
         return self.job(job_id)
 
-    def update_job(self, job_id: str, **fields: Any) -> Job:
-        allowed = {"state", "stage", "progress", "message", "result", "error"}
-        bad = set(fields) - allowed
+    def update_job(self, job_id: str, *, owned_by: str | None = None, **fields: Any) -> Job:
+        bad = set(fields) - JOB_FIELDS
         if bad:
             raise ValueError(f"cannot update job fields {sorted(bad)}")
         if "result" in fields:
@@ -607,9 +635,12 @@ class PostGISCatalog:
         fields["updated"] = now()
         # column names come from the allow-list above, never from the caller
         cols = ", ".join(f"{k}=%s" for k in fields)
+        guard, args = ("", ()) if owned_by is None else (" AND worker=%s AND state='running'", (owned_by,))
         with self._tx() as con:
-            cur = con.execute(f"UPDATE jobs SET {cols} WHERE id=%s", (*fields.values(), job_id))
+            cur = con.execute(f"UPDATE jobs SET {cols} WHERE id=%s{guard}", (*fields.values(), job_id, *args))
             if cur.rowcount == 0:
+                if owned_by is not None and con.execute("SELECT 1 FROM jobs WHERE id=%s", (job_id,)).fetchone():
+                    raise JobLostError(f"job {job_id} is no longer held by worker {owned_by}")
                 raise NotFoundError(f"no job with id {job_id!r}")
         return self.job(job_id)
 
@@ -625,6 +656,34 @@ class PostGISCatalog:
         else:
             rows = self._all("SELECT * FROM jobs WHERE state=%s ORDER BY created, seq", (state,))
         return [self._job(r) for r in rows]
+
+    def claim_job(self, worker: str, kinds: Sequence[str], *, stale_after: float,
+                  job_id: str | None = None) -> Job | None:
+        """Take the oldest claimable job for ``worker`` (see SQLiteCatalog.claim_job). ``FOR
+        UPDATE SKIP LOCKED``: concurrent claimers on any replica skip a row another is taking,
+        and the row is re-checked once locked, so each job goes to exactly one of them.
+        Heartbeats and the stale limit use the database server's clock, the one clock every
+        worker shares."""
+        if not kinds:
+            return None
+        with self._tx() as con:
+            row = con.execute(
+                "WITH next AS (SELECT id FROM jobs WHERE kind = ANY(%(kinds)s) "
+                "AND (%(only)s::text IS NULL OR id = %(only)s) AND (state = 'queued' OR (state = 'running' "
+                "AND (heartbeat IS NULL OR heartbeat < now() - make_interval(secs => %(stale)s)))) "
+                "ORDER BY created, seq LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                "UPDATE jobs SET state = 'running', worker = %(worker)s, heartbeat = now(), "
+                "attempts = attempts + 1, updated = %(stamp)s FROM next WHERE jobs.id = next.id "
+                "RETURNING jobs.*",
+                {"kinds": list(kinds), "only": job_id, "stale": float(stale_after), "worker": worker,
+                 "stamp": now()}).fetchone()
+        return None if row is None else self._job(row)
+
+    def heartbeat_job(self, job_id: str, worker: str) -> bool:
+        with self._tx() as con:
+            cur = con.execute("UPDATE jobs SET heartbeat = now() WHERE id=%s AND worker=%s "
+                              "AND state='running'", (job_id, worker))
+        return cur.rowcount == 1
 
     # -- users and audit -----------------------------------------------------------------
     def add_user(self, username: str, password_hash: str, role: str, soum: str | None = None,

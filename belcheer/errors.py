@@ -34,6 +34,14 @@ class ConfigError(BelcheerError):
     exit_code = 2
 
 
+class CatalogUnavailableError(ConfigError):
+    """The catalog database cannot be reached (server down, network, credentials). At start-up it
+    is a setting to fix; mid-job the worker stops the job and another claims it once the
+    database is back (its heartbeat goes stale), so nothing is marked failed for it."""
+
+    http_status = 503
+
+
 class InputError(BelcheerError):
     """A file or value supplied by the user is unreadable, corrupt or out of range."""
 
@@ -88,6 +96,11 @@ class ConflictError(BelcheerError):
 
     exit_code = 6
     http_status = 409
+
+
+class JobLostError(ConflictError):
+    """A job this worker was running has been taken over by another worker (this one stopped
+    sending heartbeats long enough to be presumed dead), or is no longer running."""
 
 
 class ProcessingError(BelcheerError):

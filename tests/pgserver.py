@@ -39,6 +39,7 @@ class PostgresServer:
     root: Path
     port: int
     user: str = "postgres"
+    options: str = ""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -109,7 +110,7 @@ def start() -> PostgresServer:
         except RuntimeError as e:
             last = f"{e}\n{(root / 'server.log').read_text(errors='replace')[-2000:]}"
             continue
-        server = PostgresServer(root=root, port=port)
+        server = PostgresServer(root=root, port=port, options=opts)
         try:
             server.psql(f"CREATE DATABASE {TEMPLATE}")
             server.psql("CREATE EXTENSION postgis", database=TEMPLATE)
@@ -119,6 +120,18 @@ def start() -> PostgresServer:
         return server
     shutil.rmtree(root, ignore_errors=True)
     raise RuntimeError(f"PostgreSQL did not start: {last}")
+
+
+def halt(server: PostgresServer) -> None:
+    """Kill the server as a power cut would (immediate shutdown: every connection drops)."""
+    _run([str(PG_BIN / "pg_ctl"), "-D", str(server.root / "data"), "-m", "immediate", "-w", "stop"],
+         server.root)
+
+
+def restart(server: PostgresServer) -> None:
+    """Start a halted server again on its port, with its data."""
+    _run([str(PG_BIN / "pg_ctl"), "-D", str(server.root / "data"), "-l", str(server.root / "server.log"),
+          "-w", "-t", "60", "-o", server.options, "start"], server.root, timeout=90)
 
 
 def stop(server: PostgresServer) -> None:

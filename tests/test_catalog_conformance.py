@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from belcheer.catalog import CalibrationRecord, Catalog, SQLiteCatalog
 from belcheer.catalog_postgis import PostGISCatalog
 from belcheer.catalog_url import open_catalog
-from belcheer.errors import ConflictError, NotFoundError
+from belcheer.errors import ConflictError, JobLostError, NotFoundError
 from belcheer.models import Band, Product, ProductKind
 
 BACKENDS = ("sqlite", "postgresql")
@@ -54,7 +55,7 @@ def _product(survey: str, name: str, kind=ProductKind.INDEX, **kw) -> Product:
 def test_both_backends_implement_every_protocol_method(cat, url):
     assert isinstance(cat, Catalog)
     wanted = {n for n, _ in inspect.getmembers(Catalog, inspect.isfunction) if not n.startswith("_")}
-    assert len(wanted) == 25
+    assert len(wanted) == 27
     for name in wanted:  # same parameters, same defaults
         assert (inspect.signature(getattr(SQLiteCatalog, name)).parameters.keys()
                 == inspect.signature(getattr(PostGISCatalog, name)).parameters.keys()), name
@@ -281,6 +282,82 @@ def test_jobs_from_many_threads_each_stored_once(cat):
     assert sorted(j.id for j in jobs) == sorted(ids)
     assert sorted(j.params["n"] for j in jobs) == list(range(40))
     assert {j.state for j in jobs} == {"running"}
+
+
+def test_job_queue_claims_oldest_first_renews_and_takes_over_stale_claims(cat):
+    first = cat.add_job("pipeline", {"survey": "Хужирт"})
+    other_kind = cat.add_job("cli-run", {"survey": "x"})
+    second = cat.add_job("pipeline", {"survey": "Баянцагаан"})
+    waiting = cat.add_job("pipeline", {"survey": "later"})
+    cat.update_job(waiting.id, state="waiting")
+    assert cat.claim_job("w1", [], stale_after=60) is None
+    got = cat.claim_job("w1", ["pipeline"], stale_after=60)
+    assert (got.id, got.state, got.worker, got.attempts) == (first.id, "running", "w1", 1)
+    assert got.heartbeat is not None and _iso_utc(got.heartbeat) >= _iso_utc(got.created)
+    # a named job, claimed by someone else already: nothing; the next one goes to the next worker
+    assert cat.claim_job("w2", ["pipeline"], stale_after=60, job_id=first.id) is None
+    nxt = cat.claim_job("w2", ["pipeline"], stale_after=60)
+    assert (nxt.id, nxt.worker) == (second.id, "w2")
+    assert cat.claim_job("w3", ["pipeline"], stale_after=60) is None  # waiting and cli-run stay
+    assert cat.job(other_kind.id).state == "queued" and cat.job(waiting.id).state == "waiting"
+    assert cat.heartbeat_job(first.id, "w1") is True
+    assert cat.heartbeat_job(first.id, "w2") is False
+    # only the holder may write while it runs
+    assert cat.update_job(first.id, owned_by="w1", progress=0.25).progress == 0.25
+    with pytest.raises(JobLostError, match=f"job {first.id} is no longer held by worker w2"):
+        cat.update_job(first.id, owned_by="w2", progress=0.5)
+    with pytest.raises(NotFoundError):
+        cat.update_job("nope", owned_by="w1", progress=0.5)
+    # w1 falls silent: once its heartbeat is older than the limit, w3 takes the job over
+    time.sleep(1.2)
+    cat.heartbeat_job(second.id, "w2")
+    taken = cat.claim_job("w3", ["pipeline"], stale_after=1.0)
+    assert (taken.id, taken.worker, taken.attempts, taken.progress) == (first.id, "w3", 2, 0.25)
+    assert cat.claim_job("w4", ["pipeline"], stale_after=1.0) is None  # w2 still beats
+    assert cat.heartbeat_job(first.id, "w1") is False
+    with pytest.raises(JobLostError):
+        cat.update_job(first.id, owned_by="w1", state="done")
+    # back in the queue: claimable again; a finished job never is
+    cat.update_job(second.id, owned_by="w2", state="queued", worker=None)
+    assert cat.job(second.id).worker is None
+    assert cat.claim_job("w5", ["pipeline"], stale_after=60).id == second.id
+    cat.update_job(second.id, owned_by="w5", state="done")
+    assert cat.heartbeat_job(second.id, "w5") is False
+    time.sleep(1.2)
+    assert cat.claim_job("w6", ["pipeline"], stale_after=1.0).id == first.id  # w3 fell silent too
+    assert cat.claim_job("w6", ["pipeline"], stale_after=1.0) is None
+
+
+def test_a_running_job_from_before_heartbeats_is_claimable(cat):
+    job = cat.add_job("pipeline", {"survey": "old"})
+    cat.update_job(job.id, state="running", result={"done": ["ingest"]})  # no worker, no heartbeat
+    got = cat.claim_job("w1", ["pipeline"], stale_after=3600)
+    assert got.id == job.id and got.result["done"] == ["ingest"] and got.attempts == 1
+
+
+def test_each_job_is_claimed_by_exactly_one_of_many_claimers(cat, url, tmp_path):
+    ids = {cat.add_job("pipeline", {"n": k}).id for k in range(24)}
+    claims: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        own = open_catalog(url, tmp_path)  # its own connection, as another process would have
+        try:
+            while (job := own.claim_job(name, ["pipeline"], stale_after=60)) is not None:
+                with lock:
+                    claims.append((job.id, name))
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=claimer, args=(f"w{k}",)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(j for j, _ in claims) == sorted(ids)  # every job once, none twice
+    jobs = cat.jobs()
+    assert {j.state for j in jobs} == {"running"} and {j.attempts for j in jobs} == {1}
+    assert {j.id: j.worker for j in jobs} == dict(claims)
 
 
 # -- users and audit -----------------------------------------------------------------------------
