@@ -140,10 +140,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resumed = app.state.runner.resume()
+        runner: JobRunner = app.state.runner
+        runner.reopen()
+        resumed = runner.resume()
         if resumed:
             log.info("resumed %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
+        if runner.run_jobs:
+            # jobs queued by a replica that runs none, or held by a worker that died elsewhere
+            runner.poll_in_background(settings.job_poll_s)
         yield
+        # jobs still running here go back to the queue, for another replica or the next start
+        runner.close(requeue=True, timeout=settings.job_heartbeat_s)
 
     app = FastAPI(title="belcheer", version="0.1.0", lifespan=lifespan,
                   description="Drone maps of Mongolian pasture and cropland: tiles, STAC, parcels as OGC "
@@ -151,7 +158,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "Бэлчээрийн газрын зураг, үзүүлэлт, даац.")
     app.state.settings = settings
     app.state.ws = ws
-    app.state.runner = JobRunner(ws)
+    app.state.runner = JobRunner(ws, slots=settings.job_slots, run_jobs=settings.run_jobs,
+                                 heartbeat_s=settings.job_heartbeat_s,
+                                 stale_after_s=settings.job_stale_after_s)
     app.state.secret = secret_key(settings, ws)
 
     @app.exception_handler(BelcheerError)

@@ -33,6 +33,19 @@ class Settings(BaseSettings):
     scheduler: str = "threads"
     #: worker threads/processes for the local schedulers (None = number of cores)
     workers: int | None = None
+    #: the API server runs pipeline jobs itself (the embedded default); false on API replicas
+    #: in front of `belcheer worker` processes, which then run every job
+    run_jobs: bool = True
+    #: jobs one server or worker runs at once (unset: every started job at once in the API
+    #: server, one at a time in a `belcheer worker`)
+    job_slots: int | None = Field(default=None, ge=1)
+    #: seconds between a running job's heartbeats
+    job_heartbeat_s: float = Field(default=5.0, gt=0)
+    #: a running job whose worker sent no heartbeat for this long, seconds, is presumed dead
+    #: and resumed by the next server or worker that polls the queue
+    job_stale_after_s: float = Field(default=60.0, gt=0)
+    #: how often servers and workers look for queued and orphaned jobs, seconds
+    job_poll_s: float = Field(default=10.0, gt=0)
     #: log level name
     log_level: str = "INFO"
     #: server-side folders that API users may name as frame sources; every path read below them

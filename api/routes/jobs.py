@@ -117,7 +117,11 @@ def restart_job(job_id: str, ws: Workspace = Depends(workspace), user: User = De
     job = ws.catalog.job(job_id)
     if job.state == "done":
         raise InputError(f"job {job_id} is already done")
-    ws.catalog.update_job(job_id, state="queued", error=None)
+    if job.state == "running":
+        # already held by a worker; one that died is resumed on its own once its heartbeat is stale
+        return job_dict(job)
+    if job.state != "queued":
+        ws.catalog.update_job(job_id, state="queued", error=None)
     jobs.start(job_id)
     return job_dict(ws.catalog.job(job_id))
 

@@ -1,4 +1,5 @@
-"""`belcheer serve` (the web map and API) and `belcheer users add|list`."""
+"""`belcheer serve` (the web map and API), `belcheer worker` (pipeline jobs from the queue) and
+`belcheer users add|list`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,36 @@ def register(app: typer.Typer) -> None:
         settings = _common.settings()
         _common.err.print(f"belcheer: http://{host}:{port}/  (herders: /herder, API docs: /docs)")
         run(settings, host=host, port=port)
+
+    @app.command()
+    def worker(
+        slots: int = typer.Option(None, min=1, help="Jobs run at once (default BELCHEER_JOB_SLOTS, else 1)."),
+        once: bool = typer.Option(False, "--once", help="Run the jobs in the queue, then exit."),
+        poll: float = typer.Option(None, min=0.1, help="Seconds between looks at the queue "
+                                                        "(default BELCHEER_JOB_POLL_S)."),
+    ) -> None:
+        """Run pipeline jobs from the catalog's queue, beside API servers or in their place.
+
+        Any number of workers and API replicas may share one catalog (PostGIS for several
+        machines): each job runs exactly once, and a job whose worker died is resumed by another
+        from its last finished stage. SIGTERM or Ctrl-C puts the running job back in the queue."""
+        import signal
+
+        from belcheer.api.jobs import JobRunner
+
+        settings = _common.settings()
+        ws = _common.workspace()
+        runner = JobRunner(ws, slots=slots or settings.job_slots or 1, heartbeat_s=settings.job_heartbeat_s,
+                           stale_after_s=settings.job_stale_after_s)
+
+        def _stop(signum: int, frame: object) -> None:
+            runner.stop(requeue=True)
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        _common.err.print(f"belcheer worker {runner.worker}: catalog {ws.catalog!r}")
+        runner.serve(poll or settings.job_poll_s, once=once)
+        runner.close(requeue=True, timeout=max(30.0, settings.job_stale_after_s))
 
     users = typer.Typer(help="Manage the web users (roles: public, herder, officer, admin).",
                         no_args_is_help=True)
