@@ -119,17 +119,17 @@ def test_cli_with_an_unreachable_catalog_exits_2_with_the_url_masked(tmp_path, m
 
 def test_migrations_are_versioned_and_refuse_a_newer_schema(postgres_server, postgres_url, tmp_path):
     cat = open_catalog(postgres_url, tmp_path)
-    assert isinstance(cat, PostGISCatalog) and cat.schema_version() == SCHEMA_VERSION == 3
+    assert isinstance(cat, PostGISCatalog) and cat.schema_version() == SCHEMA_VERSION == 4
     db = postgres_url.rsplit("/", 1)[1]
-    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2", "3"]
+    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2", "3", "4"]
     # the parcels' geometry column is PostGIS, EPSG:4326, with a spatial index
     assert postgres_server.psql("SELECT type, srid FROM geometry_columns WHERE f_table_name='parcels'",
                                 db).strip() == "GEOMETRY|4326"
     assert "USING gist" in postgres_server.psql("SELECT indexdef FROM pg_indexes WHERE indexname='parcels_geom'", db)
     open_catalog(postgres_url, tmp_path).close()  # reopening applies nothing twice
-    assert postgres_server.psql("SELECT count(*) FROM schema_version", db).strip() == "3"
+    assert postgres_server.psql("SELECT count(*) FROM schema_version", db).strip() == "4"
     postgres_server.psql("INSERT INTO schema_version (version) VALUES (99)", db)
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this belcheer knows \(3\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this belcheer knows \(4\)"):
         open_catalog(postgres_url, tmp_path)
     cat.close()
 
@@ -307,7 +307,7 @@ def test_replicas_starting_at_once_migrate_once(postgres_server, postgres_url, t
         t.join()
     assert errors == [] and len(opened) == 4
     db = postgres_url.rsplit("/", 1)[1]
-    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2", "3"]
+    assert postgres_server.psql("SELECT version FROM schema_version ORDER BY 1", db).split() == ["1", "2", "3", "4"]
     opened[0].add_survey("s", tmp_path / "m", 32648, None, {})
     assert [[s.name for s in c.surveys()] for c in opened] == [["s"]] * 4
     for c in opened:
@@ -321,3 +321,35 @@ def test_the_test_server_names_the_missing_debian_packages(monkeypatch, tmp_path
     with pytest.raises(RuntimeError, match=r"no-postgres/initdb is missing: install the Debian packages "
                                            r"postgresql-15 and postgresql-15-postgis-3"):
         pgserver.start()
+
+
+def test_a_sqlite_catalog_from_before_the_job_queue_is_upgraded_in_place(tmp_path):
+    """A soum laptop's catalog of schema version 1 (jobs without worker, heartbeat, attempts):
+    opening it adds the columns, keeps its jobs, and the queue claims an old queued job."""
+    import sqlite3
+
+    path = tmp_path / "catalog.sqlite"
+    SQLiteCatalog(path).close()
+    con = sqlite3.connect(path)
+    con.executescript("""
+        DROP TABLE jobs;
+        CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL,
+            stage TEXT, progress REAL NOT NULL DEFAULT 0, message TEXT, params TEXT NOT NULL,
+            result TEXT NOT NULL DEFAULT '{}', error TEXT, owner TEXT, created TEXT NOT NULL,
+            updated TEXT NOT NULL);
+        INSERT INTO jobs (id, kind, state, params, created, updated)
+            VALUES ('old1', 'pipeline', 'queued', '{"survey": "s"}', '2026-06-01T00:00:00+00:00',
+                    '2026-06-01T00:00:00+00:00');
+        UPDATE meta SET value='1' WHERE key='schema_version';
+    """)
+    con.commit()
+    con.close()
+    cat = SQLiteCatalog(path)
+    job = cat.job("old1")
+    assert (job.state, job.params, job.worker, job.heartbeat, job.attempts) == ("queued", {"survey": "s"}, None, None, 0)
+    got = cat.claim_job("w1", ["pipeline"], stale_after=60)
+    assert (got.id, got.state, got.worker, got.attempts) == ("old1", "running", "w1", 1)
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    con.close()
+    cat.close()
