@@ -25,6 +25,7 @@ from belcheer.orthomosaic.consistency import (
     chain_without_gps,
     drop_stray_matches,
     inconsistent_pairs,
+    start_shifts,
 )
 from belcheer.orthomosaic.features import detect_all
 from belcheer.orthomosaic.gcp import read_gcps
@@ -376,7 +377,12 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
         sub = [replace(m, i=pos[m.i], j=pos[m.j]) for m in good if m.i in pos and m.j in pos]
         sub_gcps = [replace(g, cam=pos[g.cam]) for g in gcps if g.cam in pos]
         if sub or sub_gcps:
-            adj = bundle_adjust(rotvecs[adj_idx], centres0[adj_idx], gps[adj_idx], models,
+            # started where the verified pairs agree rather than at the fixes (start_shifts)
+            start_c = centres0[adj_idx].copy()
+            if sub:
+                start_c[:, :2] -= start_shifts(sub, len(adj_idx), rotvecs[adj_idx], start_c,
+                                               [cam_of[k] for k in adj_idx], ground0)
+            adj = bundle_adjust(rotvecs[adj_idx], start_c, gps[adj_idx], models,
                                 group[adj_idx], sub, ground0, gcps=sub_gcps,
                                 gps_sigma=gps_sigma[adj_idx])
             final_rot[adj_idx] = adj.rotvecs

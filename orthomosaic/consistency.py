@@ -101,21 +101,42 @@ def synchronise_shifts(inc, d: np.ndarray, scale_m: float, prior: float = 1e-3,
     return out
 
 
-def inconsistent_pairs(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray, centres: np.ndarray,
-                       cam_of: Sequence[CameraModel], ground_z: float) -> tuple[list[int], np.ndarray]:
-    """Indices of pairs whose ground offset the per-frame shifts cannot explain, and every
-    pair's residual in metres (translation synchronisation with a Cauchy loss)."""
+def _synchronised(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray, centres: np.ndarray,
+                  cam_of: Sequence[CameraModel], ground_z: float):
+    """The pairs' ground offsets ``d``, the indices of those that are finite, their incidence
+    matrix and the synchronised per-frame shifts ``e`` (n, 2), metres (zeros: < 2 pairs)."""
     d = pair_shifts(matches, rotvecs, centres, cam_of, ground_z)
-    ok = np.isfinite(d).all(axis=1)
-    idx = np.flatnonzero(ok)
+    idx = np.flatnonzero(np.isfinite(d).all(axis=1))
     if len(idx) < 2:
-        return [k for k in range(len(matches)) if not ok[k]], np.full(len(matches), np.nan)
+        return d, idx, None, np.zeros((n, 2))
     i = np.array([matches[k].i for k in idx])
     j = np.array([matches[k].j for k in idx])
     rows = np.arange(len(idx))
     inc = coo_matrix((np.concatenate([np.ones(len(idx)), -np.ones(len(idx))]),
                       (np.concatenate([rows, rows]), np.concatenate([j, i]))), shape=(len(idx), n)).tocsr()
-    e = synchronise_shifts(inc, d[idx], MIN_PAIR_TOLERANCE_M / 2)
+    return d, idx, inc, synchronise_shifts(inc, d[idx], MIN_PAIR_TOLERANCE_M / 2)
+
+
+def start_shifts(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray, centres: np.ndarray,
+                 cam_of: Sequence[CameraModel], ground_z: float) -> np.ndarray:
+    """Per-frame east/north shift, metres, that makes the start placement agree with the
+    verified pairs: ``centres[:, :2] − shift`` puts every pair's tie points in one place (up to
+    what the robust synchronisation leaves). Zero mean over each block, zero for frames in no
+    pair. A compact camera's fixes can be tens of metres off, each its own way (stale fixes
+    repeat the last one): a bundle adjustment started there cuts a frame's tie points as
+    outliers before it has moved to where they agree (real caliterra: 7 frames lost all or
+    nearly all of theirs)."""
+    return _synchronised(matches, n, rotvecs, centres, cam_of, ground_z)[3]
+
+
+def inconsistent_pairs(matches: Sequence[PairMatch], n: int, rotvecs: np.ndarray, centres: np.ndarray,
+                       cam_of: Sequence[CameraModel], ground_z: float) -> tuple[list[int], np.ndarray]:
+    """Indices of pairs whose ground offset the per-frame shifts cannot explain, and every
+    pair's residual in metres (translation synchronisation with a Cauchy loss)."""
+    d, idx, inc, e = _synchronised(matches, n, rotvecs, centres, cam_of, ground_z)
+    ok = np.isfinite(d).all(axis=1)
+    if len(idx) < 2:
+        return [k for k in range(len(matches)) if not ok[k]], np.full(len(matches), np.nan)
     resid = np.full(len(matches), np.nan)
     resid[idx] = np.linalg.norm(inc @ e - d[idx], axis=1)
     good = resid[idx]

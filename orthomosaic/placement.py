@@ -88,6 +88,48 @@ def _pair_similarity(m: PairMatch, ci: CameraModel, cj: CameraModel
     return mult, complex(sim[0, 2], sim[1, 2]), int(inl.sum())
 
 
+#: components up to this many frames get a dense eigen-solve, larger ones ARPACK's
+_DENSE_EIGEN_MAX = 400
+
+
+def spectral_angles(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, w: np.ndarray,
+                    comp: np.ndarray) -> np.ndarray:
+    """Angles ``x`` (radians) with ``x_i − x_j ≈ d`` over the edges (i, j, d, weight ``w``), one
+    arbitrary zero per connected component ``comp``: the eigenvector method of angular
+    synchronisation (Singer 2011), the leading eigenvector of the degree-normalised Hermitian
+    matrix ``H_ij = w·exp(i·d_ij)``. It sees every pair at once, so no chain of pairs decides
+    a frame: a spanning-tree start passes one look-alike pair's wrong angle to every frame
+    beyond it, and with residuals near ±180° a local refinement cannot bring those back."""
+    from scipy.sparse import coo_matrix, diags
+    from scipy.sparse.linalg import eigsh
+
+    x = np.zeros(n)
+    for c in np.unique(comp):
+        members = np.flatnonzero(comp == c)
+        if len(members) < 2:
+            continue
+        local = np.full(n, -1)
+        local[members] = np.arange(len(members))
+        sel = (local[i] >= 0) & (local[j] >= 0)
+        if not sel.any():
+            continue
+        a, b, dd, ww = local[i[sel]], local[j[sel]], d[sel], w[sel]
+        m = len(members)
+        h = coo_matrix((np.concatenate([ww * np.exp(1j * dd), ww * np.exp(-1j * dd)]),
+                        (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(m, m)).tocsr()
+        deg = np.asarray(abs(h).sum(axis=1)).ravel()
+        scale = diags(1.0 / np.sqrt(np.maximum(deg, 1e-12)))
+        hn = scale @ h @ scale
+        if m <= _DENSE_EIGEN_MAX:
+            v = np.linalg.eigh(hn.toarray())[1][:, -1]
+        else:
+            v = eigsh(hn, k=1, which="LA")[1][:, 0]
+        v = v / np.sqrt(np.maximum(deg, 1e-12))
+        ang = np.angle(v)
+        x[members] = ang - ang[0]
+    return x
+
+
 def _synchronise(n: int, edges: list[tuple[int, int, float, float]], comp: np.ndarray,
                  wrap: bool) -> np.ndarray:
     """Solve x_i − x_j = d_ij over the edges (i, j, d, weight) by robust least squares, one
@@ -103,35 +145,47 @@ def _synchronise(n: int, edges: list[tuple[int, int, float, float]], comp: np.nd
     j = np.array([e[1] for e in edges])
     d = np.array([e[2] for e in edges])
     w = np.array([e[3] for e in edges])
-    # start from a maximum spanning tree (strongest pairs), so angles need no unwrapping later
-    g = coo_matrix((1.0 / (1.0 + w), (i, j)), shape=(n, n)).tocsr()
-    tree = minimum_spanning_tree(g + g.T)
-    tree = tree + tree.T
-    lookup = {}
-    for a, b, dd in zip(i, j, d, strict=True):
-        lookup[(a, b)] = dd
-        lookup[(b, a)] = -dd
-    done = np.zeros(n, bool)
-    for root in range(n):
-        if done[root]:
-            continue
-        order, pred = breadth_first_order(tree, root, directed=False)
-        done[order] = True
-        for k in order[1:]:
-            p = pred[k]
-            x[k] = x[p] - lookup[(k, p)] if (k, p) in lookup else x[p] + lookup[(p, k)]
+    if wrap:
+        x = spectral_angles(n, i, j, d, w, comp)
+    else:
+        # start from a maximum spanning tree (strongest pairs)
+        g = coo_matrix((1.0 / (1.0 + w), (i, j)), shape=(n, n)).tocsr()
+        tree = minimum_spanning_tree(g + g.T)
+        tree = tree + tree.T
+        lookup = {}
+        for a, b, dd in zip(i, j, d, strict=True):
+            lookup[(a, b)] = dd
+            lookup[(b, a)] = -dd
+        done = np.zeros(n, bool)
+        for root in range(n):
+            if done[root]:
+                continue
+            order, pred = breadth_first_order(tree, root, directed=False)
+            done[order] = True
+            for k in order[1:]:
+                p = pred[k]
+                x[k] = x[p] - lookup[(k, p)] if (k, p) in lookup else x[p] + lookup[(p, k)]
     rows = np.arange(len(edges))
     gauge = np.unique(comp, return_index=True)[1]
     a_mat = coo_matrix((np.concatenate([np.ones(len(edges)), -np.ones(len(edges)), np.ones(len(gauge))]),
                         (np.concatenate([rows, rows, len(edges) + np.arange(len(gauge))]),
                          np.concatenate([i, j, gauge]))), shape=(len(edges) + len(gauge), n)).tocsr()
     wt = np.sqrt(w)
-    for _ in range(4):
+    # angles start from the global (spectral) solution, tens of degrees off where pairs are
+    # wrong, and are refined with a redescending (Cauchy) loss whose scale shrinks from 40° to
+    # the residuals' own spread: Huber's lets every wrong pair pull with a bounded force (a
+    # frame with two wrong pairs stays 10-30° off), and a tight Cauchy scale from the start
+    # cuts right pairs loose along with the wrong ones
+    floors = (40.0, 30.0, 20.0, 15.0, 10.0, 7.0, 5.0, 3.0, 2.0, 1.0, 0.0, 0.0, 0.0) if wrap else (0.0,) * 4
+    for floor_deg in floors:
         r = d - (x[i] - x[j])
         if wrap:
             r = (r + np.pi) % (2 * np.pi) - np.pi
         mad = 1.4826 * float(np.median(np.abs(r))) + 1e-9
-        hub = np.where(np.abs(r) > 2 * mad, 2 * mad / np.maximum(np.abs(r), 1e-12), 1.0)
+        if wrap:
+            hub = 1.0 / (1.0 + (r / max(2 * mad, np.radians(floor_deg))) ** 2)
+        else:
+            hub = np.where(np.abs(r) > 2 * mad, 2 * mad / np.maximum(np.abs(r), 1e-12), 1.0)
         ww = np.concatenate([wt * np.sqrt(hub), np.ones(len(gauge))])
         rhs = np.concatenate([r, -x[gauge]])
         dx = lsqr(a_mat.multiply(ww[:, None]).tocsr(), rhs * ww, atol=1e-12, btol=1e-12)[0]
@@ -497,4 +551,5 @@ def off_nadir_deg(rotvec: np.ndarray) -> float:
 
 
 __all__ = ["PlanarSolution", "StartPoses", "angle_diff", "circular_mean", "expected_error_m",
-           "off_nadir_deg", "place_by_gps", "planar_solution", "start_poses", "track_headings"]
+           "off_nadir_deg", "place_by_gps", "planar_solution", "spectral_angles", "start_poses",
+           "track_headings"]

@@ -38,8 +38,8 @@ def _check_report(report: dict) -> None:
 @pytest.mark.slow
 def test_caliterra_whole_real_survey_in_one_run(real_data, workspace, artifacts):
     """75 Canon frames with GPS in EXIF only (no XMP, no attitude, altitude above sea level that
-    drifts by over 100 m through the flight): one run places every frame (all but a few
-    by the images), the COG is in UTM 14N
+    drifts by over 100 m through the flight): one run places every frame (at least 74
+    of 75 adjusted by the images), the COG is in UTM 14N
     and holds every frame's GPS position, the report has per-block residuals."""
     from belcheer.orthomosaic import mosaic
 
@@ -53,15 +53,16 @@ def test_caliterra_whole_real_survey_in_one_run(real_data, workspace, artifacts)
     status = report["frame_status"]
     assert len(status) == 75
     assert all(s in ("adjusted", "gps_only") for s in status.values()), status
-    # seven frames around the stale fixes keep (almost) none of their tie points through the
-    # adjustment (their pairs disagree with their GPS by 4-55 m and are rejected): they are
-    # placed by GPS and say why, instead of being reported adjusted with no observation
-    assert len(report["frames_adjusted"]) >= 66
+    # the camera turns freely between frames and its fixes are tens of metres off, each its own
+    # way: headings synchronised over all pairs at once and a start where the pairs agree let
+    # the adjustment keep the tie points of every frame (COLMAP's SfM registers all 75 too);
+    # "adjusted" means at least 15 tie-point observations kept, else it says "placed by GPS"
+    assert len(report["frames_adjusted"]) >= 74
     for f in report["frames"]:
         if f["status"] == "gps_only":
             assert "placed by GPS" in f["reason"], f
-    assert report["reprojection_mean_px"] <= 1.5
-    assert report["block_stats"] and report["block_stats"][0]["frames"] >= 66
+    assert report["reprojection_mean_px"] <= 1.0
+    assert report["block_stats"] and report["block_stats"][0]["frames"] >= 74
     # the camera wrote no heading: it came from the images
     assert len(report["heading_from_images"]) >= 70
     assert report["gps_altitude"]["trusted"] is False
