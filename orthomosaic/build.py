@@ -404,11 +404,20 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
     if adj is not None:
         kept = np.bincount(adj.obs_cam, minlength=len(solved_idx))
         for q, k in enumerate(solved_idx):
-            if status[k] == "adjusted" and has_gps[k] and kept[q] < MIN_INLIERS:
+            if status[k] != "adjusted" or kept[q] >= MIN_INLIERS:
+                continue
+            if has_gps[k]:
                 status[k], reason[k] = "gps_only", (
                     f"only {kept[q]} of its tie-point observations passed the adjustment (fewer than "
                     f"{MIN_INLIERS}): too weakly tied, placed by GPS")
                 gps_idx.append(k)
+            else:
+                # nothing else can place it: rendered from a meaningless pose it would paste its
+                # image somewhere on the map
+                status[k], reason[k] = "dropped", (
+                    f"no GPS position, and only {kept[q]} of its tie-point observations passed the "
+                    f"adjustment (fewer than {MIN_INLIERS}): cannot be placed")
+                _drop(reason[k], caps[k], dropped)
     adj_idx = [k for k in adj_idx if status[k] == "adjusted"]
     gps_idx.sort()
     heights = final_cen[:, 2] - ground_z

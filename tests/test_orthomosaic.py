@@ -824,3 +824,43 @@ def test_frame_cache_is_bounded_by_memory():
     for cid in "xyz":
         big.get(cid, 1.0)
     assert len(big._items) == 2  # over budget, but at least min_items
+
+
+@pytest.mark.slow
+def test_a_frame_without_gps_that_keeps_too_few_tie_points_is_dropped_with_the_reason(
+        rtk_flight, tmp_path, monkeypatch):
+    """A frame without GPS whose tie points the adjustment nearly all rejects (here: all but 5
+    cut from the adjustment's result) has nothing else to place it: it is dropped with the
+    reason, not rendered from a meaningless pose nor reported adjusted; the rest is mapped."""
+    import shutil
+    from dataclasses import replace
+
+    import belcheer.orthomosaic.build as build
+    from belcheer.ingest import scan
+
+    sim = rtk_flight
+    frames = tmp_path / "frames"
+    shutil.copytree(sim.frames_dir, frames)
+    _strip_gps(sim.frames_dir / "DJI_0005.JPG", frames / "DJI_0005.JPG")
+    survey = scan(frames)
+    real_adjust = build.bundle_adjust
+
+    def weak(*args, **kwargs):
+        adj = real_adjust(*args, **kwargs)
+        # the one camera of the adjustment without a GPS prior
+        (q,) = np.flatnonzero(~np.isfinite(args[2]).all(axis=1))
+        mine = np.flatnonzero(adj.obs_cam == q)
+        assert len(mine) > 100
+        keep = np.ones(len(adj.obs_cam), bool)
+        keep[mine[5:]] = False
+        return replace(adj, obs_cam=adj.obs_cam[keep], residuals_px=adj.residuals_px[keep])
+
+    monkeypatch.setattr(build, "bundle_adjust", weak)
+    res = build.build_orthomosaic(survey, tmp_path / "m.tif")
+    rep = res.report
+    frame = next(f for f in rep["frames"] if f["capture"] == "DJI_0005")
+    assert frame["status"] == "dropped"
+    assert "no GPS position, and only 5 of its tie-point observations" in frame["reason"]
+    assert rep["frame_status"]["DJI_0005"] == "dropped" and rep["chained_without_gps"] == []
+    assert "DJI_0005" not in rep["camera_positions_utm"]
+    assert len(rep["frames_adjusted"]) == sim.n_captures - 1
