@@ -7,6 +7,7 @@ The zoning stage owns parcels and their statistics: everything parcel-related is
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import geopandas as gpd
@@ -58,18 +59,22 @@ def load_parcels(ws: Workspace) -> gpd.GeoDataFrame:
     return zoning.load_parcels(ws)
 
 
-def parcel_report(ws: Workspace, survey: str | None = None) -> gpd.GeoDataFrame:
-    """Parcels with their latest statistics, condition class, capacity and stocking balance (EPSG:4326)."""
+def parcel_report(ws: Workspace, survey: str | None = None,
+                  parcels: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """Parcels (all, or the rows of ``parcels``) with their latest statistics, condition class,
+    capacity and stocking balance (EPSG:4326)."""
     if ws.catalog.current_parcel_version() is None:
         return load_parcels(ws)
-    gdf = zoning.parcel_report(ws, survey=survey)
+    gdf = zoning.parcel_report(ws, survey=survey, parcels=parcels)
     gdf["parcel_id"] = gdf["parcel_id"].astype(str)
     return gdf
 
 
-def report_for(ws: Workspace, user: User, survey: str | None) -> gpd.GeoDataFrame:
+def report_for(ws: Workspace, user: User, survey: str | None,
+               parcels: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """The parcel report as this user may see it: of ``survey`` (checked visible), else of the
-    latest survey they may see (the public: published surveys only; officers: any)."""
+    latest survey they may see (the public: published surveys only; officers: any). Only the
+    rows of ``parcels`` (a page from :func:`report_page`) where given."""
     if survey is not None:
         visible_survey(ws, user, survey)
     elif not user.at_least("officer"):
@@ -77,8 +82,37 @@ def report_for(ws: Workspace, user: User, survey: str | None) -> gpd.GeoDataFram
         if hidden:
             survey = latest_survey(ws, user)
             if survey is None:
-                return load_parcels(ws)  # attributes only: no statistics are public yet
-    return parcel_report(ws, survey=survey)
+                # attributes only: no statistics are public yet
+                return load_parcels(ws) if parcels is None else parcels
+    return parcel_report(ws, survey=survey, parcels=parcels)
+
+
+#: pandas dtypes of text columns, which the stores compare as the API does (text equality)
+_TEXT_DTYPES = frozenset({"object", "str", "string"})
+
+
+def report_page(ws: Workspace, user: User, survey: str | None,
+                bbox: tuple[float, float, float, float] | None, filters: Mapping[str, str],
+                offset: int, limit: int) -> tuple[gpd.GeoDataFrame, int] | None:
+    """One page of the parcel report and how many parcels match, the bbox and property filters
+    evaluated by the catalog's store (PostGIS, or the GeoPackage's R-tree) and only the page's
+    report built. None when a filter names a report column (statistics, condition, capacity)
+    or a numeric attribute: those need the whole report (:func:`report_for`)."""
+    if ws.catalog.current_parcel_version() is None:
+        return None
+    columns = zoning.parcel_columns(ws)
+    if any(columns.get(k) not in _TEXT_DTYPES for k in filters):
+        return None
+    page, matched = zoning.query_parcels(ws, bbox=bbox, where=filters, offset=offset, limit=limit)
+    return report_for(ws, user, survey, parcels=page), matched
+
+
+def one_parcel(ws: Workspace, user: User, survey: str | None, parcel_id: str) -> gpd.GeoDataFrame:
+    """The report row of one parcel (empty if there is no such parcel), read alone."""
+    if ws.catalog.current_parcel_version() is None:
+        return load_parcels(ws)
+    page, _ = zoning.query_parcels(ws, where={"parcel_id": str(parcel_id)}, limit=1)
+    return report_for(ws, user, survey, parcels=page)
 
 
 def save_parcels(ws: Workspace, gdf: gpd.GeoDataFrame, source: str, user: User) -> int:

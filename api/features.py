@@ -74,16 +74,21 @@ def _link(base: str, query: Mapping[str, Any], rel: str, title: str | None = Non
 
 
 def feature_collection(gdf: gpd.GeoDataFrame, offset: int, limit: int, base: str,
-                       query: Mapping[str, Any]) -> dict[str, Any]:
-    """One page of features with ``numberMatched``, ``numberReturned`` and next/prev links."""
-    page = gdf.iloc[offset:offset + limit]
+                       query: Mapping[str, Any], matched: int | None = None) -> dict[str, Any]:
+    """One page of features with ``numberMatched``, ``numberReturned`` and next/prev links:
+    rows ``offset`` to ``offset + limit`` of ``gdf``, or ``gdf`` itself when it is already that
+    page of ``matched`` features."""
+    if matched is None:
+        page, matched = gdf.iloc[offset:offset + limit], len(gdf)
+    else:
+        page = gdf
     links = [_link(base, {**query, "offset": offset, "limit": limit}, "self")]
-    if offset + limit < len(gdf):
+    if offset + limit < matched:
         links.append(_link(base, {**query, "offset": offset + limit, "limit": limit}, "next"))
     if offset > 0:
         links.append(_link(base, {**query, "offset": max(0, offset - limit), "limit": limit}, "prev"))
     return {"type": "FeatureCollection", "features": [feature(r) for _, r in page.iterrows()],
-            "numberMatched": int(len(gdf)), "numberReturned": int(len(page)), "links": links}
+            "numberMatched": int(matched), "numberReturned": int(len(page)), "links": links}
 
 
 def one_feature(gdf: gpd.GeoDataFrame, parcel_id: str) -> dict[str, Any]:

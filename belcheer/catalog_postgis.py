@@ -515,16 +515,53 @@ class PostGISCatalog:
 
     def parcel_layer(self, version: int) -> gpd.GeoDataFrame:
         """A parcel version stored by :meth:`add_parcel_layer`, EPSG:4326, columns as written."""
+        spec = self._layer_spec(version)
+        rows = self._all("SELECT properties, ST_AsBinary(geom) AS wkb FROM parcels "
+                         "WHERE version=%s ORDER BY ord", (version,))
+        return self._layer_frame(spec, rows)
+
+    def parcel_columns(self, version: int) -> dict[str, str]:
+        """Attribute columns of a stored parcel version and their pandas dtypes, in order."""
+        spec = self._layer_spec(version)
+        return {c: spec["dtypes"][c] for c in spec["order"]}
+
+    def query_parcel_layer(self, version: int, *, bbox: tuple[float, float, float, float] | None = None,
+                           where: Mapping[str, str] | None = None, offset: int = 0,
+                           limit: int | None = None) -> tuple[gpd.GeoDataFrame, int]:
+        """One page of a stored parcel version, in layer order, and how many parcels match:
+        geometry intersecting ``bbox`` (lon/lat degrees, EPSG:4326; the GiST index) and text
+        properties equal to each value of ``where``, all evaluated by PostgreSQL."""
+        spec = self._layer_spec(version)
+        cond, args = ["version=%s"], [version]
+        if bbox is not None:
+            cond.append("geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326) "
+                        "AND ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))")
+            args += [*bbox, *bbox]
+        for key, value in (where or {}).items():
+            if key not in spec["dtypes"]:
+                raise ValueError(f"parcel version {version} has no property {key!r}")
+            # the key is a bound value, never SQL text
+            cond.append("properties->>%s = %s")
+            args += [key, str(value)]
+        sql = " AND ".join(cond)
+        matched = int(self._one(f"SELECT count(*) AS n FROM parcels WHERE {sql}", args)["n"])
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        rows = self._all(f"SELECT properties, ST_AsBinary(geom) AS wkb FROM parcels WHERE {sql} "
+                         f"ORDER BY ord OFFSET {int(offset)}{page}", args)
+        return self._layer_frame(spec, rows), matched
+
+    def _layer_spec(self, version: int) -> dict[str, Any]:
+        meta = self._one("SELECT columns FROM parcel_versions WHERE version=%s", (version,))
+        if meta is None or meta["columns"] is None:
+            raise NotFoundError(f"parcel version {version} is not stored in the catalog database")
+        return meta["columns"]
+
+    @staticmethod
+    def _layer_frame(spec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> gpd.GeoDataFrame:
         import geopandas as gpd
         import pandas as pd
         import shapely
 
-        meta = self._one("SELECT columns FROM parcel_versions WHERE version=%s", (version,))
-        if meta is None or meta["columns"] is None:
-            raise NotFoundError(f"parcel version {version} is not stored in the catalog database")
-        spec = meta["columns"]
-        rows = self._all("SELECT properties, ST_AsBinary(geom) AS wkb FROM parcels "
-                         "WHERE version=%s ORDER BY ord", (version,))
         props = pd.DataFrame([r["properties"] for r in rows], columns=spec["order"])
         for col, dtype in spec["dtypes"].items():
             # JSON has no int/float/bool distinction by column: restore what was written

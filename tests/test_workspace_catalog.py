@@ -21,7 +21,7 @@ from belcheer.catalog_postgis import SCHEMA_VERSION, PostGISCatalog
 from belcheer.catalog_url import mask_url, open_catalog, sqlite_path
 from belcheer.cli import main
 from belcheer.config import Settings
-from belcheer.errors import ConfigError, ConflictError
+from belcheer.errors import ConfigError, ConflictError, InputError
 from belcheer.workspace import open_workspace
 
 SECRET = "hunter2-Тайлбар"
@@ -185,11 +185,18 @@ def _api_view(root, **kw) -> dict:
         tile = client.get(f"/tiles/{ndvi}/{t.z}/{t.x}/{t.y}.png", headers=officer)
         items = client.get("/collections/parcels/items", headers=officer).json()
         p3 = client.get("/collections/parcels/items/P3", headers=officer).json()
+        # filtered in the store (bbox, text property, a page) and in the report (its columns)
+        w, s_, e, n = load_parcels(ws).total_bounds
+        west = f"{w},{s_},{(w + e) / 2 - 1e-4},{n}"
+        items_bbox = client.get(f"/collections/parcels/items?bbox={west}", headers=officer).json()
+        items_soum = client.get("/collections/parcels/items", params={"soum": "Батсүмбэр", "limit": 1, "offset": 1},
+                                headers=officer).json()
+        items_cond = client.get("/collections/parcels/items?condition_class=4", headers=officer).json()
     # products list by registration second, then name; the two builds may straddle a second
     for doc in (*surveys, *public):
         doc["products"] = sorted(doc["products"], key=lambda p: p["name"])
-    text = json.dumps([surveys, public, stats, summary, tilejson, items, p3], ensure_ascii=False,
-                      sort_keys=True)
+    text = json.dumps([surveys, public, stats, summary, tilejson, items, p3, items_bbox, items_soum, items_cond],
+                      ensure_ascii=False, sort_keys=True)
     # product ids are random per workspace and paths name its folder: compare what they point at
     ids = {p.id: f"<{p.survey}/{p.name}>" for p in ws.catalog.products()}
     for pid, label in ids.items():
@@ -217,6 +224,15 @@ def test_api_over_postgis_answers_as_over_sqlite(postgres_url, tmp_path):
     items, p3 = server["json"][5], server["json"][6]
     assert sorted(f["id"] for f in items["features"]) == ["P1", "P2", "P3"]
     assert p3["properties"]["soum"] and p3["geometry"]["type"] == "Polygon"
+    by_id = {f["id"]: f for f in items["features"]}
+    assert p3 == {**by_id["P3"], "links": p3["links"]}  # one parcel read alone = its row of the report
+    items_bbox, items_soum, items_cond = server["json"][7:10]
+    assert [f["id"] for f in items_bbox["features"]] == ["P1", "P3"] and items_bbox["numberMatched"] == 2
+    assert (items_soum["numberMatched"], items_soum["numberReturned"]) == (2, 1)
+    assert [f["id"] for f in items_soum["features"]] == ["P2"] and items_soum["features"][0] == by_id["P2"]
+    assert [link["rel"] for link in items_soum["links"]] == ["self", "prev"]
+    assert items_bbox["features"] == [by_id["P1"], by_id["P3"]]
+    assert [f["id"] for f in items_cond["features"]] == ["P3"]
     assert re.search(r"<Сэлэнгэ-2026-07/ndvi>", json.dumps(server["json"], ensure_ascii=False))
     assert server["tile"] == embedded["tile"] and server["tile"][:4] == b"\x89PNG"
 
@@ -353,3 +369,48 @@ def test_a_sqlite_catalog_from_before_the_job_queue_is_upgraded_in_place(tmp_pat
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
     con.close()
     cat.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_parcel_queries_run_in_the_store_and_equal_a_python_filter(backend, request, tmp_path):
+    """400 parcels in a grid, every seventh a ring: bbox (exact intersection, not envelopes), text-property filters and pages from the store equal
+    geopandas filtering the whole layer, in layer order, with the right count."""
+    import geopandas as gpd
+    from shapely.geometry import Polygon, box
+
+    from belcheer.zoning import parcel_columns, query_parcels, save_parcels
+
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    ws = open_workspace(tmp_path / "ws", catalog=url)
+    rows = []
+    for k in range(400):
+        x, y = 106.0 + (k % 20) * 0.01, 47.0 + (k // 20) * 0.01
+        geom = box(x, y, x + 0.008, y + 0.008)
+        if k % 7 == 0:  # a ring whose envelope covers the box corner but whose area does not
+            geom = Polygon(geom.exterior.coords, [box(x + 0.001, y + 0.001, x + 0.007, y + 0.007).exterior.coords])
+        rows.append({"parcel_id": f"П-{k:03d}", "soum": ["Эрдэнэ", "Баян", "O'Brien"][k % 3],
+                     "land_use": "pasture" if k % 4 else "cropland", "sheep": k, "geometry": geom})
+    frame = gpd.GeoDataFrame(rows, crs=4326)
+    save_parcels(ws, frame, source="grid")
+    cols = parcel_columns(ws)
+    assert cols["soum"] in ("object", "str") and cols["sheep"] == "int64"
+    q = (106.0505, 47.0505, 106.0805, 47.1005)
+    want = frame[frame.intersects(box(*q))]
+    page, n = query_parcels(ws, bbox=q)
+    assert n == len(want) and page["parcel_id"].tolist() == want["parcel_id"].tolist()
+    # a box inside a ring's hole hits nothing, though an envelope test would count the ring
+    hole = (106.053, 47.053, 106.054, 47.054)  # inside parcel 105 (a ring: 105 % 7 == 0)
+    assert frame.envelope.intersects(box(*hole)).sum() == 1
+    assert query_parcels(ws, bbox=hole)[1] == 0
+    for where in ({"soum": "Баян"}, {"soum": "O'Brien", "land_use": "cropland"}):
+        sel = frame
+        for key, value in where.items():
+            sel = sel[sel[key] == value]
+        page, n = query_parcels(ws, where=where, offset=5, limit=7)
+        assert n == len(sel) and page["parcel_id"].tolist() == sel["parcel_id"].tolist()[5:12]
+    page, n = query_parcels(ws, bbox=q, where={"land_use": "cropland"}, offset=1000, limit=10)
+    assert n == len(want[want.land_use == "cropland"]) > 0 and page.empty
+    page, _ = query_parcels(ws, where={"parcel_id": "П-123"})
+    assert page["sheep"].tolist() == [123] and page.geometry.iloc[0].equals(frame.geometry.iloc[123])
+    with pytest.raises(InputError, match="unknown parcel property 'colour'"):
+        query_parcels(ws, where={"colour": "green"})

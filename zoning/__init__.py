@@ -33,6 +33,8 @@ from belcheer.zoning.parcels import (
                                      import_parcels,
                                      load_parcels,
                                      normalise_parcels,
+                                     parcel_columns,
+                                     query_parcels,
                                      read_parcels,
                                      save_parcels,
 )
@@ -50,7 +52,7 @@ __all__ = [
     "bare_ground_class", "combine_classes", "load_bare_thresholds",
     "condition_class", "condition_raster", "cover_raster", "cover_rollup", "export_prescription", "import_parcels", "landcover_raster", "landcover_raster", "load_model",
     "load_parcels", "load_thresholds", "management_zones", "normalise_parcels", "parcel_change",
-    "parcel_cover", "parcel_report", "parcel_zones", "read_livestock", "find_soum", "read_parcels",
+    "parcel_columns", "parcel_cover", "parcel_report", "parcel_zones", "query_parcels", "read_livestock", "find_soum", "read_parcels",
     "read_samples", "render_soum_report", "rollup", "save_parcels", "sheep_units", "survey_stats",
     "write_soum_report", "zonal_stats", "zone_polygons",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -652,9 +653,69 @@ def load_parcels(ws: Workspace, version: int | None = None) -> gpd.GeoDataFrame:
         frame = ws.catalog.parcel_layer(pv.version)
     else:
         frame = pyogrio.read_dataframe(pv.path, layer="parcels")
+    return _as_loaded(frame, pv.version)
+
+
+def _as_loaded(frame: gpd.GeoDataFrame, version: int) -> gpd.GeoDataFrame:
     frame["parcel_id"] = frame["parcel_id"].astype(str)
     for col in LIVESTOCK:
         if col in frame.columns:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(0).astype("int64")
-    frame.attrs["parcel_version"] = pv.version
+    frame.attrs["parcel_version"] = version
     return frame
+
+
+def _current_version(ws: Workspace):
+    pv = ws.catalog.current_parcel_version()
+    if pv is None:
+        raise NotFoundError("no parcels imported in this workspace; run `belcheer parcels import FILE`")
+    return pv
+
+
+def _in_catalog(ws: Workspace, pv) -> bool:
+    from belcheer.catalog import IN_CATALOG_PREFIX, ParcelLayerStore
+
+    return str(pv.path).startswith(IN_CATALOG_PREFIX) and isinstance(ws.catalog, ParcelLayerStore)
+
+
+def parcel_columns(ws: Workspace) -> dict[str, str]:
+    """The current parcel layer's attribute columns and their pandas dtypes, in layer order
+    (``object`` for text), read from the layer's schema, not its rows."""
+    pv = _current_version(ws)
+    if _in_catalog(ws, pv):
+        return ws.catalog.parcel_columns(pv.version)
+    info = pyogrio.read_info(pv.path, layer="parcels")
+    return {str(f): str(d) for f, d in zip(info["fields"], info["dtypes"], strict=True)}
+
+
+def query_parcels(ws: Workspace, *, bbox: tuple[float, float, float, float] | None = None,
+                  where: Mapping[str, str] | None = None, offset: int = 0,
+                  limit: int | None = None) -> tuple[gpd.GeoDataFrame, int]:
+    """One page of the current parcel layer (EPSG:4326, layer order) and how many parcels
+    match: geometry intersecting ``bbox`` (lon/lat degrees) and properties whose text equals
+    each value of ``where``. The store evaluates the filters: PostgreSQL (GiST index) for a
+    PostGIS catalog, OGR's SQL and the GeoPackage's R-tree for the embedded one; only the page
+    is read. Unknown properties raise InputError."""
+    pv = _current_version(ws)
+    where = dict(where or {})
+    columns = parcel_columns(ws)
+    unknown = [k for k in where if k not in columns]
+    if unknown:
+        raise InputError(f"unknown parcel property {unknown[0]!r}; properties are {', '.join(columns)}")
+    if _in_catalog(ws, pv):
+        frame, matched = ws.catalog.query_parcel_layer(pv.version, bbox=bbox, where=where,
+                                                       offset=offset, limit=limit)
+        return _as_loaded(frame, pv.version), matched
+    sql = " AND ".join('"{}" = \'{}\''.format(k.replace('"', '""'), str(v).replace("'", "''"))
+                       for k, v in where.items()) or None
+    mask = shapely.box(*bbox) if bbox is not None else None
+    fids = pyogrio.read_dataframe(pv.path, layer="parcels", columns=[], read_geometry=False,
+                                  where=sql, mask=mask, fid_as_index=True).index.to_numpy()
+    fids = np.sort(fids)
+    page = fids[offset:] if limit is None else fids[offset:offset + limit]
+    if len(page):
+        frame = pyogrio.read_dataframe(pv.path, layer="parcels", fids=page)
+    else:
+        # the layer's columns and types, no rows (max_features=0 would mean no limit)
+        frame = pyogrio.read_dataframe(pv.path, layer="parcels", max_features=1).iloc[:0]
+    return _as_loaded(frame, pv.version), int(len(fids))

@@ -61,8 +61,10 @@ def _add_previous_change(ws: Workspace, report: pd.DataFrame, survey: str | None
 
 
 def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndvi",
-                  params: Any = None) -> gpd.GeoDataFrame:
-    """One row per current parcel (EPSG:4326): parcel attributes, ``<index>_mean`` etc. of the
+                  params: Any = None, parcels: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """One row per current parcel (EPSG:4326; only the rows of ``parcels``, a page of the
+    current layer from :func:`~belcheer.zoning.parcels.query_parcels`, where given — every
+    value is computed from the parcel's own row, so a page's rows equal the whole report's): parcel attributes, ``<index>_mean`` etc. of the
     survey (latest survey with statistics by default), ``use_group`` (pasture | cropland |
     other), ``surveyed_share`` (0…1 of the parcel's area with valid pixels) and
     ``surveyed_ha``; for grazing land ``condition_class`` (1–5, 0 = no data or not grazing
@@ -87,12 +89,17 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     from belcheer.zoning.landuse import use_group
     from belcheer.zoning.parcels import load_parcels
 
-    parcels = load_parcels(ws)
+    parcels = load_parcels(ws) if parcels is None else parcels
     survey = survey or _latest_survey(ws)
     report = parcels.copy()
     report["survey"] = survey
     report["date"] = ws.catalog.survey(survey).date if survey else None
-    rows = ws.catalog.stats(survey=survey) if survey else []
+    if not survey or report.empty:
+        rows = []
+    elif len(report) == 1:
+        rows = ws.catalog.stats(survey=survey, parcel_id=str(report["parcel_id"].iloc[0]))
+    else:
+        rows = ws.catalog.stats(survey=survey)
     stats = pd.DataFrame(rows)
     names = sorted(set(stats["index_name"])) if not stats.empty else []
     for name in names:

@@ -53,10 +53,17 @@ def parcel_items(request: Request, bbox: str | None = Query(None, description="m
     """Parcels with their latest statistics, condition and capacity; filter by bbox or any
     property (``?soum=…``), page with limit/offset."""
     filters = {k: v for k, v in request.query_params.items() if k not in features.RESERVED}
-    gdf = features.filter_parcels(_report(ws, user, survey), features.parse_bbox(bbox), filters)
+    box = features.parse_bbox(bbox)
+    # filters on the parcels' own attributes run in the store and only the page is reported;
+    # one on a report column (condition, capacity…) needs the whole report
+    paged = data.report_page(ws, user, survey, box, filters, offset, limit)
+    if paged is not None:
+        gdf, matched = paged
+    else:
+        gdf, matched = features.filter_parcels(_report(ws, user, survey), box, filters), None
     query = {k: v for k, v in request.query_params.items() if k not in ("offset", "limit")}
     doc = features.feature_collection(gdf, offset, limit, f"{base_url(request)}/collections/parcels/items",
-                                      query)
+                                      query, matched)
     if f == "html":
         return templates.TemplateResponse(request, "items.html", {"doc": doc, "lang": lang})
     return JSONResponse(doc, media_type=GEOJSON)
@@ -66,7 +73,7 @@ def parcel_items(request: Request, bbox: str | None = Query(None, description="m
 def parcel_item(parcel_id: str, request: Request, survey: str | None = None,
                 ws: Workspace = Depends(workspace), user: User = Depends(current_user)) -> JSONResponse:
     """One parcel with its latest statistics, condition class, capacity and stocking balance."""
-    doc = features.one_feature(_report(ws, user, survey), parcel_id)
+    doc = features.one_feature(data.one_parcel(ws, user, survey, parcel_id), parcel_id)
     doc["links"] = [{"href": f"{base_url(request)}/collections/parcels/items/{parcel_id}", "rel": "self",
                      "type": GEOJSON}]
     return JSONResponse(doc, media_type=GEOJSON)
