@@ -241,7 +241,8 @@ class Catalog(Protocol):
     def put_stats(self, survey: str, date: str | None, index_name: str,
                   rows: Sequence[Mapping[str, Any]], parcel_version: int | None = None) -> int: ...
     def stats(self, survey: str | None = None, index_name: str | None = None,
-              parcel_id: str | None = None) -> list[dict[str, Any]]: ...
+              parcel_id: str | Sequence[str] | None = None, limit: int | None = None
+              ) -> list[dict[str, Any]]: ...
     # radiometric calibration
     def put_calibration(self, record: CalibrationRecord) -> CalibrationRecord: ...
     def calibration(self, survey: str) -> CalibrationRecord | None: ...
@@ -470,14 +471,26 @@ class SQLiteCatalog:
         return len(records)
 
     def stats(self, survey: str | None = None, index_name: str | None = None,
-              parcel_id: str | None = None) -> list[dict[str, Any]]:
+              parcel_id: str | Sequence[str] | None = None, limit: int | None = None
+              ) -> list[dict[str, Any]]:
+        """Statistics rows, filtered by survey, index and one parcel id or a sequence of them
+        (a page of parcels: one query whatever its length), at most ``limit`` rows."""
         q, args = "SELECT * FROM stats WHERE 1=1", []
-        for col, val in (("survey", survey), ("index_name", index_name), ("parcel_id", parcel_id)):
+        for col, val in (("survey", survey), ("index_name", index_name)):
             if val is not None:
                 q += f" AND {col}=?"
                 args.append(str(val))
+        if isinstance(parcel_id, str):
+            q += " AND parcel_id=?"
+            args.append(parcel_id)
+        elif parcel_id is not None:
+            q += " AND parcel_id IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps([str(v) for v in parcel_id]))
+        q += " ORDER BY date, survey, parcel_id"
+        if limit is not None:
+            q += f" LIMIT {int(limit)}"
         out = []
-        for r in self._con().execute(q + " ORDER BY date, survey, parcel_id", args).fetchall():
+        for r in self._con().execute(q, args).fetchall():
             d = dict(r)
             d.update(json.loads(d.pop("extra")))
             out.append(d)

@@ -604,14 +604,24 @@ class PostGISCatalog:
         return len(records)
 
     def stats(self, survey: str | None = None, index_name: str | None = None,
-              parcel_id: str | None = None) -> list[dict[str, Any]]:
+              parcel_id: str | Sequence[str] | None = None, limit: int | None = None
+              ) -> list[dict[str, Any]]:
         q, args = "SELECT * FROM stats WHERE TRUE", []
-        for col, val in (("survey", survey), ("index_name", index_name), ("parcel_id", parcel_id)):
+        for col, val in (("survey", survey), ("index_name", index_name)):
             if val is not None:
                 q += f" AND {col}=%s"
                 args.append(str(val))
+        if isinstance(parcel_id, str):
+            q += " AND parcel_id=%s"
+            args.append(parcel_id)
+        elif parcel_id is not None:
+            q += " AND parcel_id = ANY(%s)"
+            args.append([str(v) for v in parcel_id])
+        q += " ORDER BY date NULLS FIRST, survey, parcel_id"
+        if limit is not None:
+            q += f" LIMIT {int(limit)}"
         out = []
-        for r in self._all(q + " ORDER BY date NULLS FIRST, survey, parcel_id", args):
+        for r in self._all(q, args):
             d = dict(r)
             d.update(d.pop("extra"))
             out.append(d)

@@ -188,6 +188,11 @@ def test_stats_store_replace_filter_and_order(cat, tmp_path):
     assert s2[1]["count"] is None and s2[1]["p90"] == pytest.approx(0.75) and s2[1]["parcel_version"] == 3
     assert (s2[0]["std"], s2[0]["min"], s2[0]["max"]) == (0.05, -0.1, 0.9)
     assert [r["parcel_id"] for r in cat.stats(index_name="gndvi")] == ["7"]
+    # a page of parcels in one query, and a bounded read
+    assert [(r["survey"], r["parcel_id"]) for r in cat.stats(parcel_id=["B", "7", "Z"])] == [
+        ("s1", "7"), ("s2", "B")]
+    assert cat.stats(parcel_id=[]) == [] and len(cat.stats(survey="s2", limit=1)) == 1
+    assert [r["parcel_id"] for r in cat.stats(survey="s2", parcel_id=("A",))] == ["A"]
     assert len(cat.stats()) == 4
     # a second run of the same survey + index replaces its rows
     assert cat.put_stats("s2", "2026-08-01", "ndvi", [{"parcel_id": "C", "mean": 0.1}]) == 1

@@ -24,7 +24,7 @@ PRIMARY_STATS = ("mean", "median", "std", "p10", "p90", "valid_fraction")
 
 def _latest_survey(ws: Workspace) -> str | None:
     for rec in sorted(ws.catalog.surveys(), key=lambda r: (r.date or "", r.created), reverse=True):
-        if ws.catalog.stats(survey=rec.name):
+        if ws.catalog.stats(survey=rec.name, limit=1):
             return rec.name
     return None
 
@@ -34,12 +34,13 @@ def _previous_survey(ws: Workspace, survey: str, index: str) -> str | None:
     date = ws.catalog.survey(survey).date or ""
     earlier = [r for r in ws.catalog.surveys() if r.name != survey and (r.date or "") < date]
     for rec in sorted(earlier, key=lambda r: (r.date or "", r.created), reverse=True):
-        if ws.catalog.stats(survey=rec.name, index_name=index):
+        if ws.catalog.stats(survey=rec.name, index_name=index, limit=1):
             return rec.name
     return None
 
 
-def _add_previous_change(ws: Workspace, report: pd.DataFrame, survey: str | None, index: str) -> None:
+def _add_previous_change(ws: Workspace, report: pd.DataFrame, survey: str | None, index: str,
+                         parcel_ids: list[str] | None = None) -> None:
     """``previous_survey``, ``<index>_delta``, ``class_previous`` and ``change_kind`` (see
     :func:`belcheer.zoning.change.parcel_change`) against the previous survey, in place."""
     from belcheer.zoning.change import parcel_change
@@ -51,7 +52,8 @@ def _add_previous_change(ws: Workspace, report: pd.DataFrame, survey: str | None
         report["class_previous"] = 0
         report["change_kind"] = "no_data"
         return
-    a = pd.DataFrame(ws.catalog.stats(survey=prev, index_name=index))[["parcel_id", "mean"]]
+    a = pd.DataFrame(ws.catalog.stats(survey=prev, index_name=index, parcel_id=parcel_ids),
+                     columns=["parcel_id", "mean"])
     b = pd.DataFrame({"parcel_id": report["parcel_id"], "mean": report[f"{index}_mean"]})
     pc = parcel_change(a, b, eco_zone=report.set_index("parcel_id")["eco_zone"],
                        land_use=report.set_index("parcel_id")["land_use"]).set_index("parcel_id")
@@ -89,6 +91,7 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     from belcheer.zoning.landuse import use_group
     from belcheer.zoning.parcels import load_parcels
 
+    given = parcels
     parcels = load_parcels(ws) if parcels is None else parcels
     survey = survey or _latest_survey(ws)
     report = parcels.copy()
@@ -96,10 +99,10 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
     report["date"] = ws.catalog.survey(survey).date if survey else None
     if not survey or report.empty:
         rows = []
-    elif len(report) == 1:
-        rows = ws.catalog.stats(survey=survey, parcel_id=str(report["parcel_id"].iloc[0]))
     else:
-        rows = ws.catalog.stats(survey=survey)
+        # a page of parcels reads only its own statistics
+        rows = ws.catalog.stats(survey=survey, parcel_id=None if given is None else
+                                report["parcel_id"].astype(str).tolist())
     stats = pd.DataFrame(rows)
     names = sorted(set(stats["index_name"])) if not stats.empty else []
     for name in names:
@@ -171,7 +174,8 @@ def parcel_report(ws: Workspace, survey: str | None = None, *, index: str = "ndv
         report["biomass_source"] = "model" if model else ""
     report.loc[~grazed, "biomass_kg_ha"] = np.nan
     report = capacity_table(report, params=params)
-    _add_previous_change(ws, report, survey, index)
+    _add_previous_change(ws, report, survey, index,
+                         None if given is None else report["parcel_id"].astype(str).tolist())
     geom = report.pop("geometry")
     report["geometry"] = geom
     return gpd.GeoDataFrame(report, geometry="geometry", crs=4326)

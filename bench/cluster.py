@@ -1,0 +1,158 @@
+"""Server-deployment benchmark: the same API on the embedded catalog and on PostGIS.
+
+Case ``features``: 10,000 parcels (a grid over a soum-sized area, 30 soums, every seventh
+parcel a ring) with NDVI statistics of one published survey, served as OGC API Features by the
+same FastAPI app (in-process ASGI client, one request at a time) once over the embedded SQLite
+catalog + GeoPackage and once over PostgreSQL 15 + PostGIS 3 (a throw-away server on loopback,
+as the tests start it). Request kinds: a bbox page (≈ 1 % of the area, limit 100), a soum page
+(random offset, limit 100), one parcel by id, and a filter on a report column
+(``condition_class``, which builds the whole report) for reference. Printed: requests/s and
+items/s per kind and backend, and the PostGIS/SQLite ratio.
+
+Run:  .venv/bin/python bench/cluster.py [--cases features] [--parcels 10000] [--requests 40]
+Needs the Debian packages postgresql-15 and postgresql-15-postgis-3 (``make system-test``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SURVEY = "bench-2026-07"
+
+
+def _parcels(n: int):
+    import geopandas as gpd
+    from shapely.geometry import Polygon, box
+
+    side = int(np.ceil(np.sqrt(n)))
+    rows = []
+    for k in range(n):
+        # 0.004° ≈ 300 m cells near 47° N: a 30 km square for 10,000 parcels
+        x, y = 106.0 + (k % side) * 0.004, 47.0 + (k // side) * 0.004
+        geom = box(x, y, x + 0.0035, y + 0.0035)
+        if k % 7 == 0:
+            geom = Polygon(geom.exterior.coords, [box(x + 0.0005, y + 0.0005, x + 0.003, y + 0.003).exterior.coords])
+        rows.append({"parcel_id": f"P{k:05d}", "name": f"Талбай {k}", "land_use": "pasture" if k % 9 else "cropland",
+                     "season": "summer", "user_group": f"ail-{k % 400}", "aimag": "Төв", "soum": f"Сум-{k % 30:02d}",
+                     "bag": "1-р баг", "eco_zone": "steppe", "camel": 0, "horse": k % 20, "cattle": k % 15,
+                     "sheep": k % 300, "goat": k % 200, "geometry": geom})
+    return gpd.GeoDataFrame(rows, crs=4326), side
+
+
+def _workspace(root: Path, frame, catalog: str | None):
+    from belcheer.config import Settings
+    from belcheer.models import Survey
+    from belcheer.workspace import open_workspace
+    from belcheer.zoning import normalise_parcels, save_parcels
+
+    settings = Settings(workspace=root, catalog=catalog, secret_key="bench-secret-" + "x" * 32)
+    ws = open_workspace(root, settings)
+    ws.save_survey(Survey(name=SURVEY, captures=(), epsg=32648))
+    rec = ws.catalog.survey(SURVEY)
+    ws.catalog.add_survey(SURVEY, rec.manifest, 32648, "2026-07-15", {"frames": 0}, replace=True)
+    ws.catalog.set_published(SURVEY, True)
+    save_parcels(ws, normalise_parcels(frame, source="bench").frame, source="bench")
+    rng = np.random.default_rng(1)
+    means = rng.uniform(0.1, 0.8, len(frame))
+    ws.catalog.put_stats(SURVEY, "2026-07-15", "ndvi", [
+        {"parcel_id": pid, "mean": float(m), "median": float(m), "std": 0.05, "min": float(m) - 0.1,
+         "max": float(m) + 0.1, "p10": float(m) - 0.05, "p25": float(m) - 0.02, "p75": float(m) + 0.02,
+         "p90": float(m) + 0.05, "count": 900.0, "valid_fraction": 0.97}
+        for pid, m in zip(frame["parcel_id"], means, strict=True)])
+    return settings
+
+
+def _requests(side: int, n_parcels: int, count: int, seed: int = 7) -> dict[str, list[str]]:
+    rng = np.random.default_rng(seed)
+    span = side * 0.004
+    out: dict[str, list[str]] = {"bbox page": [], "soum page": [], "one parcel": [], "report-column filter": []}
+    for _ in range(count):
+        w = span * 0.1  # 10 % of the side: 1 % of the area
+        x0, y0 = 106.0 + rng.uniform(0, span - w), 47.0 + rng.uniform(0, span - w)
+        out["bbox page"].append(f"/collections/parcels/items?bbox={x0:.5f},{y0:.5f},{x0 + w:.5f},{y0 + w:.5f}&limit=100")
+        out["soum page"].append(f"/collections/parcels/items?soum=Сум-{rng.integers(30):02d}"
+                                f"&limit=100&offset={int(rng.integers(0, max(1, n_parcels // 30 - 100)))}")
+        out["one parcel"].append(f"/collections/parcels/items/P{int(rng.integers(n_parcels)):05d}")
+    out["report-column filter"] = [f"/collections/parcels/items?condition_class={c}&limit=100"
+                                   for c in rng.integers(1, 6, max(3, count // 10))]
+    return out
+
+
+def _serve(settings, requests: dict[str, list[str]]) -> tuple[dict[str, dict[str, float]], dict[str, list]]:
+    from fastapi.testclient import TestClient
+
+    from belcheer.api import create_app
+
+    results: dict[str, dict[str, float]] = {}
+    answers: dict[str, list] = {}
+    with TestClient(create_app(settings)) as client:
+        client.get(requests["bbox page"][0])  # warm-up: imports, first connection
+        for kind, urls in requests.items():
+            items, t0 = 0, time.perf_counter()
+            answers[kind] = []
+            for url in urls:
+                r = client.get(url)
+                r.raise_for_status()
+                doc = r.json()
+                got = doc.get("features", [doc])
+                items += len(got)
+                answers[kind].append(json.dumps(doc, sort_keys=True, ensure_ascii=False))
+            dt = time.perf_counter() - t0
+            results[kind] = {"requests_s": len(urls) / dt, "items_s": items / dt, "items": items}
+    return results, answers
+
+
+def features(args: argparse.Namespace) -> dict:
+    sys.path.insert(0, str(REPO / "tests"))
+    import pgserver
+
+    frame, side = _parcels(args.parcels)
+    reqs = _requests(side, args.parcels, args.requests)
+    server = pgserver.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="belcheer-bench-") as tmp:
+            out: dict = {}
+            answers = {}
+            for name, url in (("sqlite", None), ("postgis", server.new_database())):
+                t0 = time.perf_counter()
+                settings = _workspace(Path(tmp) / name, frame, url)
+                print(f"  {name}: {args.parcels} parcels loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+                out[name], answers[name] = _serve(settings, reqs)
+    finally:
+        pgserver.stop(server)
+    same = all(answers["sqlite"][k] == answers["postgis"][k] for k in reqs)
+    print(f"  {'request':<22}{'SQLite items/s':>16}{'PostGIS items/s':>17}{'PostGIS/SQLite':>16}")
+    for kind in reqs:
+        a, b = out["sqlite"][kind], out["postgis"][kind]
+        print(f"  {kind:<22}{a['items_s']:>16.0f}{b['items_s']:>17.0f}{b['items_s'] / a['items_s']:>15.2f}×"
+              f"   ({a['requests_s']:.1f} vs {b['requests_s']:.1f} requests/s)")
+    print(f"  identical answers from both backends: {same}")
+    return {"parcels": args.parcels, "requests": args.requests, "results": out, "identical": same}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default="features")
+    ap.add_argument("--parcels", type=int, default=10000)
+    ap.add_argument("--requests", type=int, default=40, help="requests per kind")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "cluster-results.json")
+    args = ap.parse_args()
+    results = {}
+    for case in args.cases.split(","):
+        print(f"== {case}", flush=True)
+        results[case] = {"features": features}[case](args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
