@@ -91,9 +91,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check belcheer ingest orthomosaic indices zoning api tests bench
 
-# peer tools: Debian libimage-exiftool-perl and gdal-bin, and `pip install titiler.application`
-bench: install
-	@for b in ingest indices zonal tiles simulate mosaic; do \
+# peer tools: Debian libimage-exiftool-perl and gdal-bin, and `pip install titiler.application`;
+# bench/cluster.py starts a throw-away PostgreSQL + PostGIS (make system-test installs them)
+bench: install system-test
+	@for b in ingest indices zonal tiles simulate mosaic cluster; do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit $$?; done
 
 # refresh the constraints file from the current environment (run after changing dependencies)
