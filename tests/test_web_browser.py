@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import uvicorn
 from PIL import Image
-from test_api_helpers import PARCELS, PASSWORD, build_workspace
+from test_api_helpers import PARCELS, PASSWORD, SURVEY, build_workspace
 
 from belcheer.api import create_app
 from belcheer.api.messages import catalogue, class_label
@@ -34,6 +34,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     ws, settings = build_workspace(tmp_path_factory.mktemp("web") / "ws")
+    # fractional cover of the published survey: P1's lush NDVI over much bare ground
+    ws.catalog.put_stats(SURVEY, "2026-07-15", "cover", [
+        {"parcel_id": "P1", "green_cover": 0.40, "dry_cover": 0.15, "bare_cover": 0.45,
+         "cover_valid_fraction": 0.95}])
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -264,3 +268,35 @@ def test_mongolian_pages_have_no_english(server, browser, artifacts):
     assert catalogue()["mn"]["parcel.id"] in text and catalogue()["mn"]["items.next"] in text
     assert not english_words(text, data_words), english_words(text, data_words)
     page.close()
+
+
+def test_parcel_card_shows_bare_ground_and_why_it_lowered_the_class(server, browser, artifacts):
+    """P1's NDVI alone grades it class I, but 45 % of its ground is bare: the card shows the
+    bare-ground share, the lowered class, and a note naming the class NDVI alone gave — in
+    English and in Mongolian."""
+    import httpx
+    from test_api_helpers import parcel_geoms
+
+    ws, base = server
+    props = httpx.get(f"{base}/collections/parcels/items/P1").json()["properties"]
+    assert props["condition_basis"] == "bare_cover" and props["bare_cover"] == pytest.approx(0.45)
+    lowered, alone = props["condition_class"], props["condition_class_index"]
+    assert lowered > alone >= 1
+    centre = parcel_geoms().to_crs(4326).set_index("parcel_id").geometry.loc["P1"].centroid
+    for lang in ("en", "mn"):
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(f"{base}/?lang={lang}")
+        page.wait_for_selector("body[data-ready=yes]", timeout=30_000)
+        wait_js(page, "window.belcheerMap && window.belcheerMap.areTilesLoaded()")
+        xy = page.evaluate(f"(() => {{ const p = window.belcheerMap.project([{centre.x}, {centre.y}]); "
+                           "return [p.x, p.y]; })()")
+        box = page.locator("#map").bounding_box()
+        page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+        popup = page.locator(".maplibregl-popup .popup")
+        popup.wait_for(timeout=10_000)
+        assert popup.locator(".bare-cover").inner_text() == "45 %"
+        assert class_label(lowered, lang) in popup.locator(".condition").inner_text()
+        note = catalogue()[lang]["parcel.bare_lowered"].format(cls=class_label(alone, lang))
+        assert popup.locator(".condition-note").inner_text() == note
+        page.screenshot(path=str(artifacts / f"web-map-bare-{lang}.png"))
+        page.close()
