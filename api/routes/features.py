@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-import pandas as pd
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from belcheer.api import data, features
+from belcheer.api import data, features, parcel_edits
 from belcheer.api.auth import User
 from belcheer.api.deps import base_url, current_user, require, settings, workspace
 from belcheer.api.pages import templates
-from belcheer.errors import ConflictError, InputError, PermissionDeniedError
 from belcheer.workspace import Workspace
 
 router = APIRouter(tags=["features"])
@@ -80,79 +78,18 @@ def parcel_item(parcel_id: str, request: Request, survey: str | None = None,
 
 
 # -- edits --------------------------------------------------------------------------------
-def _may_edit(user: User, row: pd.Series | dict) -> None:
-    """Herders touch their own group's parcels, officers their soum's, admins any."""
-    if user.at_least("admin"):
-        return
-    if user.role == "officer":
-        if user.soum and str(row.get("soum") or "") != user.soum:
-            raise PermissionDeniedError(f"officer {user.username!r} edits parcels of soum {user.soum!r} only")
-        return
-    if user.role == "herder":
-        if not user.group or str(row.get("user_group") or "") != user.group:
-            raise PermissionDeniedError(f"herder {user.username!r} adds parcels of user group "
-                                        f"{user.group!r} only")
-        return
-    raise PermissionDeniedError("this role cannot edit parcels")
-
-
-def _props(row: pd.Series) -> dict:
-    out = data.feature_properties(row)
-    out["geometry_wkt"] = row.geometry.wkt if row.geometry is not None else None
-    return out
-
-
 @router.post("/collections/parcels/items", status_code=201)
 def add_parcels(doc: dict = Body(..., description="GeoJSON Feature or FeatureCollection (CRS84)"),
                 ws: Workspace = Depends(workspace), user: User = Depends(require("herder"))) -> dict:
     """Add parcels (herders: their group's; officers: their soum's). Each addition is audited."""
-    new = features.parcels_from_geojson(doc)
-    if user.role == "herder" and user.group:
-        new["user_group"] = new["user_group"].fillna(user.group) if "user_group" in new else user.group
-    new = data.normalise(new)
-    for _, row in new.iterrows():
-        _may_edit(user, row)
-    current = data.load_parcels(ws)
-    clash = set(new["parcel_id"]) & set(current["parcel_id"].astype(str))
-    if clash:
-        raise ConflictError(f"parcel id(s) {sorted(clash)[:5]} already exist; edit them with PUT instead")
-    merged = pd.concat([current, new.to_crs(current.crs or 4326)], ignore_index=True)
-    version = data.save_parcels(ws, merged.set_crs(4326, allow_override=True), source="api", user=user)
-    for _, row in new.iterrows():
-        ws.catalog.audit(user.username, "parcel.add", f"parcel:{row['parcel_id']}", None, _props(row))
-    return {"version": version, "added": list(new["parcel_id"])}
+    return parcel_edits.add_parcels(ws, user, doc)
 
 
 @router.put("/collections/parcels/items/{parcel_id}")
 def edit_parcel(parcel_id: str, doc: dict = Body(..., description="GeoJSON Feature"),
                 ws: Workspace = Depends(workspace), user: User = Depends(require("herder"))) -> dict:
     """Replace one parcel's attributes and geometry; the audit log keeps before and after."""
-    new = features.parcels_from_geojson({**doc, "properties": {**(doc.get("properties") or {}),
-                                                               "parcel_id": parcel_id}}
-                                        if isinstance(doc, dict) else doc)
-    if len(new) != 1:
-        raise InputError("send exactly one Feature to edit a parcel")
-    current = data.load_parcels(ws)
-    hit = current.index[current["parcel_id"].astype(str) == parcel_id]
-    if len(hit) == 0:
-        from belcheer.errors import NotFoundError
-
-        raise NotFoundError(f"no parcel with id {parcel_id!r}")
-    before = current.loc[hit[0]]
-    _may_edit(user, before)
-    row = new.iloc[0]
-    _may_edit(user, row)
-    updated = current.copy()
-    sent = set((doc.get("properties") or {}) if isinstance(doc, dict) else {})
-    for col in new.columns:
-        if col in sent and col not in ("geometry", "parcel_id", "area_ha"):
-            updated.loc[hit[0], col] = row[col]
-    updated.loc[hit[0], "geometry"] = row.geometry
-    updated.loc[hit[0], "area_ha"] = float(data.normalise(new)["area_ha"].iloc[0])
-    version = data.save_parcels(ws, updated, source="api", user=user)
-    ws.catalog.audit(user.username, "parcel.edit", f"parcel:{parcel_id}", _props(before),
-                     _props(updated.loc[hit[0]]))
-    return {"version": version, "edited": parcel_id}
+    return parcel_edits.edit_parcel(ws, user, parcel_id, doc)
 
 
 @router.get("/parcels/{parcel_id}/audit")
