@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -87,8 +88,9 @@ class ProductStore(Protocol):
         """Size, ETag and last-modified of ``uri``; ProductMissingError if there is none."""
         ...
 
-    def open(self, uri: str) -> BinaryIO:
-        """A byte stream of the whole object (close it); ProductMissingError if there is none."""
+    def open(self, uri: str, byte_range: tuple[int, int] | None = None) -> BinaryIO:
+        """A byte stream of the whole object, or of bytes ``start``…``end`` (inclusive, as in an
+        HTTP Range) of it (close it); ProductMissingError if there is none."""
         ...
 
     def delete(self, uri: str) -> None:
@@ -132,6 +134,26 @@ def uri_path(uri: str) -> Path:
 def _etag_of(st: os.stat_result) -> str:
     return hashlib.blake2b(f"{st.st_mtime_ns}|{st.st_size}|{st.st_ino}".encode(),
                            digest_size=10).hexdigest()
+
+
+class _Slice(io.RawIOBase):
+    """At most ``length`` bytes of an open file, from where it stands."""
+
+    def __init__(self, f: BinaryIO, length: int) -> None:
+        self._f, self._left = f, max(0, int(length))
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._f.read(n) if n else b""
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 class FileStore:
@@ -184,13 +206,17 @@ class FileStore:
         return ObjectInfo(uri=uri, size=st.st_size, etag=_etag_of(st),
                           last_modified=datetime.fromtimestamp(st.st_mtime, UTC))
 
-    def open(self, uri: str) -> BinaryIO:
+    def open(self, uri: str, byte_range: tuple[int, int] | None = None) -> BinaryIO:
         path = self.path(uri)
         try:
-            return open(path, "rb")
+            f = open(path, "rb")
         except FileNotFoundError:
             raise ProductMissingError(f"{path} is missing from the product store {self.url}",
                                       uri=uri) from None
+        if byte_range is None:
+            return f
+        f.seek(byte_range[0])
+        return _Slice(f, byte_range[1] - byte_range[0] + 1)
 
     def delete(self, uri: str) -> None:
         self.path(uri).unlink(missing_ok=True)

@@ -177,10 +177,11 @@ class S3Store:
         return ObjectInfo(uri=uri, size=int(head["ContentLength"]), etag=head["ETag"].strip('"'),
                           last_modified=head["LastModified"].astimezone(UTC))
 
-    def open(self, uri: str) -> BinaryIO:
+    def open(self, uri: str, byte_range: tuple[int, int] | None = None) -> BinaryIO:
         key = self.key(uri)
+        extra = {} if byte_range is None else {"Range": f"bytes={int(byte_range[0])}-{int(byte_range[1])}"}
         try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return self._client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
         except Exception as e:  # noqa: BLE001
             if _missing(e):
                 raise ProductMissingError(f"{uri} is missing from the product store {self.url}",

@@ -84,21 +84,58 @@ def point(lon: float = Query(ge=-180, le=180), lat: float = Query(ge=-90, le=90)
             responses={200: {"content": {COG_MEDIA: {}}}, 304: {}, 404: {}})
 def download(request: Request, product_id: str, ws: Workspace = Depends(workspace),
              user: User = Depends(current_user)) -> Response:
-    """The product's whole COG, streamed from its store with ETag and Last-Modified (a local
-    file also answers HTTP range requests). A product whose object is gone: 404 naming it."""
+    """The product's COG streamed from its store with ETag and Last-Modified; one HTTP byte
+    range (``Range: bytes=a-b``, ``a-`` or ``-n``; 206, or 416 beyond the end) from any store,
+    so a slow link can resume. A product whose object is gone: 404 naming it."""
     product = data.visible_product(ws, user, product_id)
     source = tiles.product_source(product, ws.stores)
     filename = f"{product.survey}-{product.name}.tif"
     if isinstance(source.store, FileStore):
         return FileResponse(source.gdal_path, media_type=COG_MEDIA, filename=filename)
     etag = f'"{source.info.etag}"'
+    size = source.info.size
     headers = {"ETag": etag, "Last-Modified": format_datetime(source.info.last_modified, usegmt=True),
-               "Content-Length": str(source.info.size),
+               "Content-Length": str(size), "Accept-Ranges": "bytes",
                "Content-Disposition": content_disposition_header(filename)}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={k: headers[k] for k in ("ETag", "Last-Modified")})
+    wanted = request.headers.get("range")
+    if wanted and request.headers.get("if-range", etag) == etag:
+        span = byte_range(wanted, size)
+        if span is False:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        if span is not None:
+            body = source.store.open(product.uri, span)
+            headers.update({"Content-Length": str(span[1] - span[0] + 1),
+                            "Content-Range": f"bytes {span[0]}-{span[1]}/{size}"})
+            return StreamingResponse(_chunks(body), status_code=206, media_type=COG_MEDIA, headers=headers)
     body = source.store.open(product.uri)
     return StreamingResponse(_chunks(body), media_type=COG_MEDIA, headers=headers)
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None | Literal[False]:
+    """The one byte range (first, last; inclusive) an HTTP ``Range`` header asks of ``size``
+    bytes; None to send the whole object (not a bytes range, or several ranges); False when it
+    starts beyond the end (416)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            n = int(last)
+            return None if n <= 0 else (max(0, size - n), size - 1) if size else False
+        a = int(first)
+        b = int(last) if last else None
+    except ValueError:
+        return None
+    if a < 0 or (b is not None and b < a):
+        return None
+    if a >= size:
+        return False
+    return a, size - 1 if b is None else min(b, size - 1)
 
 
 def _chunks(body) -> Iterator[bytes]:
