@@ -42,6 +42,10 @@ def test_put_stat_open_list_delete(store, tmp_path):
     assert again.last_modified.tzinfo is not None
     with store.open(uri) as fh:
         assert fh.read() == b"II*\x00" + b"x" * 5000
+    with store.open(uri, (2, 6)) as fh:  # bytes 2…6, inclusive as in HTTP
+        assert fh.read() == b"*\x00xxx"
+    with store.open(uri, (5000, 5003)) as fh:
+        assert fh.read(2) + fh.read() == b"xxxx"
     # another content: another ETag
     changed = store.put(_payload(tmp_path, b"II*\x00" + b"y" * 7000), uri)
     assert changed.etag != info.etag and changed.size == 7004
