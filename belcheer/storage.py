@@ -366,11 +366,52 @@ def cached_download(store: ProductStore, uri: str, cache_dir: Path) -> Path:
     suffix = Path(urlsplit(uri).path).suffix or ".bin"
     target = cache_dir / f"{digest}{suffix}"
     if target.exists() and target.stat().st_size == info.size:
+        target.touch()  # recently used: the last the pruning takes
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp, store.open(uri) as src, open(tmp, "wb") as out:
         shutil.copyfileobj(src, out, CHUNK)
+    prune_cache(cache_dir, cache_max_bytes(), keep=target)
     return target
+
+
+#: a cached copy used more recently than this (seconds) is never pruned: a lazy reader (Dask
+#: chunks of a running stage) may still open it by path
+CACHE_GRACE_S = 3600.0
+
+
+def prune_cache(cache_dir: Path, max_bytes: int, *, keep: Path | None = None,
+                grace_s: float = CACHE_GRACE_S) -> list[Path]:
+    """Delete the least recently used copies in ``cache_dir`` until it holds at most
+    ``max_bytes``, sparing ``keep`` and copies used within ``grace_s`` seconds (so the folder
+    may stay above the limit while they are in use). Returns the deleted files."""
+    import time
+
+    files = []
+    for f in cache_dir.iterdir():
+        if not f.is_file() or f.name.startswith("."):  # atomic_path's temporary files
+            continue
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        files.append((st.st_mtime, st.st_size, f))
+    total = sum(size for _, size, _ in files)
+    now, gone = time.time(), []
+    for mtime, size, f in sorted(files, key=lambda t: t[0]):
+        if total <= max_bytes:
+            break
+        if f == keep or now - mtime < grace_s:
+            continue
+        f.unlink(missing_ok=True)
+        total -= size
+        gone.append(f)
+    return gone
+
+
+def cache_max_bytes() -> int:
+    """The local-copy cache's size limit: ``BELCHEER_CACHE_MAX_GB`` gigabytes (default 20)."""
+    return int(float(os.environ.get("BELCHEER_CACHE_MAX_GB") or 20) * 1024 ** 3)
 
 
 def default_cache_dir() -> Path:

@@ -253,3 +253,36 @@ def test_byte_range_header_parsing():
     assert byte_range("bytes=0-1,5-6", 1000) is None  # several ranges: the whole object
     assert byte_range("items=0-5", 1000) is None and byte_range("bytes=5-2", 1000) is None
     assert byte_range("bytes=x-", 1000) is None and byte_range("bytes=-0", 1000) is None
+
+
+def test_the_local_copy_cache_is_pruned_least_recently_used_first(tmp_path, monkeypatch):
+    """A cache over its limit loses its least recently used copies — never the one just made,
+    nor one used within the grace period (a running stage may still read it) — and a cache hit
+    counts as a use."""
+    import os
+    import time
+
+    from belcheer.storage import FileStore, cached_download, prune_cache
+
+    remote = FileStore(tmp_path / "remote")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = time.time() - 3 * 3600
+    for k in range(4):  # four old copies of 1 MB, the oldest first
+        f = cache / f"old{k}.tif"
+        f.write_bytes(b"x" * 1_000_000)
+        os.utime(f, (old + k, old + k))
+    young = cache / "young.tif"
+    young.write_bytes(b"y" * 1_000_000)  # used a minute ago
+    os.utime(young, (time.time() - 60,) * 2)
+    uri = remote.uri("surveys/s/products/ndvi.tif")
+    remote.put(_payload(tmp_path, b"II*\x00" + b"z" * 999_996), uri)
+    monkeypatch.setenv("BELCHEER_CACHE_MAX_GB", str(3_500_000 / 1024 ** 3))
+    got = cached_download(remote, uri, cache)
+    left = sorted(p.name for p in cache.iterdir())
+    # 6 MB held, 3.5 MB allowed: the three oldest go; the newest old copy, the young one and the new stay
+    assert left == sorted(["old3.tif", "young.tif", got.name])
+    # a hit refreshes its copy's last use: with no grace, pruning takes the others, oldest first
+    os.utime(got, (old - 10,) * 2)
+    assert cached_download(remote, uri, cache) == got and time.time() - got.stat().st_mtime < 60
+    assert prune_cache(cache, 1_000_000, grace_s=0, keep=got) == [cache / "old3.tif", young]
