@@ -175,7 +175,8 @@ class JobRunner:
                 continue
             w_host, _, rest = job.worker.partition(":")
             pid = rest.partition(":")[0]
-            if w_host == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if w_host == host and pid.isdigit() and int(pid) != os.getpid() \
+                    and not pipeline.other_process_alive(int(pid)):
                 with contextlib.suppress(JobLostError):
                     self.ws.catalog.update_job(job.id, owned_by=job.worker, state="queued", worker=None,
                                                message="re-queued: its worker process is gone")
@@ -382,13 +383,3 @@ class JobRunner:
         else:
             log.warning("job %s: this worker lost it (no heartbeat recorded for %.0f s); stopped here",
                         job_id, self.stale_after_s)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -211,7 +211,9 @@ def run_pipeline(ws: Workspace, params: PipelineParams, *, done: Sequence[str] =
     return results
 
 
-def _pid_alive(pid: object) -> bool:
+def other_process_alive(pid: object) -> bool:
+    """Whether ``pid`` is a live process on this host other than this one (False for
+    anything that is not a positive int)."""
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
         return False
     try:
@@ -239,7 +241,7 @@ def run_resumable(ws: Workspace, params: PipelineParams, *, progress: ProgressCa
     key = json.loads(json.dumps(params.to_dict(), default=str))
     job = next((j for j in reversed(ws.catalog.jobs()) if j.kind == kind and dict(j.params) == key
                 and j.state in ("queued", "running", "failed")), None)
-    if job is not None and job.state == "running" and _pid_alive(job.result.get("pid")):
+    if job is not None and job.state == "running" and other_process_alive(job.result.get("pid")):
         raise ConflictError(f"survey {params.survey!r} is being processed by process {job.result['pid']} "
                             "right now; wait for it to finish or stop it first")
     if job is None:
