@@ -42,6 +42,12 @@ class CatalogUnavailableError(ConfigError):
     http_status = 503
 
 
+class SchedulerUnavailableError(ConfigError):
+    """The Dask cluster's scheduler cannot be reached at the configured address."""
+
+    http_status = 503
+
+
 class InputError(BelcheerError):
     """A file or value supplied by the user is unreadable, corrupt or out of range."""
 

@@ -28,6 +28,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from belcheer import scheduler as belcheer_scheduler
 from belcheer.errors import BandError, ConfigError, FormulaError, InputError
 from belcheer.fileio import atomic_path
 from belcheer.indices.catalog import DRONE_BANDS, IndexDef, band_mapping, lookup, require_bands
@@ -292,30 +293,12 @@ def _chunk(info: Mapping[str, Any]) -> tuple[int, int]:
 @contextlib.contextmanager
 def _scheduler(scheduler: str | Any | None) -> Iterator[tuple[str, Any]]:
     """Yield ("local", name) or ("distributed", client) for a scheduler spec."""
-    if scheduler is None:
-        from belcheer.config import Settings
-
-        scheduler = Settings().scheduler
-    if not isinstance(scheduler, str):  # a distributed.Client given by the caller
-        yield "distributed", scheduler
+    sched = belcheer_scheduler.parse(scheduler)
+    if not sched.distributed:
+        yield "local", sched.kind
         return
-    s = scheduler.strip().lower()
-    if s in ("threads", "threading", "processes", "multiprocessing", "sync", "synchronous",
-             "single-threaded"):
-        yield "local", {"threading": "threads", "multiprocessing": "processes",
-                        "sync": "synchronous", "single-threaded": "synchronous"}.get(s, s)
-        return
-    if "://" in s or ":" in s:
-        from distributed import Client
-
-        client = Client(scheduler, set_as_default=False, timeout="20s")
-        try:
-            yield "distributed", client
-        finally:
-            client.close()
-        return
-    raise ConfigError(f"unknown scheduler {scheduler!r}: use threads, processes, synchronous or "
-                      "tcp://host:8786")
+    with belcheer_scheduler.client(sched) as client:
+        yield "distributed", client
 
 
 def _execute(bp: BlockPlan, kind: str, sched: Any, sink: Sink, progress: ProgressCallback,

@@ -16,6 +16,7 @@ import numpy as np
 from belcheer.memory import trim_memory
 from belcheer.models import Capture
 from belcheer.orthomosaic.frames import feature_image
+from belcheer.scheduler import compute
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,3 @@ def detect_all(captures: Sequence[Capture], *, max_side: int = 1400,
     return list(compute(*tasks, scheduler=scheduler))
 
 
-def compute(*tasks, scheduler: str | None = None):
-    """``dask.compute`` honouring belcheer's scheduler setting (a tcp:// address uses a Client)."""
-    if scheduler and "://" in scheduler:
-        from distributed import Client
-
-        with Client(scheduler) as client:
-            return client.compute(list(tasks), sync=True)
-    return dask.compute(*tasks, scheduler=scheduler or "threads")

@@ -14,7 +14,8 @@ from scipy.sparse.csgraph import connected_components
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
-from belcheer.orthomosaic.features import Features, compute
+from belcheer.orthomosaic.features import Features
+from belcheer.scheduler import compute
 
 
 @dataclass(frozen=True)

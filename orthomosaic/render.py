@@ -28,9 +28,9 @@ from shapely.geometry.base import BaseGeometry
 from belcheer.fileio import atomic_path
 from belcheer.memory import trim_memory
 from belcheer.models import Band
-from belcheer.orthomosaic.features import compute
 from belcheer.orthomosaic.geometry import CameraModel, project
 from belcheer.progress import ProgressCallback, no_progress
+from belcheer.scheduler import compute
 
 if TYPE_CHECKING:
     from belcheer.orthomosaic.radiometry import FrameBalance

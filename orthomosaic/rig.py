@@ -23,8 +23,8 @@ from belcheer.orthomosaic.bandalign import (
     read_band,
     undistort_band,
 )
-from belcheer.orthomosaic.features import compute
 from belcheer.orthomosaic.frames import capture_alignment, primary_frame
+from belcheer.scheduler import compute
 
 #: captures solved per survey; more adds cost without changing the median measurably
 DEFAULT_SAMPLE = 5

@@ -34,6 +34,7 @@ from exactextract.raster import RasterioRasterSource, RasterSource
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
+from belcheer import scheduler as belcheer_scheduler
 from belcheer.errors import CRSError, InputError, NotFoundError
 from belcheer.models import ProductKind
 from belcheer.progress import ProgressCallback, no_progress
@@ -272,9 +273,6 @@ def _run_local(scheduler: str, job: dict[str, Any], spans: list[tuple[int, int]]
             return list(pool.map(lambda s: _extract(job["raster"], job["band"], job["rows"][s[0]:s[1]],
                                                     job["wkb"][s[0]:s[1]], job["ops"], job["categorical"]),
                                  spans))
-    if scheduler != "processes":
-        raise InputError(f"unknown scheduler {scheduler!r}; use synchronous, threads, processes "
-                         "or a tcp:// address of a Dask cluster")
     import multiprocessing
 
     n = min(workers, len(spans))
@@ -303,21 +301,12 @@ def _run_local(scheduler: str, job: dict[str, Any], spans: list[tuple[int, int]]
     return out
 
 
-def _run_distributed(address: str, job: dict[str, Any], spans: list[tuple[int, int]]) -> list[pd.DataFrame]:
+def _run_distributed(spec: str | Any, job: dict[str, Any], spans: list[tuple[int, int]]) -> list[pd.DataFrame]:
     import dask
-    from distributed import Client
 
     tasks = [dask.delayed(_extract)(job["raster"], job["band"], job["rows"][a:b], job["wkb"][a:b],
                                     job["ops"], job["categorical"]) for a, b in spans]
-    with Client(address) as client:
-        return list(client.gather(client.compute(tasks)))
-
-
-def _cluster_workers(address: str) -> int:
-    from distributed import Client
-
-    with Client(address) as client:
-        return max(sum(client.nthreads().values()), 1)
+    return list(belcheer_scheduler.compute(*tasks, scheduler=spec))
 
 
 def zonal_stats(raster: str | Any, parcels: gpd.GeoDataFrame, *, stats: Sequence[str] = DEFAULT_STATS,
@@ -372,9 +361,14 @@ def zonal_stats(raster: str | Any, parcels: gpd.GeoDataFrame, *, stats: Sequence
     pos = np.flatnonzero(hits)
     bb = shapely.bounds(geoms[pos])
     work = (bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1]) / pixel_area + _PARCEL_COST_PX
-    distributed = bool(scheduler) and scheduler.startswith(("tcp://", "tls://", "inproc://"))
-    sched = scheduler or _auto_scheduler(raster, float(work.sum()), workers or os.cpu_count() or 1)
-    n_workers = (workers or _cluster_workers(sched)) if distributed else (workers or os.cpu_count() or 1)
+    if scheduler is None and belcheer_scheduler.is_distributed(None):
+        scheduler = belcheer_scheduler.parse(None)  # BELCHEER_SCHEDULER names a cluster
+    parsed = belcheer_scheduler.parse(scheduler) if scheduler is not None else None
+    distributed = parsed is not None and parsed.distributed
+    sched: Any = (parsed if distributed else parsed.kind if parsed is not None
+                  else _auto_scheduler(raster, float(work.sum()), workers or os.cpu_count() or 1))
+    local = workers or os.cpu_count() or 1
+    n_workers = (workers or belcheer_scheduler.worker_threads(sched, local)) if distributed else local
     if sched == "synchronous":
         n_chunks = 1
     elif sched == "threads":
