@@ -17,7 +17,7 @@ ifneq ($(wildcard $(NSO_DIR)/NSO_Livestock_Count_Admin2.json),)
 export BELCHEER_NSO_DATA ?= $(NSO_DIR)
 endif
 
-.PHONY: install web system-web system-test demo demo-run serve test test-fast lint lock clean bench
+.PHONY: install web system-web system-test demo demo-run serve test test-fast lint lock clean bench cluster cluster-down
 
 # Debian packages set-up needs, as command:package pairs. The browser tests drive Debian's
 # Chromium (/usr/bin/chromium, with chromium-driver's /usr/bin/chromedriver), the PDF report tests
@@ -81,7 +81,7 @@ serve: install
 	$(BIN)/belcheer --workspace $(DEMO_WS) serve --host $(HOST) --port $(PORT)
 
 test: install system-test
-	@$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 --nbmake --nbmake-timeout=900 \
+	@$(BIN)/python -m pytest -n 2 --dist loadfile --timeout 900 --nbmake --nbmake-timeout=900 --durations=20 \
 	  tests notebooks $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; exit $$rc
 
@@ -90,6 +90,18 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check belcheer ingest orthomosaic indices zoning api tests bench
+
+# the server deployment on this machine, on loopback (belcheer/localcluster.py): PostgreSQL 15 +
+# PostGIS from a project-local data folder (pg_ctl, no system service), SeaweedFS S3, a Dask
+# scheduler with 2 workers, 2 API replicas and a belcheer worker; prints the URLs. Its data stays
+# in $(CLUSTER_DIR) across cluster-down/cluster (make cluster-down PURGE=1 removes it).
+CLUSTER_DIR ?= .cluster
+cluster: install system-test
+	@$(BIN)/python -m belcheer.localcluster up --dir $(CLUSTER_DIR)
+
+cluster-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m belcheer.localcluster down --dir $(CLUSTER_DIR) $(if $(PURGE),--purge); \
+	else echo "no environment ($(BIN)/python): nothing to stop"; fi
 
 # peer tools: Debian libimage-exiftool-perl and gdal-bin, and `pip install titiler.application`;
 # bench/cluster.py starts a throw-away PostgreSQL + PostGIS (make system-test installs them)

@@ -123,7 +123,10 @@ def scoped_layer(current: gpd.GeoDataFrame, new: gpd.GeoDataFrame, scope: str | 
         raise ConflictError(f"parcel id(s) {', '.join(clash[:5])} are already used by parcels of another "
                             "soum; give the new parcels other ids", code="error.upload.id_clash",
                             ids=", ".join(clash[:5]))
-    layer = pd.concat([kept.to_crs(4326), new.to_crs(4326)], ignore_index=True)
+    # an empty part is left out: its all-text columns (no layer yet) would turn the new
+    # parcels' numbers into text
+    parts = [p.to_crs(4326) for p in (kept, new) if len(p)]
+    layer = pd.concat(parts, ignore_index=True) if parts else new.to_crs(4326)
     layer = gpd.GeoDataFrame(layer, geometry="geometry", crs=4326)
     return layer, {"scope": scope, "mode": mode, "before": int(len(current)), "removed": int(drop.sum()),
                    "kept": int(len(kept)), "added": int(len(new)), "after": int(len(layer))}

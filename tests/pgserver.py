@@ -11,25 +11,17 @@ from __future__ import annotations
 
 import itertools
 import os
-import pwd
 import shutil
-import socket
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("BELCHEER_PG_BIN", "/usr/lib/postgresql/15/bin"))
-POSTGIS_CONTROL = Path("/usr/share/postgresql/15/extension/postgis.control")
+from belcheer import localcluster as lc
+
+PG_BIN = lc.PG_BIN
 TEMPLATE = "belcheer_template"
 #: the superuser's password: host connections need it (scram-sha-256), so a wrong one is refused
 PASSWORD = "pg-test-Secret-7"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -51,9 +43,7 @@ class PostgresServer:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL through the unix socket as the superuser; a failure raises with psql's stderr."""
-        done = _run([str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                     "-p", str(self.port), "-U", self.user, "-d", database, "-At", "-c", sql], self.root)
-        return done.stdout
+        return lc.psql(self.socket_dir, self.port, sql, PASSWORD, database=database)
 
     def new_database(self) -> str:
         """A fresh, empty database with PostGIS; returns its URL."""
@@ -62,51 +52,22 @@ class PostgresServer:
         return self.url(name)
 
 
-def _as_postgres() -> dict:
-    if os.geteuid() != 0:
-        return {}
-    pw = pwd.getpwnam("postgres")
-    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-
-
-def _run(cmd: list[str], root: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=root,
-                          env={**os.environ, "LC_ALL": "C.UTF-8", "PGPASSWORD": PASSWORD},
-                          **_as_postgres())
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:2])} failed ({done.returncode}): {done.stderr.strip()}")
-    return done
-
-
 def start() -> PostgresServer:
     """Start a cluster; raises RuntimeError naming what is missing or what failed."""
-    for need in (PG_BIN / "initdb", PG_BIN / "pg_ctl", POSTGIS_CONTROL):
-        if not need.exists():
-            raise RuntimeError(f"{need} is missing: install the Debian packages postgresql-15 and "
-                               "postgresql-15-postgis-3 (make system-test does, as root)")
+    lc.check_postgres()
     root = Path(tempfile.mkdtemp(prefix="belcheer-pg-"))
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam("postgres")
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-    (root / "pwfile").write_text(PASSWORD + "\n")
-    if os.geteuid() == 0:
-        os.chown(root / "pwfile", pw.pw_uid, pw.pw_gid)
+    lc.give_to_postgres(root)
     data = root / "data"
-    _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(root / "pwfile"),
-          "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
-          "--no-sync"], root, timeout=120)
+    lc.pg_initdb(data, PASSWORD)
     sock = root / "sock"
     sock.mkdir()
-    if os.geteuid() == 0:
-        os.chown(sock, pw.pw_uid, pw.pw_gid)
+    lc.give_to_postgres(sock)
     last = ""
     for _ in range(3):  # the port may be taken between choosing and binding it
-        port = _free_port()
-        opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
+        port = lc.free_ports(1)[0]
+        opts = lc.pg_options(port, sock, durable=False).replace("max_connections=100", "max_connections=60")
         try:
-            _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
-                  "-t", "60", "-o", opts, "start"], root, timeout=90)
+            lc.pg_start(data, opts, root / "server.log", PASSWORD)
         except RuntimeError as e:
             last = f"{e}\n{(root / 'server.log').read_text(errors='replace')[-2000:]}"
             continue
@@ -124,20 +85,17 @@ def start() -> PostgresServer:
 
 def halt(server: PostgresServer) -> None:
     """Kill the server as a power cut would (immediate shutdown: every connection drops)."""
-    _run([str(PG_BIN / "pg_ctl"), "-D", str(server.root / "data"), "-m", "immediate", "-w", "stop"],
-         server.root)
+    lc.pg_stop(server.root / "data", PASSWORD, mode="immediate")
 
 
 def restart(server: PostgresServer) -> None:
     """Start a halted server again on its port, with its data."""
-    _run([str(PG_BIN / "pg_ctl"), "-D", str(server.root / "data"), "-l", str(server.root / "server.log"),
-          "-w", "-t", "60", "-o", server.options, "start"], server.root, timeout=90)
+    lc.pg_start(server.root / "data", server.options, server.root / "server.log", PASSWORD)
 
 
 def stop(server: PostgresServer) -> None:
     """Stop the cluster (fast shutdown) and remove its folder."""
     try:
-        _run([str(PG_BIN / "pg_ctl"), "-D", str(server.root / "data"), "-m", "fast", "-w", "stop"],
-             server.root)
+        lc.pg_stop(server.root / "data", PASSWORD)
     finally:
         shutil.rmtree(server.root, ignore_errors=True)

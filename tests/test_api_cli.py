@@ -29,3 +29,10 @@ def test_users_add_list_and_sign_in(tmp_path, capsys, monkeypatch):
         assert r.status_code == 200 and r.json()["role"] == "officer"
     # the generated signing secret stays private to the workspace owner
     assert (ws / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_wrong_command_or_option_is_a_usage_error_not_a_traceback(capsys):
+    assert main(["nosuchcommand"]) == 2
+    assert "No such command 'nosuchcommand'" in capsys.readouterr().err
+    assert main(["run", "--no-such-option"]) == 2
+    assert "No such option: --no-such-option" in capsys.readouterr().err

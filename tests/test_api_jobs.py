@@ -197,3 +197,32 @@ def test_job_resumes_after_restart(tmp_path, fast_pipeline):
     assert got["state"] == "done"
     assert fast_pipeline == ["mosaic", "indices", "stats"]
     assert got["result"]["done"] == list(pipeline.STAGES)
+
+
+def test_the_first_parcel_upload_keeps_its_numbers_numbers(tmp_path):
+    """Into a workspace with no parcels yet: the empty layer (all columns text) must not turn the
+    new parcels' areas and livestock counts into text ("72.8978") in the GeoPackage and the API."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from belcheer.api.auth import add_user
+    from belcheer.config import Settings
+    from belcheer.workspace import open_workspace
+
+    settings = Settings(workspace=tmp_path / "ws", secret_key="f" * 40)
+    ws = open_workspace(settings.workspace, settings)
+    add_user(ws, "admin", "first-upload-pw-1", "admin")
+    gdf = gpd.GeoDataFrame({"parcel_id": ["N1", "N2"], "sheep": [120, 35], "horse": [4, 0]},
+                           geometry=[box(106.90, 47.90, 106.901, 47.901), box(106.902, 47.90, 106.903, 47.901)],
+                           crs=4326)
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/token", data={"username": "admin", "password": "first-upload-pw-1"})
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        files = {"file": ("parcels.geojson", gdf.to_json().encode(), "application/geo+json")}
+        assert client.post("/parcels/upload", files=files, headers=headers).status_code == 201
+        props = {f["id"]: f["properties"]
+                 for f in client.get("/collections/parcels/items", headers=headers).json()["features"]}
+    assert props["N1"]["sheep"] == 120 and props["N2"]["horse"] == 0
+    assert isinstance(props["N1"]["area_ha"], float) and 0.5 < props["N1"]["area_ha"] < 1.0
+    stored = gpd.read_file(ws.catalog.current_parcel_version().path, layer="parcels")
+    assert str(stored["area_ha"].dtype) == "float64" and str(stored["sheep"].dtype) == "int64"

@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         _common.err.print("aborted")
         return 130
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # click's usage errors carry their own exit code; typer may bring its own copy of click,
+        # whose classes are not click's, so they are known by what they do
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
         raise
