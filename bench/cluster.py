@@ -15,7 +15,15 @@ every WebMercatorQuad tile of its index product and orthomosaic at zooms 16–20
 from each (in-process ASGI client, one at a time, after a warm-up pass). Printed: tiles/s per
 store, the S3/local ratio, and whether the tiles are byte-identical.
 
-Run:  .venv/bin/python bench/cluster.py [--cases features,tiles] [--parcels 10000] [--requests 40]
+Case ``workers``: four simulated surveys (different flights) submitted at once through an API
+replica of the loopback cluster ``make cluster`` starts (PostGIS, SeaweedFS S3, one
+``belcheer worker`` running all four jobs at once), with 1 and then 2 Dask workers (one thread
+each). Printed: wall time from the first submission to the last job done, its ratio (target of
+issue 16: ≥ 1.8×), and the seconds the stages' tasks computed on the Dask workers against the
+seconds spent in the belcheer worker itself (bundle adjustment, seamlines, the catalog), which
+the Dask workers do not share.
+
+Run:  .venv/bin/python bench/cluster.py [--cases features,tiles,workers] [--parcels 10000] [--requests 40]
 Needs the Debian packages postgresql-15 and postgresql-15-postgis-3 (``make system-test``).
 """
 
@@ -212,10 +220,93 @@ def tiles(args: argparse.Namespace) -> dict:
     return {**out, "ratio_s3_local": ratio, "identical": same}
 
 
+def workers(args: argparse.Namespace) -> dict:
+    import os
+
+    import httpx
+
+    from belcheer import localcluster
+    from belcheer.api.auth import add_user
+    from belcheer.config import Settings
+    from belcheer.simulate import simulate
+    from belcheer.workspace import open_workspace
+
+    password = "bench-workers-pw-1"
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="belcheer-bench-") as tmp:
+        flights = []
+        for k in range(4):
+            sim = simulate(Path(tmp) / f"sim{k}", camera="rgb", area_ha=args.workers_area_ha, seed=10 + k)
+            flights.append(sim.frames_dir)
+        print(f"  4 surveys of {args.workers_area_ha} ha simulated", flush=True)
+        for n in (1, 2):
+            root = Path(tmp) / f"cluster{n}"
+            state = localcluster.up(root, api_replicas=1, dask_workers=n, belcheer_workers=1,
+                                    extra_env={"BELCHEER_ALLOWED_ROOTS": json.dumps([tmp]),
+                                               "BELCHEER_JOB_SLOTS": "4"})
+            saved = {k: os.environ.get(k) for k in state.env()}
+            os.environ.update(state.env())
+            try:
+                add_user(open_workspace(settings=Settings()), "admin", password, "admin")
+                with httpx.Client(base_url=state.api_urls[0], timeout=60) as client:
+                    r = client.post("/token", data={"username": "admin", "password": password})
+                    client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+                    t0 = time.perf_counter()
+                    ids = [client.post("/jobs", json={"survey": f"bench-{k}", "frames_dir": str(f)}).json()["id"]
+                           for k, f in enumerate(flights)]
+                    while True:
+                        jobs = [client.get(f"/jobs/{i}").json() for i in ids]
+                        if all(j["state"] in ("done", "failed") for j in jobs):
+                            break
+                        time.sleep(0.5)
+                    wall = time.perf_counter() - t0
+                failed = [j["error"] for j in jobs if j["state"] != "done"]
+                if failed:
+                    raise RuntimeError(f"{len(failed)} job(s) failed: {failed[0]}")
+                from distributed import Client
+
+                with Client(state.scheduler, set_as_default=False) as dc:
+                    task_s = dc.run_on_scheduler(lambda dask_scheduler: sum(
+                        tp.all_durations.get("compute", 0.0) for tp in dask_scheduler.task_prefixes.values()))
+                worker_cpu = _cpu_seconds(state.pids["worker0"])
+                dask_cpu = sum(_cpu_seconds(state.pids[f"dask-worker{k}"]) for k in range(n))
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+                localcluster.down(root, purge=True)
+            out[f"dask_workers_{n}"] = {"wall_s": wall, "dask_task_s": task_s, "dask_cpu_s": dask_cpu,
+                                        "belcheer_worker_cpu_s": worker_cpu}
+            print(f"  {n} Dask worker(s): 4 jobs in {wall:.1f} s; tasks on Dask {task_s:.1f} s of task time, "
+                  f"{dask_cpu:.1f} s CPU; the belcheer worker's own CPU {worker_cpu:.1f} s", flush=True)
+    ratio = out["dask_workers_1"]["wall_s"] / out["dask_workers_2"]["wall_s"]
+    print(f"  1 → 2 Dask workers: {ratio:.2f}× faster (target 1.8×) on {os.cpu_count()} cores")
+    return {**out, "speedup": ratio, "cores": os.cpu_count()}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process and its running children have used so far
+    (a ``dask worker`` runs its worker in a child process under a nanny)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in (proc, *proc.children(recursive=True)):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="features,tiles")
+    ap.add_argument("--cases", default="features,tiles,workers")
     ap.add_argument("--tiles-area-ha", type=float, default=1.0, help="area of the tiles case's survey")
+    ap.add_argument("--workers-area-ha", type=float, default=2.0, help="area of each workers-case survey")
     ap.add_argument("--parcels", type=int, default=10000)
     ap.add_argument("--requests", type=int, default=40, help="requests per kind")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "cluster-results.json")
@@ -223,7 +314,7 @@ def main() -> None:
     results = {}
     for case in args.cases.split(","):
         print(f"== {case}", flush=True)
-        results[case] = {"features": features, "tiles": tiles}[case](args)
+        results[case] = {"features": features, "tiles": tiles, "workers": workers}[case](args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(f"results: {args.out}")
