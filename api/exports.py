@@ -22,11 +22,10 @@ import pyogrio
 import rasterio
 import rasterio.mask
 from rasterio.io import MemoryFile
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
+from belcheer.cog import to_cog
 from belcheer.errors import InputError
 from belcheer.models import Product
 from belcheer.storage import Stores
@@ -135,7 +134,7 @@ def clip_to_cog(product: Product, stores: Stores, geometry: BaseGeometry, geomet
             with mem.open(**profile) as ds:
                 ds.write(data)
             with mem.open() as ds:
-                cog_translate(ds, str(out), cog_profiles.get("deflate"), in_memory=True, quiet=True)
+                to_cog(ds, out)
         return Export(out.read_bytes(), "image/tiff; application=geotiff; profile=cloud-optimized",
                       f"{product.name}-clip.tif")
 

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from belcheer.cog import to_cog
 from belcheer.errors import ConfigError, CRSError, InputError, NotFoundError
 from belcheer.fileio import atomic_path, write_json_atomic
 from belcheer.grid import geobox_of_file
 from belcheer.models import Band, Product, ProductKind, Survey
 from belcheer.orthomosaic.build import MosaicResult, build_orthomosaic
-from belcheer.orthomosaic.render import write_cog
 from belcheer.progress import ProgressCallback
 from belcheer.types import FrameCorrection
 from belcheer.workspace import Workspace
@@ -195,7 +195,6 @@ def merge_rasters(paths: Sequence[Path], out_path: Path, *, resolution: float | 
     finally:
         for s in srcs:
             s.close()
-    dtype = str(data.dtype)
     tmp = Path(out_path).with_name(f".{Path(out_path).stem}.merge.tif")
     prof.update(driver="GTiff", height=data.shape[1], width=data.shape[2], transform=transform,
                 tiled=True, blockxsize=512, blockysize=512, compress="deflate")
@@ -206,7 +205,7 @@ def merge_rasters(paths: Sequence[Path], out_path: Path, *, resolution: float | 
                 if d:
                     dst.set_band_description(i, d)
                 dst.update_tags(i, **tags[i - 1])
-        write_cog(tmp, Path(out_path), dtype)
+        to_cog(tmp, Path(out_path))
     finally:
         tmp.unlink(missing_ok=True)
     bands = tuple(Band(d or f"band{i}") for i, d in enumerate(descs, 1))
@@ -240,7 +239,7 @@ def import_ortho(ws: Workspace, path: Path, survey: str | None = None) -> Produc
         ws.save_survey(Survey(name=name, captures=(), epsg=epsg, source_dir=path.parent),
                        {"imported_orthophoto": str(path)})
     with ws.writing_product(name, "orthomosaic") as (out, uri):
-        write_cog(path, out, dtype)
+        to_cog(path, out)
     defaults = ("red", "green", "blue") if count >= 3 and dtype == "uint8" else ()
     bands = []
     for i in range(count):

@@ -25,7 +25,7 @@ from scipy.spatial import cKDTree
 from shapely import STRtree, box
 from shapely.geometry.base import BaseGeometry
 
-from belcheer.fileio import atomic_path
+from belcheer.cog import to_cog
 from belcheer.memory import trim_memory
 from belcheer.models import Band
 from belcheer.orthomosaic.geometry import CameraModel, project
@@ -337,7 +337,7 @@ def render_mosaic(geobox: GeoBox, origin: tuple[float, float], cams: Sequence[Re
                 dst.update_tags(i, **tags)
             if dtype == "uint8" and nb == 3:
                 dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
-        write_cog(tmp, out_path, dtype)
+        to_cog(tmp, out_path)
     cb(1.0, "orthomosaic written")
     return seams
 
@@ -348,11 +348,3 @@ def seam_grid_step(shape: Sequence[int]) -> int:
     return max(1, max(int(shape[0]), int(shape[1])) // 1000)
 
 
-def write_cog(src_path: Path, out_path: Path, dtype: str) -> None:
-    """Convert a GeoTIFF into a COG (512 px tiles, internal overviews, DEFLATE + predictor, mask
-    and band metadata kept) with GDAL's COG driver, atomically."""
-    from rasterio.shutil import copy as rio_copy
-
-    with atomic_path(out_path) as tmp, rasterio.Env(GDAL_NUM_THREADS="2"):
-        rio_copy(src_path, tmp, driver="COG", BLOCKSIZE=512, COMPRESS="DEFLATE", PREDICTOR="YES",
-                 OVERVIEWS="IGNORE_EXISTING", OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER")

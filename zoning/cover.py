@@ -19,7 +19,6 @@ unmixed (a green share from NDVI needs NIR too).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,10 +144,8 @@ def cover_raster_file(reflectance: str | Path, out: str | Path, *, bands: Sequen
     (default: its band descriptions)."""
     import rasterio
     from rasterio.windows import Window
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
 
-    from belcheer.fileio import atomic_path
+    from belcheer.cog import cog_writer
 
     out = Path(out)
     with rasterio.open(reflectance) as src:
@@ -157,25 +154,17 @@ def cover_raster_file(reflectance: str | Path, out: str | Path, *, bands: Sequen
         models = endmember_models([b for b in names if all(b in em[c] for c in COVER_CLASSES)],
                                   endmembers)
         idx = [i + 1 for i, b in enumerate(names) if all(b in em[c] for c in COVER_CLASSES)]
-        profile = {"driver": "GTiff", "dtype": "float32", "count": 3, "width": src.width,
-                   "height": src.height, "crs": src.crs, "transform": src.transform,
-                   "nodata": float("nan"), "tiled": True, "blockxsize": 512, "blockysize": 512,
-                   "compress": "deflate"}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmpdir:
-            tmp = Path(tmpdir) / "cover.tif"
-            with rasterio.open(tmp, "w", **profile) as dst:
-                for row in range(0, src.height, block):
-                    for col in range(0, src.width, block):
-                        win = Window(col, row, min(block, src.width - col), min(block, src.height - row))
-                        r = np.ma.filled(src.read(idx, window=win, masked=True).astype("float64"), np.nan)
-                        dst.write(cover_fractions(r, models), window=win)
-                for i, name in enumerate(COVER_CLASSES, 1):
-                    dst.set_band_description(i, name)
-                dst.update_tags(kind="cover", units="fraction", method="linear spectral unmixing")
-            with atomic_path(out) as final:
-                cog_translate(str(tmp), str(final), cog_profiles.get("deflate"), quiet=True,
-                              overview_resampling="average", in_memory=False)
+        profile = {"dtype": "float32", "count": 3, "width": src.width, "height": src.height,
+                   "crs": src.crs, "transform": src.transform, "nodata": float("nan")}
+        with cog_writer(out, profile, overview_resampling="AVERAGE") as dst:
+            for row in range(0, src.height, block):
+                for col in range(0, src.width, block):
+                    win = Window(col, row, min(block, src.width - col), min(block, src.height - row))
+                    r = np.ma.filled(src.read(idx, window=win, masked=True).astype("float64"), np.nan)
+                    dst.write(cover_fractions(r, models), window=win)
+            for i, name in enumerate(COVER_CLASSES, 1):
+                dst.set_band_description(i, name)
+            dst.update_tags(kind="cover", units="fraction", method="linear spectral unmixing")
     return out
 
 

@@ -3,13 +3,12 @@
 Inputs are read window by window on the grid of the first input; other inputs on a different
 grid are warped onto it on the fly with a rasterio ``WarpedVRT`` (so two surveys of the same
 area line up pixel for pixel). The result goes to a tiled temporary GeoTIFF and is then
-translated to a COG with rio-cogeo, atomically.
+made a COG by belcheer.cog, atomically.
 """
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_translate
-from rio_cogeo.profiles import cog_profiles
 
-from belcheer.fileio import atomic_path
+from belcheer.cog import cog_writer
 
 BLOCK = 1024
 
@@ -47,23 +44,15 @@ def map_blocks_to_cog(inputs: Sequence[str | Path], out: str | Path, fn: BlockFn
                 WarpedVRT(s, crs=first.crs, transform=first.transform, width=first.width,
                           height=first.height, resampling=resampling, src_nodata=s.nodata,
                           nodata=np.nan if s.dtypes[0].startswith("float") else s.nodata)))
-        profile = {"driver": "GTiff", "dtype": dtype, "count": 1, "width": first.width,
-                   "height": first.height, "crs": first.crs, "transform": first.transform,
-                   "nodata": nodata, "tiled": True, "blockxsize": 512, "blockysize": 512,
-                   "compress": "deflate"}
-        tmpdir = stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None))
-        tmp = Path(tmpdir) / "blocks.tif"
-        with rasterio.open(tmp, "w", **profile) as dst:
+        profile = {"dtype": dtype, "count": 1, "width": first.width, "height": first.height,
+                   "crs": first.crs, "transform": first.transform, "nodata": nodata}
+        with cog_writer(out, profile, overview_resampling=overview_resampling) as dst:
             for row in range(0, first.height, block):
                 for col in range(0, first.width, block):
                     win = Window(col, row, min(block, first.width - col), min(block, first.height - row))
                     arrays = [_read(s, band, win) for s in srcs]
                     res = fn(arrays, win, first.window_transform(win))
                     dst.write(np.asarray(res, dtype=dtype), 1, window=win)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as final:
-            cog_translate(str(tmp), str(final), cog_profiles.get("deflate"), quiet=True,
-                          overview_resampling=overview_resampling, in_memory=False)
     return out
 
 
@@ -77,14 +66,11 @@ def write_array_cog(array: np.ndarray, out: str | Path, *, transform: Any, crs: 
                     nodata: float | int | None) -> Path:
     """Write one in-memory band as a COG (for arrays that are already in memory)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     h, w = array.shape
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmpdir:
-        tmp = Path(tmpdir) / "array.tif"
-        with rasterio.open(tmp, "w", driver="GTiff", dtype=dtype, count=1, width=w, height=h, crs=crs,
-                           transform=transform, nodata=nodata, tiled=True, blockxsize=256,
-                           blockysize=256, compress="deflate") as dst:
-            dst.write(array.astype(dtype), 1)
-        with atomic_path(out) as final:
-            cog_translate(str(tmp), str(final), cog_profiles.get("deflate"), quiet=True, in_memory=False)
+    profile = {"dtype": dtype, "count": 1, "width": w, "height": h, "crs": crs, "transform": transform,
+               "nodata": nodata}
+    # classes (integers) keep their values in the overviews; continuous values are averaged
+    resampling = "NEAREST" if np.issubdtype(np.dtype(dtype), np.integer) else "AVERAGE"
+    with cog_writer(out, profile, overview_resampling=resampling) as dst:
+        dst.write(array.astype(dtype), 1)
     return out

@@ -15,9 +15,9 @@ import pandas as pd
 import rasterio
 from exactextract import exact_extract
 from odc.geo.geobox import GeoBox
-from rasterio.shutil import copy as rio_copy
 from shapely.geometry import Polygon, box
 
+from belcheer.cog import cog_writer
 from belcheer.fileio import atomic_path
 from belcheer.simulate.flight import LonLatOf
 from belcheer.simulate.spectra import BANDS, WAVELENGTHS_NM, Cover, ndvi
@@ -41,23 +41,14 @@ _GDAL_ENV = {"GDAL_CACHEMAX": 64}
 
 @contextlib.contextmanager
 def _cog_writer(path: Path, geobox: GeoBox, count: int, dtype: str, nodata=None) -> Iterator:
-    """Yield an open, tiled GeoTIFF dataset; on exit copy it to ``path`` as a COG (ZSTD).
-
-    Written through a temporary GeoTIFF on disk because rasterio's direct COG writing keeps
-    the whole raster in memory until it closes."""
+    """Yield an open, tiled GeoTIFF dataset on ``geobox``; on exit it becomes the COG ``path``
+    (ZSTD level 1: the truth rasters are large and only read back by tests and benchmarks)."""
     h, w = geobox.shape
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": count, "dtype": dtype,
-               "crs": str(geobox.crs), "transform": geobox.transform, "nodata": nodata,
-               "tiled": True, "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"}
-    with rasterio.Env(**_GDAL_ENV), atomic_path(path) as tmp:
-        staging = tmp.with_name(tmp.name + ".staging.tif")
-        try:
-            with rasterio.open(staging, "w", **profile) as dst:
-                yield dst
-            rio_copy(staging, tmp, driver="COG", COMPRESS="ZSTD", LEVEL=1, BLOCKSIZE=512,
-                     BIGTIFF="IF_SAFER")
-        finally:
-            staging.unlink(missing_ok=True)
+    profile = {"width": w, "height": h, "count": count, "dtype": dtype, "crs": str(geobox.crs),
+               "transform": geobox.transform, "nodata": nodata}
+    with rasterio.Env(**_GDAL_ENV), cog_writer(path, profile, compress="ZSTD", level=1, predictor=False,
+                                               overview_resampling=None) as dst:
+        yield dst
 
 
 def write_reflectance_cog(path: Path, reflectance_u16: np.ndarray, geobox: GeoBox, scale: float) -> Path:
