@@ -839,6 +839,28 @@ def test_normal_texture_takes_the_default_detector_only(monkeypatch):
     np.testing.assert_allclose(f.points, np.float64([k.pt for k in kps]), atol=1e-3)
 
 
+def test_many_queries_matched_to_one_keypoint_count_once():
+    """A frame of faint ground keeps a few distinct keypoints (a target) among thousands of
+    noise-like ones: the ratio test sends crowds of another frame's keypoints to those few.
+    Each keypoint of the second frame is matched at most once (by its nearest query), so such
+    a crowd cannot pass USAC as a pair's "inliers"."""
+    from belcheer.orthomosaic.features import Features
+    from belcheer.orthomosaic.pairs import match_pair
+
+    rng = np.random.default_rng(5)
+
+    def sift_like(n):
+        d = rng.uniform(0, 1, (n, 128)).astype(np.float32)
+        return d / np.linalg.norm(d, axis=1, keepdims=True) * 512
+
+    hub = sift_like(1)
+    crowd = hub + rng.normal(0, 2, (40, 128)).astype(np.float32)
+    fa = Features("a", rng.uniform(0, 1000, (40, 2)), crowd, {"factor": 1.0})
+    fb = Features("b", rng.uniform(0, 1000, (601, 2)), np.vstack([hub, sift_like(600)]), {"factor": 1.0})
+    m = match_pair(fa, fb, 0, 1)
+    assert m.candidates == 1 and m.inliers == 0
+
+
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="malloc_trim is glibc's")
 def test_trim_memory_returns_freed_thread_memory():
