@@ -27,7 +27,7 @@ from belcheer.orthomosaic.consistency import (
     inconsistent_pairs,
     start_shifts,
 )
-from belcheer.orthomosaic.features import detect_all
+from belcheer.orthomosaic.features import MIN_FEATURES, detect_all
 from belcheer.orthomosaic.gcp import read_gcps
 from belcheer.orthomosaic.orientation import fix_yaw_flips, footprint, initial_orientation
 from belcheer.orthomosaic.pairs import blocks, candidate_pairs, match_all
@@ -269,9 +269,11 @@ def build_orthomosaic(survey: Survey, out_path: Path, *, resolution: float | Non
                 reason = "black frame (mean brightness below 8/255)"
             elif sharp[k] < 0.15 * med:
                 reason = f"blurry (sharpness {sharp[k]:.0f} vs survey median {med:.0f})"
-            elif len(f.points) < 50:
-                unmatched_reason[caps[k].id] = (f"too few features ({len(f.points)}: water, "
-                                                "uniform ground or over-exposed)")
+            elif len(f.points) < MIN_FEATURES:
+                unmatched_reason[caps[k].id] = (
+                    f"too few features ({len(f.points)}, also at SIFT contrast threshold "
+                    f"{f.quality.get('contrast_threshold', 0.04):g}: water, uniform ground or "
+                    "over-exposed)")
             if reason:
                 _drop(reason, caps[k], dropped)
                 keep_idx.remove(k)

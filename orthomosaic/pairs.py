@@ -92,6 +92,11 @@ def _match_to_index(fa: Features, fb: Features, index_b: cv2.flann_Index, i: int
     nn, dist2 = index_b.knnSearch(fa.descriptors, 2, params={"checks": 32})
     dist = np.sqrt(np.maximum(dist2, 0.0))
     good = np.flatnonzero(dist[:, 0] < ratio * dist[:, 1])
+    # one match per keypoint of b, its nearest query: against a frame of faint, noise-like
+    # descriptors (low-contrast ground) the ratio test passes whole crowds of queries onto
+    # its few distinct keypoints (a target, a stone), which USAC then fits as "inliers"
+    order = good[np.argsort(dist[good, 0], kind="stable")]
+    good = np.sort(order[np.unique(nn[order, 0], return_index=True)[1]])
     if len(good) < 12:
         return PairMatch(i, j, np.zeros((0, 2)), np.zeros((0, 2)), len(good))
     pa = fa.points[good]

@@ -780,6 +780,87 @@ def test_match_all_equals_pairwise_matching(tmp_path):
         assert np.abs(m.pi - m.pj).max() < 2.0
 
 
+def _textured_views(amplitude: float, shift: tuple[int, int] = (130, 45)):
+    """Two overlapping grey views (600×900) of one fine random texture of ``amplitude`` grey
+    levels about 92, the second shifted by ``shift`` (x, y) pixels."""
+    import cv2
+
+    rng = np.random.default_rng(18)
+    tex = cv2.GaussianBlur(rng.standard_normal((700, 1100)).astype(np.float32), (0, 0), 1.5)
+    scene = np.clip(92 + amplitude * tex / tex.std(), 0, 255).astype(np.uint8)
+    dx, dy = shift
+    return scene[20:620, 20:920], scene[20 + dy:620 + dy, 20 + dx:920 + dx]
+
+
+def _detect_view(monkeypatch, view: np.ndarray, name: str):
+    from types import SimpleNamespace
+
+    from belcheer.orthomosaic import features
+
+    monkeypatch.setattr(features, "feature_image",
+                        lambda capture, max_side: (view, 1.0, {"mean": float(view.mean()), "sharpness": 1.0}))
+    return features.detect(SimpleNamespace(id=name))
+
+
+def test_low_contrast_texture_is_detected_again_at_lower_contrast_and_matches(monkeypatch):
+    """A crop field's canopy seen from 60 m: textured but faint (σ 3 grey levels). OpenCV's
+    default contrast threshold finds (almost) nothing in it; the fallback thresholds find
+    enough, and they are true features: two overlapping views match at their real shift."""
+    import cv2
+
+    from belcheer.orthomosaic.build import MIN_INLIERS
+    from belcheer.orthomosaic.features import FALLBACK_BELOW, MIN_FEATURES
+    from belcheer.orthomosaic.pairs import match_pair
+
+    a, b = _textured_views(3.0)
+    assert len(cv2.SIFT_create(nfeatures=5000).detect(a, None)) < MIN_FEATURES  # the old detector
+    fa, fb = _detect_view(monkeypatch, a, "a"), _detect_view(monkeypatch, b, "b")
+    for f in (fa, fb):
+        assert len(f.points) >= FALLBACK_BELOW
+        assert f.quality["contrast_threshold"] < 0.04
+    m = match_pair(fa, fb, 0, 1)
+    assert m.inliers >= MIN_INLIERS
+    off = m.pi - m.pj - np.array([130.0, 45.0])  # a point at x in a is at x − shift in b
+    assert np.mean(np.hypot(*off.T) < 1.0) >= 0.9
+
+
+def test_normal_texture_takes_the_default_detector_only(monkeypatch):
+    """Frames with ordinary contrast are detected exactly as before: one SIFT pass at OpenCV's
+    default contrast threshold, the same keypoints."""
+    import cv2
+
+    from belcheer.orthomosaic.features import FALLBACK_BELOW
+
+    a, _ = _textured_views(25.0)
+    kps = cv2.SIFT_create(nfeatures=5000).detect(a, None)
+    assert len(kps) >= FALLBACK_BELOW
+    f = _detect_view(monkeypatch, a, "a")
+    assert f.quality["contrast_threshold"] == 0.04
+    np.testing.assert_allclose(f.points, np.float64([k.pt for k in kps]), atol=1e-3)
+
+
+def test_many_queries_matched_to_one_keypoint_count_once():
+    """A frame of faint ground keeps a few distinct keypoints (a target) among thousands of
+    noise-like ones: the ratio test sends crowds of another frame's keypoints to those few.
+    Each keypoint of the second frame is matched at most once (by its nearest query), so such
+    a crowd cannot pass USAC as a pair's "inliers"."""
+    from belcheer.orthomosaic.features import Features
+    from belcheer.orthomosaic.pairs import match_pair
+
+    rng = np.random.default_rng(5)
+
+    def sift_like(n):
+        d = rng.uniform(0, 1, (n, 128)).astype(np.float32)
+        return d / np.linalg.norm(d, axis=1, keepdims=True) * 512
+
+    hub = sift_like(1)
+    crowd = hub + rng.normal(0, 2, (40, 128)).astype(np.float32)
+    fa = Features("a", rng.uniform(0, 1000, (40, 2)), crowd, {"factor": 1.0})
+    fb = Features("b", rng.uniform(0, 1000, (601, 2)), np.vstack([hub, sift_like(600)]), {"factor": 1.0})
+    m = match_pair(fa, fb, 0, 1)
+    assert m.candidates == 1 and m.inliers == 0
+
+
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="malloc_trim is glibc's")
 def test_trim_memory_returns_freed_thread_memory():

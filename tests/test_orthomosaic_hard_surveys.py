@@ -57,8 +57,16 @@ def test_lake_frames_are_placed_by_gps_within_two_sigma(tmp_path: Path) -> None:
     _residuals_ok(rep)
     status = rep["frame_status"]
     gps_only = [c for c in poses.index if status[c] == "gps_only"]
-    # the frames over open water match nothing: placed by GPS, said so, with the expected error
-    assert set(gps_only) >= {c for c in over if poses.loc[c, "water_share"] >= 0.95}, (gps_only, list(over))
+    # the frames over open water match nothing: placed by GPS, said so, with the expected error;
+    # one that still sees a strip of shore may be tied by it (the low-contrast SIFT fallback
+    # finds the shore's features), and then it must sit where it truly is
+    assert set(gps_only) >= {c for c in over if poses.loc[c, "water_share"] >= 0.999}, (gps_only, list(over))
+    for c in over:
+        if poses.loc[c, "water_share"] >= 0.95 and status[c] == "adjusted":
+            x, y, _ = rep["camera_positions_utm"][c]
+            assert np.hypot(x - poses.loc[c, "x"], y - poses.loc[c, "y"]) <= 0.5, c
+        elif poses.loc[c, "water_share"] >= 0.95:
+            assert status[c] == "gps_only", c
     assert gps_only
     rows = {f["capture"]: f for f in rep["frames"]}
     for c in gps_only:
