@@ -864,25 +864,33 @@ def test_many_queries_matched_to_one_keypoint_count_once():
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="malloc_trim is glibc's")
 def test_trim_memory_returns_freed_thread_memory():
-    """Buffers a worker thread allocated and freed stay in its arena until trimmed."""
-    import threading
+    """Buffers a worker thread allocated and freed stay in its arena until trimmed. Measured in
+    a fresh interpreter: in the test process, earlier tests decide what the arenas hold."""
+    import subprocess
+    import sys
 
-    from belcheer.memory import trim_memory
+    code = """
+import threading
+from belcheer.memory import trim_memory
 
-    def rss_mb() -> float:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
-    def churn():
-        keep = [bytearray(64 * 1024) for _ in range(4000)]  # 250 MB in 64 kB blocks
-        del keep[:-1]  # the last block pins the top of the heap: no automatic return
+def churn():
+    keep = [bytearray(64 * 1024) for _ in range(4000)]  # 250 MB in 64 kB blocks
+    del keep[:-1]  # the last block pins the top of the heap: no automatic return
 
-    t = threading.Thread(target=churn)
-    t.start()
-    t.join()
-    before = rss_mb()
-    assert trim_memory()
-    assert rss_mb() < before - 100
+t = threading.Thread(target=churn)
+t.start()
+t.join()
+before = rss_mb()
+assert trim_memory()
+print(before - rss_mb())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) > 100  # MB given back to the system
 
 
 def test_frame_cache_is_bounded_by_memory():
