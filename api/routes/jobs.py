@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from belcheer import pipeline
 from belcheer.api import safety, uploads
 from belcheer.api.auth import User
 from belcheer.api.deps import require, runner, settings, workspace
@@ -40,25 +41,32 @@ class JobRequest(BaseModel):
 
 
 def _params(survey: str, **kw) -> dict:
+    """A job's parameters: a :class:`PipelineParams` (the one description of a pipeline run, as
+    the CLI and workers read it), stored as its dict."""
     from belcheer.indices.panel import parse_albedo
 
     safe_name(survey)
     albedo = parse_albedo(kw.get("panel_albedo"))  # a bad value or unknown serial: 400 now
-    return {"survey": survey, "frames_dir": None, "indices": kw.get("indices"), "epsg": kw.get("epsg"),
-            "resolution": kw.get("resolution"), "replace": bool(kw.get("replace")),
-            "panel_albedo": albedo, "panels": [p.strip() for p in kw.get("panels") or [] if p.strip()]}
+    params = pipeline.PipelineParams(
+        survey=survey, indices=kw.get("indices"), epsg=kw.get("epsg"), resolution=kw.get("resolution"),
+        replace=bool(kw.get("replace")), panel_albedo=albedo,
+        panels=tuple(p.strip() for p in kw.get("panels") or [] if p.strip()),
+        frames_dir=kw.get("frames_dir"), confine=kw.get("confine"))
+    return params.to_dict()
 
 
 @router.post("", status_code=202)
 def start_job(req: JobRequest, ws: Workspace = Depends(workspace), user: User = Depends(require("officer")),
               jobs: JobRunner = Depends(runner), cfg=Depends(settings)) -> dict:
     """Start ingest → calibrate → mosaic → indices → stats on a server-side folder (officers)."""
-    params = _params(req.survey, indices=req.indices, epsg=req.epsg, resolution=req.resolution,
-                     replace=req.replace, panel_albedo=req.panel_albedo, panels=req.panels)
+    frames = confine = None
     if req.frames_dir:
-        params["frames_dir"] = str(safety.allowed_folder(req.frames_dir, cfg.allowed_roots))
+        frames = safety.allowed_folder(req.frames_dir, cfg.allowed_roots)
         # ingest re-checks every path it reads against the roots (links may change meanwhile)
-        params["confine"] = [str(Path(r).resolve()) for r in cfg.allowed_roots]
+        confine = [Path(r).resolve() for r in cfg.allowed_roots]
+    params = _params(req.survey, indices=req.indices, epsg=req.epsg, resolution=req.resolution,
+                     replace=req.replace, panel_albedo=req.panel_albedo, panels=req.panels,
+                     frames_dir=frames, confine=confine)
     job = ws.catalog.add_job(PIPELINE_KIND, params, owner=user.username)
     jobs.start(job.id)
     return job_dict(ws.catalog.job(job.id))
