@@ -333,7 +333,7 @@ def test_replicas_starting_at_once_migrate_once(postgres_server, postgres_url, t
 def test_the_test_server_names_the_missing_debian_packages(monkeypatch, tmp_path):
     import pgserver
 
-    monkeypatch.setattr(pgserver, "PG_BIN", tmp_path / "no-postgres")
+    monkeypatch.setattr(pgserver.lc, "PG_BIN", tmp_path / "no-postgres")
     with pytest.raises(RuntimeError, match=r"no-postgres/initdb is missing: install the Debian packages "
                                            r"postgresql-15 and postgresql-15-postgis-3"):
         pgserver.start()
