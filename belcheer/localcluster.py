@@ -27,6 +27,7 @@ removes it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
@@ -37,7 +38,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -202,6 +203,22 @@ def wait_for_bucket(endpoint: str, access_key: str, secret_key: str, bucket: str
             last = str(e)
             time.sleep(0.5)
     raise ClusterError(f"SeaweedFS did not start at {endpoint}: {last}")
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """This process's environment with ``env`` set (a cluster's settings for an in-process
+    client, which reads them as the servers do); restored on exit."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def spawn(cmd: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path) -> subprocess.Popen:
@@ -377,16 +394,8 @@ def up(root: Path | str = ".cluster", *, api_replicas: int = 2, dask_workers: in
         from belcheer.workspace import open_workspace
 
         # the catalog's schema and the product bucket, made once here rather than raced by replicas
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with environment(env):
             open_workspace(root / "workspace", Settings()).catalog.close()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         procs = {}
         for k in range(state.api_replicas):
             port = state.ports[f"api{k}"]

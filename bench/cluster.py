@@ -30,6 +30,7 @@ Needs the Debian packages postgresql-15 and postgresql-15-postgis-3 (``make syst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -158,8 +159,6 @@ def features(args: argparse.Namespace) -> dict:
 
 
 def tiles(args: argparse.Namespace) -> dict:
-    import os
-
     import morecantile
     from fastapi.testclient import TestClient
     from rasterio.warp import transform_bounds
@@ -167,6 +166,7 @@ def tiles(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(REPO / "tests"))
     import s3server
 
+    from belcheer import localcluster
     from belcheer.api import create_app
     from belcheer.config import Settings
     from belcheer.pipeline import PipelineParams, run_pipeline
@@ -175,11 +175,9 @@ def tiles(args: argparse.Namespace) -> dict:
 
     tms = morecantile.tms.get("WebMercatorQuad")
     server = s3server.start()
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())
     out: dict = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="belcheer-bench-") as tmp:
+        with localcluster.environment(server.env()), tempfile.TemporaryDirectory(prefix="belcheer-bench-") as tmp:
             sim = simulate(Path(tmp) / "sim", camera="rgb", area_ha=args.tiles_area_ha, altitude_m=40)
             bodies: dict[str, list[bytes]] = {}
             for label, storage in (("local", None), ("s3", f"s3://{server.new_bucket()}/belcheer")):
@@ -207,11 +205,6 @@ def tiles(args: argparse.Namespace) -> dict:
                 bodies[label] = got
                 out[label] = {"tiles": len(urls), "seconds": dt, "tiles_s": len(urls) / dt}
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         s3server.stop(server)
     same = bodies["local"] == bodies["s3"]
     ratio = out["s3"]["tiles_s"] / out["local"]["tiles_s"]
@@ -244,9 +237,9 @@ def workers(args: argparse.Namespace) -> dict:
             state = localcluster.up(root, api_replicas=1, dask_workers=n, belcheer_workers=1,
                                     extra_env={"BELCHEER_ALLOWED_ROOTS": json.dumps([tmp]),
                                                "BELCHEER_JOB_SLOTS": "4"})
-            saved = {k: os.environ.get(k) for k in state.env()}
-            os.environ.update(state.env())
+            stack = contextlib.ExitStack()
             try:
+                stack.enter_context(localcluster.environment(state.env()))
                 add_user(open_workspace(settings=Settings()), "admin", password, "admin")
                 with httpx.Client(base_url=state.api_urls[0], timeout=60) as client:
                     r = client.post("/token", data={"username": "admin", "password": password})
@@ -271,11 +264,7 @@ def workers(args: argparse.Namespace) -> dict:
                 worker_cpu = _cpu_seconds(state.pids["worker0"])
                 dask_cpu = sum(_cpu_seconds(state.pids[f"dask-worker{k}"]) for k in range(n))
             finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+                stack.close()
                 localcluster.down(root, purge=True)
             out[f"dask_workers_{n}"] = {"wall_s": wall, "dask_task_s": task_s, "dask_cpu_s": dask_cpu,
                                         "belcheer_worker_cpu_s": worker_cpu}
