@@ -18,7 +18,8 @@ opencvenv.apply_environment()
 
 if TYPE_CHECKING:  # pragma: no cover
     from belcheer.config import Settings
-    from belcheer.workspace import Workspace, open_workspace
+    from belcheer.facade import NotebookWorkspace as Workspace
+    from belcheer.facade import open_workspace
 
 __version__ = "0.1.0"
 __all__ = ["Settings", "Workspace", "open_workspace", "__version__"]
@@ -31,8 +32,12 @@ def __getattr__(name: str) -> Any:
         from belcheer.config import Settings
 
         return Settings
-    if name in ("Workspace", "open_workspace"):
-        from belcheer import workspace
+    if name == "open_workspace":
+        from belcheer.facade import open_workspace
 
-        return getattr(workspace, name)
+        return open_workspace
+    if name == "Workspace":
+        from belcheer.facade import NotebookWorkspace
+
+        return NotebookWorkspace
     raise AttributeError(f"module 'belcheer' has no attribute {name!r}")

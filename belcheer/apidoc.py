@@ -17,8 +17,11 @@ from pathlib import Path
 MODULES: tuple[str, ...] = ("belcheer", "belcheer.ingest", "belcheer.simulate", "belcheer.orthomosaic",
                             "belcheer.indices", "belcheer.zoning", "belcheer.api")
 #: methods of the notebook facade listed beside the modules
-FACADE = ("belcheer.facade.SurveyView", ("reflectance", "orthomosaic", "index", "stats", "products",
-                                          "summary", "plot", "map"))
+#: the notebook classes and the methods listed for each, with what returns them
+FACADE = (("belcheer.facade.NotebookWorkspace", "`belcheer.open_workspace(path)`",
+           ("survey", "parcels", "timeseries")),
+          ("belcheer.facade.SurveyView", "`ws.survey(name)`",
+           ("reflectance", "orthomosaic", "index", "stats", "products", "summary", "plot", "map")))
 START, END = "<!-- section:apiref -->", "<!-- /section:apiref -->"
 
 
@@ -59,12 +62,12 @@ def reference() -> str:
                 continue
             out.append(_entry(f"{name}.{attr}", obj))
         out.append("")
-    cls_path, methods = FACADE
-    mod_name, cls_name = cls_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(mod_name), cls_name)
-    out += [f"### `{cls_path}` (what `ws.survey(name)` returns)", ""]
-    out += [_entry(f"{cls_name}.{m}", getattr(cls, m)) for m in methods]
-    out.append("")
+    for cls_path, made_by, methods in FACADE:
+        mod_name, cls_name = cls_path.rsplit(".", 1)
+        cls = getattr(importlib.import_module(mod_name), cls_name)
+        out += [f"### `{cls_path}` (what {made_by} returns)", ""]
+        out += [_entry(f"{cls_name}.{m}", getattr(cls, m)) for m in methods]
+        out.append("")
     return "\n".join(out)
 
 

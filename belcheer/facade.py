@@ -1,28 +1,37 @@
 """The agronomists' Python API: a survey bound to its workspace, returning xarray and geopandas.
 
-``ws = belcheer.open_workspace(path)``; ``survey = ws.survey("selenge-2026-07")`` gives a
+``ws = belcheer.open_workspace(path)`` gives a :class:`NotebookWorkspace` (the core
+:class:`~belcheer.workspace.Workspace` plus ``survey``, ``parcels`` and ``timeseries``);
+``survey = ws.survey("selenge-2026-07")`` gives a
 :class:`SurveyView` — a :class:`~belcheer.models.Survey` (every stage accepts it) that can also
 open its products lazily (``survey.reflectance()``, ``survey.index("ndvi")``), fetch its
 parcel statistics (``survey.stats()``), plot and map them. Nothing here computes: it calls the
 stages' public functions and opens their files.
+
+The dependency runs one way: this module builds on the core workspace and the stages; the core
+never imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from belcheer.errors import NotFoundError
 from belcheer.models import Product, ProductKind, Survey
+from belcheer.workspace import Workspace
+from belcheer.workspace import open_workspace as _open_core
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
+    import pandas as pd
     import xarray as xr
     from matplotlib.axes import Axes
 
-    from belcheer.workspace import Workspace
+    from belcheer.config import Settings
 
 #: chunk size of lazily opened products: the COGs' internal tile size
 CHUNK = 512
@@ -239,3 +248,33 @@ def timeseries(workspace: Workspace, parcel_id: str, index: str = "ndvi",
                        index=pd.to_datetime(frame["date"]), name=f"{index}_{stat}")
     series.index.name = "date"
     return series.sort_index()
+
+
+@dataclass
+class NotebookWorkspace(Workspace):
+    """The workspace as agronomists use it in Jupyter: surveys come back as :class:`SurveyView`,
+    parcels as a GeoDataFrame, a parcel's history as a Series. Everything else is the core
+    :class:`~belcheer.workspace.Workspace`, so every stage accepts it."""
+
+    def survey(self, name: str) -> SurveyView:
+        """The survey ``name`` bound to this workspace. Raises NotFoundError naming the known ones."""
+        return SurveyView.bind(self.load_survey(name), self)
+
+    def parcels(self, version: int | None = None) -> gpd.GeoDataFrame:
+        """The parcel layer (current version by default) as a GeoDataFrame in EPSG:4326."""
+        from belcheer.zoning import load_parcels
+
+        return load_parcels(self, version=version)
+
+    def timeseries(self, parcel_id: str, index: str = "ndvi", stat: str = "mean") -> pd.Series:
+        """A parcel's ``stat`` of ``index`` over every survey, indexed by survey date."""
+        return timeseries(self, parcel_id, index=index, stat=stat)
+
+
+def open_workspace(root: str | os.PathLike[str] | None = None, settings: Settings | None = None,
+                   catalog: str | None = None, storage: str | None = None) -> NotebookWorkspace:
+    """Open (creating if needed) the workspace at ``root``, else at ``settings.workspace``, for a
+    notebook: :func:`belcheer.workspace.open_workspace` (same arguments and errors) returning a
+    :class:`NotebookWorkspace`."""
+    ws = _open_core(root, settings=settings, catalog=catalog, storage=storage)
+    return NotebookWorkspace(root=ws.root, catalog=ws.catalog, store=ws.store)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from belcheer.errors import BelcheerError, ConfigError, ConflictError, CRSError
+from belcheer.models import Survey
 from belcheer.progress import ProgressCallback, scaled
 from belcheer.workspace import Workspace
 
@@ -74,10 +75,20 @@ class PipelineParams:
 
 @dataclass
 class _Context:
+    """What the stages of one run share: the survey is read from its manifest once (after
+    ingest, or at the start of a resumed run) and the calibration made by the calibrate stage
+    is the one the mosaic uses, instead of each stage reading them again."""
+
     ws: Workspace
     params: PipelineParams
     calibration: Any = None
-    outputs: dict[str, Any] = field(default_factory=dict)
+    _survey: Survey | None = None
+
+    @property
+    def survey(self) -> Survey:
+        if self._survey is None:
+            self._survey = self.ws.load_survey(self.params.survey)
+        return self._survey
 
 
 def _ingest(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
@@ -93,12 +104,11 @@ def _ingest(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
 
 
 def _calibrate(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
-    survey = ctx.ws.survey(ctx.params.survey)
-    if not survey.is_multispectral:
+    if not ctx.survey.is_multispectral:
         return {"skipped": "RGB camera: indices are relative"}
     from belcheer.indices.stored import survey_calibration
 
-    ctx.calibration, rec = survey_calibration(ctx.ws, ctx.params.survey,
+    ctx.calibration, rec = survey_calibration(ctx.ws, ctx.survey,
                                               panel_albedo=ctx.params.panel_albedo, source="pipeline")
     return calibration_report(rec)
 
@@ -116,10 +126,10 @@ def _mosaic(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
     from belcheer.orthomosaic import mosaic
 
     p = ctx.params
-    # a multispectral survey is mosaicked with its stored calibration (made by the calibrate
-    # stage, or now if that was skipped): the same one whichever path reaches this point
-    product = mosaic(ctx.ws, p.survey, resolution=p.resolution, epsg=p.epsg,
-                     scheduler=p.scheduler, progress=progress)
+    # a multispectral survey is mosaicked with the calibration the calibrate stage made (a
+    # resumed run: the stored one, or one made now if that stage was skipped)
+    product = mosaic(ctx.ws, ctx.survey, resolution=p.resolution, epsg=p.epsg,
+                     correction=ctx.calibration, scheduler=p.scheduler, progress=progress)
     meta = product.metadata
     # what the job report shows of the mosaic: never a silent partial result
     out: dict[str, Any] = {"product": product.name, "uri": product.uri,
@@ -137,9 +147,8 @@ def _indices(ctx: _Context, progress: ProgressCallback) -> dict[str, Any]:
     p = ctx.params
     names = p.indices
     if not names:
-        ms = ctx.ws.survey(p.survey).is_multispectral
-        names = DEFAULT_MS_INDICES if ms else DEFAULT_RGB_INDICES
-    products = compute_survey(ctx.ws, p.survey, list(names), scheduler=p.scheduler, progress=progress)
+        names = DEFAULT_MS_INDICES if ctx.survey.is_multispectral else DEFAULT_RGB_INDICES
+    products = compute_survey(ctx.ws, ctx.survey, list(names), scheduler=p.scheduler, progress=progress)
     return {"products": [pr.name for pr in products]}
 
 

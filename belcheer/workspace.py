@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from belcheer.catalog import Catalog
 from belcheer.catalog_url import open_catalog
@@ -43,12 +43,6 @@ from belcheer.storage import (
     open_store,
     product_key,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    import geopandas as gpd
-    import pandas as pd
-
-    from belcheer.facade import SurveyView
 
 
 @dataclass
@@ -150,12 +144,13 @@ class Workspace:
         self.catalog.add_survey(survey.name, path, survey.epsg, date, summary or {}, replace=True)
         return path
 
-    def survey(self, name: str) -> SurveyView:
-        """Load a survey manifest by name, bound to this workspace (see :mod:`belcheer.facade`)."""
-        from belcheer.facade import SurveyView
-
-        rec = self.catalog.survey(name)
-        return SurveyView.bind(read_manifest(rec.manifest), self)
+    def load_survey(self, survey: str | Survey) -> Survey:
+        """The survey ``survey`` names, read from its manifest; a :class:`Survey` already loaded
+        is returned as it is, so a caller that holds one (the pipeline) never reads it again.
+        Raises NotFoundError naming the known surveys."""
+        if isinstance(survey, Survey):
+            return survey
+        return read_manifest(self.catalog.survey(survey).manifest)
 
     def surveys(self) -> list[str]:
         return [s.name for s in self.catalog.surveys()]
@@ -165,19 +160,6 @@ class Workspace:
 
     def add_product(self, product: Product) -> Product:
         return self.catalog.add_product(product)
-
-    # -- notebook conveniences -------------------------------------------------------------
-    def parcels(self, version: int | None = None) -> gpd.GeoDataFrame:
-        """The parcel layer (current version by default) as a GeoDataFrame in EPSG:4326."""
-        from belcheer.zoning import load_parcels
-
-        return load_parcels(self, version=version)
-
-    def timeseries(self, parcel_id: str, index: str = "ndvi", stat: str = "mean") -> pd.Series:
-        """A parcel's ``stat`` of ``index`` over every survey, indexed by survey date."""
-        from belcheer.facade import timeseries
-
-        return timeseries(self, parcel_id, index=index, stat=stat)
 
 
 def open_workspace(root: str | os.PathLike[str] | None = None,

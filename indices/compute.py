@@ -41,7 +41,7 @@ from belcheer.indices.cog import (
     template_tags,
 )
 from belcheer.indices.formula import Formula, parse
-from belcheer.models import Band, Product
+from belcheer.models import Band, Product, Survey
 from belcheer.progress import ProgressCallback, no_progress
 
 if TYPE_CHECKING:
@@ -489,7 +489,7 @@ def _compute_dataarray(arr: xr.DataArray, indices: Sequence[str],
 
 
 
-def compute_survey(ws: Any, survey: str, indices: Sequence[str], *,
+def compute_survey(ws: Any, survey: str | Survey, indices: Sequence[str], *,
                    formulas: Mapping[str, str] | None = None, scheduler: str | Any | None = None,
                    progress: ProgressCallback | None = None, relative: bool = False) -> list[Product]:
     """Compute indices for a survey's ``reflectance`` product (else its ``orthomosaic``) and
@@ -500,12 +500,13 @@ def compute_survey(ws: Any, survey: str, indices: Sequence[str], *,
     reflectance mosaic made with an earlier calibration is refused. Indices from its DN mosaic
     exist only with ``relative=True`` and are flagged ``relative`` with the reason. RGB
     orthomosaics give relative indices: fine for patterns within one flight, not comparable
-    between dates.
+    between dates. ``survey`` is a survey's name or the survey itself, already loaded.
     """
     from belcheer.errors import NotFoundError, ProcessingError
     from belcheer.models import ProductKind
 
     multispectral = _is_multispectral(ws, survey)
+    survey = survey if isinstance(survey, str) else survey.name
     src = None
     if not relative:
         try:
@@ -562,12 +563,12 @@ def compute_survey(ws: Any, survey: str, indices: Sequence[str], *,
     return products
 
 
-def _is_multispectral(ws: Any, survey: str) -> bool:
+def _is_multispectral(ws: Any, survey: str | Survey) -> bool:
     """True when the survey's frames are a multispectral camera's (an imported orthophoto has
     no frames: it is taken as it is)."""
     from belcheer.errors import BelcheerError
 
     try:
-        return bool(ws.survey(survey).is_multispectral)
+        return bool(ws.load_survey(survey).is_multispectral)
     except BelcheerError:  # no such survey: the product lookup below says so
         return False

@@ -18,6 +18,7 @@ from typing import Any
 
 from belcheer.catalog import CalibrationRecord, now
 from belcheer.indices.calibration import Calibration, Method, calibrate
+from belcheer.models import Survey
 
 Albedo = float | Sequence[float] | Mapping[str, float] | None
 
@@ -77,18 +78,21 @@ def _same_albedo(rec: CalibrationRecord, albedo: Albedo) -> bool:
         list(rec.albedos.values()) == [float(v) for v in albedo]
 
 
-def survey_calibration(ws: Any, survey: str, *, method: Method = "auto", panel_albedo: Albedo = None,
+def survey_calibration(ws: Any, survey: str | Survey, *, method: Method = "auto", panel_albedo: Albedo = None,
                        panel_region: tuple[int, int, int, int] | None = None,
                        source: str = "automatic", recalibrate: bool = False,
                        ) -> tuple[Calibration, CalibrationRecord]:
     """The survey's calibration: the stored one unless ``recalibrate``, a different albedo, a
     panel region or a method other than ``auto`` asks for a new one; else calibrated now and
-    stored (``source`` says by whom). Returns the calibration and its record."""
+    stored (``source`` says by whom). ``survey`` is a survey's name or the survey itself,
+    already loaded. Returns the calibration and its record."""
+    loaded = survey if isinstance(survey, Survey) else None
+    survey = survey if isinstance(survey, str) else survey.name
     have = None if recalibrate or panel_region is not None else stored_calibration(ws, survey)
     if have is not None:
         cal, rec = have
         if (method in ("auto", rec.method)) and _same_albedo(rec, panel_albedo):
             return cal, rec
-    cal = calibrate(ws.survey(survey), method=method, panel_albedo=panel_albedo,
+    cal = calibrate(loaded or ws.load_survey(survey), method=method, panel_albedo=panel_albedo,
                     panel_region=panel_region)
     return cal, store_calibration(ws, survey, cal, source)

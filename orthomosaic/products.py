@@ -128,7 +128,7 @@ def _narrow_bands(sv: Survey) -> Survey:
     return dataclasses.replace(sv, captures=tuple(caps))
 
 
-def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg: int | None = None,
+def mosaic(ws: Workspace, survey: str | Survey, *, resolution: float | None = None, epsg: int | None = None,
            dsm: Path | None = None, gcp: Path | None = None, correction: FrameCorrection | None = None,
            relative: bool = False, scheduler: str | None = None,
            progress: ProgressCallback | None = None) -> Product:
@@ -138,9 +138,11 @@ def mosaic(ws: Workspace, survey: str, *, resolution: float | None = None, epsg:
     REFLECTANCE, float32) with its stored calibration — calibrated now and stored when it has
     none (the product's ``metadata["calibration"]`` says how) — or with ``correction`` when
     given. ``relative=True`` gives its DN mosaic instead (product ``orthomosaic``, flagged
-    relative). RGB: product ``orthomosaic`` (uint8, relative).
+    relative). RGB: product ``orthomosaic`` (uint8, relative). ``survey`` is a survey's name
+    or the survey itself, already loaded.
     """
-    sv: Survey = ws.survey(survey)
+    sv: Survey = ws.load_survey(survey)
+    survey = sv.name
     correction, calibration = _survey_correction(ws, survey, correction, relative, sv)
     if sv.is_multispectral:
         sv = _narrow_bands(sv)

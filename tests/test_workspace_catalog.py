@@ -158,7 +158,7 @@ def test_cli_ingest_into_a_postgis_catalog(postgres_url, tmp_path, monkeypatch, 
     assert rec.epsg == 32648 and rec.date == "2026-07-01" and rec.summary["frames"] == 3
     ws = open_workspace(ws_root, Settings())
     assert isinstance(ws.catalog, PostGISCatalog)
-    back = ws.survey("Сэлэнгэ-2026-07")
+    back = ws.load_survey("Сэлэнгэ-2026-07")
     assert [c.id for c in back.captures] == ["DJI_0000", "DJI_0001", "DJI_0002"]
     assert back.captures[0].pose.alt_rel_m == pytest.approx(80.0)
     # the same name again is a conflict, from the server's catalog
