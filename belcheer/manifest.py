@@ -67,6 +67,7 @@ def survey_to_frame(survey: Survey) -> gpd.GeoDataFrame:
                 "capture_id": cap.id,
                 "path": str(f.path),
                 "file": f.path.name,
+                "uri": f.uri,
                 "band": f.band.name,
                 "band_index": f.band_index,
                 "band_json": _dump(f.band),
@@ -114,6 +115,7 @@ def survey_from_frame(gdf: gpd.GeoDataFrame, name: str, epsg: int,
                 radiometry=Radiometry(**_tuples(rad)) if rad else Radiometry(),
                 tags=json.loads(r.tags_json) if r.tags_json else {},
                 problems=tuple(_problem(p) for p in json.loads(r.problems_json or "[]")),
+                uri=_s(getattr(r, "uri", None)),  # manifests written before frames were stored lack it
             ))
         first = group.iloc[0]
         geom = first.geometry

@@ -203,6 +203,9 @@ class Frame:
     #: vendor-specific identifiers and values not modelled above (XMP/EXIF names)
     tags: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
+    #: the frame's copy in the workspace's object store (``s3://…``) when products go there, so
+    #: that a machine without ``path`` (a Dask worker elsewhere) reads it from the store
+    uri: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", _frozen_map(self.tags))

@@ -26,6 +26,7 @@ Every store offers the same verbs:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -270,6 +271,32 @@ def open_store(url: str | None, root: Path) -> ProductStore:
     from belcheer.storage_s3 import S3Store
 
     return S3Store.from_url(url)
+
+
+def frame_key(survey: str, relative: str | os.PathLike[str]) -> str:
+    """The store key of a survey's frame file ``relative`` (its path below the ingested folder):
+    ``surveys/<survey>/frames/<relative>``; parts that could climb out are left out."""
+    from belcheer.fileio import safe_name
+
+    parts = [p for p in Path(relative).parts if p not in ("", ".", "..") and p != Path(relative).anchor]
+    return "/".join(["surveys", safe_name(survey), "frames", *parts])
+
+
+def frame_file(path: Path, uri: str | None) -> Path:
+    """The file to read a frame from on this machine: ``path`` when it is here, else the cached
+    copy of its object ``uri`` in the store (a Dask worker on a machine that never saw the
+    frames folder). The copy is named by URI and ETag, so every task on a worker shares one."""
+    if uri is None or Path(path).is_file():
+        return Path(path)
+    if storage_scheme(uri) == "file":
+        return uri_path(uri)
+    return cached_download(_bucket_store(urlsplit(uri).netloc), uri, default_cache_dir())
+
+
+@functools.lru_cache(maxsize=8)
+def _bucket_store(bucket: str) -> ProductStore:
+    # one client per bucket and process: opening one checks the bucket (a network round trip)
+    return open_store(f"s3://{bucket}", Path.cwd())
 
 
 def product_key(survey: str, name: str, suffix: str = ".tif") -> str:

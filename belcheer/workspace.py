@@ -40,6 +40,7 @@ from belcheer.storage import (
     ProductStore,
     Stores,
     file_uri,
+    frame_key,
     open_store,
     product_key,
 )
@@ -143,6 +144,33 @@ class Workspace:
         date = survey.date.date().isoformat() if survey.date else None
         self.catalog.add_survey(survey.name, path, survey.epsg, date, summary or {}, replace=True)
         return path
+
+    def store_frames(self, survey: Survey, folder: Path) -> Survey:
+        """The survey with each frame's file put into the product store (key
+        ``surveys/<survey>/frames/<path below folder>``) and its ``uri`` set, when the store is
+        not this workspace's folder: Dask workers and job workers on other machines then read
+        frames from the store, with no disk shared. With local files, the survey unchanged."""
+        if isinstance(self.store, FileStore) and self.store.root == self.root:
+            return survey
+        import dataclasses
+
+        base = Path(folder).expanduser().resolve()
+        captures = []
+        for cap in survey.captures:
+            frames = []
+            for fr in cap.frames:
+                if not Path(fr.path).is_file():  # ingest reported it; nothing to keep
+                    frames.append(fr)
+                    continue
+                try:
+                    rel: Path | str = Path(fr.path).resolve().relative_to(base)
+                except ValueError:  # a frame reached through a link out of the folder
+                    rel = Path(fr.path).name
+                uri = self.store.uri(frame_key(survey.name, rel))
+                self.store.put(Path(fr.path), uri)
+                frames.append(dataclasses.replace(fr, uri=uri))
+            captures.append(dataclasses.replace(cap, frames=tuple(frames)))
+        return dataclasses.replace(survey, captures=tuple(captures))
 
     def load_survey(self, survey: str | Survey) -> Survey:
         """The survey ``survey`` names, read from its manifest; a :class:`Survey` already loaded

@@ -35,6 +35,7 @@ from belcheer.indices.radiometry import (
     vendor_value,
 )
 from belcheer.models import Capture, Frame, Survey
+from belcheer.storage import frame_file
 
 Method = Literal["auto", "panel", "sensor", "both"]
 
@@ -64,7 +65,7 @@ def read_dn(frame: Frame) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # raw frames carry no geotransform
-        with rasterio.open(frame.path) as src:
+        with rasterio.open(frame_file(frame.path, frame.uri)) as src:
             return src.read(1)
 
 

@@ -241,6 +241,7 @@ def ingest(ws: Workspace, folder: Path | str, *, survey: str | None = None, epsg
         exc.summary = summarize(s)  # type: ignore[attr-defined]  # for `ingest --json` to print
         raise exc
     summary = summarize(s)
+    s = ws.store_frames(s, Path(folder))  # with an object store: workers elsewhere read them there
     ws.save_survey(s, summary, replace=replace)
     # the full validation report beside the manifest, for people and the web map
     write_json_atomic(ws.report_dir(s.name) / "ingest.json", summary)

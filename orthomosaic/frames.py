@@ -28,6 +28,7 @@ from belcheer.orthomosaic.bandalign import (
     warp_maps,
 )
 from belcheer.orthomosaic.geometry import CameraModel
+from belcheer.storage import frame_file
 from belcheer.types import FrameCorrection
 
 #: nominal centres of an RGB camera's broad bands, nm
@@ -115,7 +116,7 @@ def read_rgb(frame: Frame, factor: float = 1.0, gray: bool = False) -> np.ndarra
     ``factor``. JPEGs are decoded at 1/2, 1/4 or 1/8 scale where that suffices (the decoder
     skips the fine DCT coefficients: several times faster than decoding everything)."""
     k = _reduction(frame, factor)
-    img = cv2.imread(str(frame.path), _REDUCED[k][1 if gray else 0])
+    img = cv2.imread(str(frame_file(frame.path, frame.uri)), _REDUCED[k][1 if gray else 0])
     if img is None:
         raise InputError(f"cannot decode {frame.path}: the file is damaged or not an image")
     intr = frame.intrinsics
@@ -132,7 +133,7 @@ def capture_alignment(capture: Capture, measure: bool = True) -> dict[str, BandA
     if is_rgb_capture(capture):
         return None
     frames = {f.band.name: f for f in capture.frames}
-    images = {name: read_band(f.path) for name, f in frames.items()}
+    images = {name: read_band(frame_file(f.path, f.uri)) for name, f in frames.items()}
     return align_bands(images, frames, primary_frame(capture).band.name, measure=measure)
 
 
@@ -151,10 +152,10 @@ def read_capture(capture: Capture, alignment: dict[str, BandAlignment] | None,
         return _decimate(np.asarray(correction(fr, read_rgb(fr)), dtype=np.float32), factor)
     primary = primary_frame(capture)
     intr = primary.intrinsics
-    shape = (intr.height_px, intr.width_px) if intr else read_band(primary.path).shape
+    shape = (intr.height_px, intr.width_px) if intr else read_band(frame_file(primary.path, primary.uri)).shape
     layers = []
     for fr in sorted(capture.frames, key=lambda f: f.band_index):
-        raw = read_band(fr.path)
+        raw = read_band(frame_file(fr.path, fr.uri))
         val = np.asarray(correction(fr, raw), dtype=np.float32) if correction else raw.astype(np.float32)
         al = alignment[fr.band.name] if alignment else BandAlignment(fr.band.name, np.eye(3), 0, 0, "none")
         if al.flow is not None:
@@ -195,7 +196,7 @@ def feature_image(capture: Capture, max_side: int = 1400) -> tuple[np.ndarray, f
         mean = float(small.mean())
     else:
         fr = primary_frame(capture)
-        raw = read_band(fr.path)
+        raw = read_band(frame_file(fr.path, fr.uri))
         top = float(np.iinfo(raw.dtype).max) if np.issubdtype(raw.dtype, np.integer) else 1.0
         mean = float(np.nanmean(raw) / top * 255)
         intr = fr.intrinsics

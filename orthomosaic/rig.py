@@ -25,6 +25,7 @@ from belcheer.orthomosaic.bandalign import (
 )
 from belcheer.orthomosaic.frames import capture_alignment, primary_frame
 from belcheer.scheduler import compute
+from belcheer.storage import frame_file
 
 #: captures solved per survey; more adds cost without changing the median measurably
 DEFAULT_SAMPLE = 5
@@ -57,12 +58,12 @@ def measure(capture: Capture, alignment: dict[str, BandAlignment]) -> dict[str, 
     """Residual (px, windowed phase correlation) of ``alignment`` on ``capture``."""
     frames = {f.band.name: f for f in capture.frames}
     primary = primary_frame(capture).band.name
-    ref = undistort_band(read_band(frames[primary].path), frames[primary])
+    ref = undistort_band(read_band(frame_file(frames[primary].path, frames[primary].uri)), frames[primary])
     out = {primary: 0.0}
     for band, al in alignment.items():
         if band == primary or band not in frames:
             continue
-        ideal = undistort_band(read_band(frames[band].path), frames[band])
+        ideal = undistort_band(read_band(frame_file(frames[band].path, frames[band].uri)), frames[band])
         out[band] = round(alignment_residual(apply_alignment(ideal, al, ref.shape), ref)[0], 3)
     return out
 

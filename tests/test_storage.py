@@ -160,12 +160,24 @@ def _pixels(ws, product):
 
 @pytest.mark.slow
 def test_pipeline_on_s3_matches_files_and_serves_the_same_tiles(sim, s3_env, tmp_path):
+    import shutil
+
     from belcheer.api import create_app
+    from belcheer.pipeline import PipelineParams, run_pipeline
 
     files = open_workspace(tmp_path / "files")
     s3 = open_workspace(tmp_path / "s3", storage=s3_env)
     _run(files, sim)
-    _run(s3, sim)
+    # the S3 workspace ingests a card that is then taken away: the mosaic, indices and stats
+    # read every frame from the store, as a worker with no disk shared with the ingest would
+    card = tmp_path / "card"
+    shutil.copytree(sim.frames_dir, card)
+    run_pipeline(s3, PipelineParams(survey="s", frames_dir=card), stages=["ingest"])
+    frames = s3.load_survey("s").frames
+    assert frames and all(f.uri == f"{s3_env}/surveys/s/frames/{f.path.name}" for f in frames)
+    shutil.rmtree(card)
+    run_pipeline(s3, PipelineParams(survey="s", parcels=sim.parcels_path, scheduler="synchronous"),
+                 stages=["calibrate", "mosaic", "indices", "stats"])
     a = {p.name: p for p in files.catalog.products("s")}
     b = {p.name: p for p in s3.catalog.products("s")}
     assert set(a) == set(b) and {"orthomosaic", "vari"} <= set(a)
