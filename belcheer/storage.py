@@ -80,9 +80,10 @@ class ProductStore(Protocol):
         """A local temporary path to write to; put at ``uri`` only if the block succeeds."""
         ...
 
-    def put(self, local: Path, uri: str) -> ObjectInfo:
+    def put(self, local: Path, uri: str, *, keep: bool = False) -> ObjectInfo:
         """Store the finished local file ``local`` at ``uri`` atomically (readers see the old
-        object or the new one, never a part); ``local`` is consumed."""
+        object or the new one, never a part); ``local`` is consumed unless ``keep`` (an input,
+        such as a frame, is only ever copied)."""
         ...
 
     def stat(self, uri: str) -> ObjectInfo:
@@ -190,11 +191,14 @@ class FileStore:
         with atomic_path(target) as tmp:  # written beside the target, renamed into place
             yield tmp
 
-    def put(self, local: Path, uri: str) -> ObjectInfo:
+    def put(self, local: Path, uri: str, *, keep: bool = False) -> ObjectInfo:
         target = self.path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:
-            shutil.move(str(local), tmp)
+            if keep:
+                shutil.copyfile(local, tmp)
+            else:
+                shutil.move(str(local), tmp)
         return self.stat(uri)
 
     def stat(self, uri: str) -> ObjectInfo:

@@ -150,7 +150,7 @@ class S3Store:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def put(self, local: Path, uri: str) -> ObjectInfo:
+    def put(self, local: Path, uri: str, *, keep: bool = False) -> ObjectInfo:
         from boto3.s3.transfer import TransferConfig
 
         key = self.key(uri)
@@ -160,8 +160,9 @@ class S3Store:
                                      ExtraArgs={"ContentType": _content_type(key)})
         except Exception as e:  # noqa: BLE001
             raise self._fail(f"upload {uri}", e) from None
-        with contextlib.suppress(FileNotFoundError):
-            Path(local).unlink()
+        if not keep:
+            with contextlib.suppress(FileNotFoundError):
+                Path(local).unlink()
         return self.stat(uri)
 
     # -- reading --------------------------------------------------------------------------

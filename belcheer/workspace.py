@@ -167,7 +167,7 @@ class Workspace:
                 except ValueError:  # a frame reached through a link out of the folder
                     rel = Path(fr.path).name
                 uri = self.store.uri(frame_key(survey.name, rel))
-                self.store.put(Path(fr.path), uri)
+                self.store.put(Path(fr.path), uri, keep=True)  # the card's frames are inputs: copied
                 frames.append(dataclasses.replace(fr, uri=uri))
             captures.append(dataclasses.replace(cap, frames=tuple(frames)))
         return dataclasses.replace(survey, captures=tuple(captures))

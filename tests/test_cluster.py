@@ -149,6 +149,23 @@ def test_the_cluster_gives_what_the_embedded_default_gives(tmp_path, survey, clu
     assert after - before > 50  # the stages' tasks went through the cluster's scheduler
     products = {p.name: p for p in ws.catalog.products(SURVEY)}
     assert products["orthomosaic"].uri.startswith("s3://belcheer/products/")
+    # the frames went to S3 with the products, and a Dask worker reads one by its URI alone,
+    # with no file at its path: what a worker on another machine does
+    import hashlib
+
+    def _frame_digest_on_worker(uri: str) -> str:  # nested: sent by value, the test is no module there
+        import hashlib
+        from pathlib import Path
+
+        from belcheer.storage import frame_file
+
+        return hashlib.sha256(frame_file(Path("/nonexistent/frames/x.jpg"), uri).read_bytes()).hexdigest()
+
+    frame = ws.load_survey(SURVEY).frames[0]
+    assert frame.uri == f"s3://belcheer/products/surveys/{SURVEY}/frames/{frame.path.name}"
+    with Client(cluster.scheduler, set_as_default=False) as dask_client:
+        digest = dask_client.submit(_frame_digest_on_worker, frame.uri, pure=False).result()
+    assert digest == hashlib.sha256(frame.path.read_bytes()).hexdigest()
     assert type(ws.catalog).__name__ == "PostGISCatalog"
 
     # the same products, bit for bit, and the same statistics

@@ -49,6 +49,12 @@ def test_put_stat_open_list_delete(store, tmp_path):
     # another content: another ETag
     changed = store.put(_payload(tmp_path, b"II*\x00" + b"y" * 7000), uri)
     assert changed.etag != info.etag and changed.size == 7004
+    # a product's temporary file is consumed; an input put with keep=True is only copied
+    assert not (tmp_path / "src" / "a.tif").exists()
+    frame = _payload(tmp_path, b"frame bytes", "IMG_0001_1.tif")
+    kept = store.put(frame, store.uri("surveys/u/frames/IMG_0001_1.tif"), keep=True)
+    assert frame.read_bytes() == b"frame bytes" and kept.size == 11
+    store.delete(kept.uri)
     store.put(_payload(tmp_path, b"other", "b.tif"), store.uri("surveys/t/products/b.tif"))
     listed = store.list("surveys/s/")
     assert [o.uri for o in listed] == [uri] and listed[0].size == 7004
@@ -175,6 +181,10 @@ def test_pipeline_on_s3_matches_files_and_serves_the_same_tiles(sim, s3_env, tmp
     run_pipeline(s3, PipelineParams(survey="s", frames_dir=card), stages=["ingest"])
     frames = s3.load_survey("s").frames
     assert frames and all(f.uri == f"{s3_env}/surveys/s/frames/{f.path.name}" for f in frames)
+    # ingest only copied the card: every frame is still there, byte for byte
+    kept = sorted(p.relative_to(card) for p in card.rglob("*") if p.is_file())
+    assert kept == sorted(p.relative_to(sim.frames_dir) for p in sim.frames_dir.rglob("*") if p.is_file())
+    assert all((card / k).read_bytes() == (sim.frames_dir / k).read_bytes() for k in kept)
     shutil.rmtree(card)
     run_pipeline(s3, PipelineParams(survey="s", parcels=sim.parcels_path, scheduler="synchronous"),
                  stages=["calibrate", "mosaic", "indices", "stats"])
