@@ -244,7 +244,7 @@ def test_import_does_not_load_scikit_learn_or_matplotlib() -> None:
             "import belcheer; from belcheer import open_workspace; "
             "print(belcheer.Settings.__name__, belcheer.Workspace.__name__, open_workspace.__name__)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert out.stdout.split("\n")[:2] == ["[]", "Settings Workspace open_workspace"]
+    assert out.stdout.split("\n")[:2] == ["[]", "Settings NotebookWorkspace open_workspace"]
 
 
 def test_scaled_and_masked_rasters_match_exactextract(tmp_path: Path) -> None:
